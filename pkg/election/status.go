@@ -1,0 +1,66 @@
+package election
+
+import (
+	"sync"
+	"time"
+)
+
+// Status is what the engine tells publishers.
+type Status struct {
+	Election string
+	Backend  string
+	Identity string // this candidate
+	TTL      time.Duration
+
+	Leader       string    // the current leader's identity; empty when none is known
+	IsLeader     bool      // this candidate leads and its validity deadline has not passed
+	FencingToken int64     // the current term's token; 0 when no leader is known
+	Since        time.Time // wall-clock time the current term was observed to start
+
+	// Ready means the backend answered and an election outcome was observed.
+	Ready bool
+	// Changed is the monotonic time of this status change; for histories.
+	Changed time.Time
+}
+
+// Source is what publishers consume: the latest status and a channel that is
+// closed when it is replaced.
+type Source interface {
+	Status() (Status, <-chan struct{})
+}
+
+// broadcaster holds the latest Status. Readers never block writers, and a
+// slow reader simply sees the latest value when it looks again.
+type broadcaster struct {
+	mu      sync.Mutex
+	current Status
+	changed chan struct{}
+}
+
+func newBroadcaster(initial Status) *broadcaster {
+	return &broadcaster{current: initial, changed: make(chan struct{})}
+}
+
+// Status returns the latest status and a channel closed on the next change.
+func (b *broadcaster) Status() (Status, <-chan struct{}) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.current, b.changed
+}
+
+// update applies fn to the status and wakes readers if anything changed.
+func (b *broadcaster) update(fn func(*Status)) Status {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	next := b.current
+	fn(&next)
+	next.Changed = b.current.Changed
+	if next == b.current {
+		return next
+	}
+	next.Changed = time.Now()
+	b.current = next
+	close(b.changed)
+	b.changed = make(chan struct{})
+	return next
+}
