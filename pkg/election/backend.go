@@ -31,6 +31,10 @@ func (v Validity) IsZero() bool { return v.Sent.IsZero() }
 type Term struct {
 	Token    int64
 	Validity Validity
+	// Vacant is when the candidacy saw its predecessor go (monotonic clock);
+	// zero when it won without waiting. The engine reports the time from
+	// Vacant to leading as the takeover time.
+	Vacant time.Time
 }
 
 // Leader is the current leader as the backend sees it. An empty ID means no
