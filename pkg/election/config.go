@@ -1,0 +1,118 @@
+package election
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Defaults, written once.
+const (
+	DefaultTTL           = 10 * time.Second
+	DefaultDrift         = 0.01
+	DefaultMargin        = 300 * time.Millisecond
+	DefaultRetryMin      = 100 * time.Millisecond
+	DefaultRetryMax      = 5 * time.Second
+	DefaultResignTimeout = 5 * time.Second
+)
+
+// Config configures an Engine. Zero fields take the defaults given.
+type Config struct {
+	// Election names the election; required.
+	Election string
+	// Identity names this candidate; required. Peers and applications see it.
+	Identity string
+	// Backend implements the election; required.
+	Backend Backend
+	// TTL is the lease or lock lifetime. Default DefaultTTL.
+	TTL time.Duration
+	// Drift is the fraction of TTL allowed for clock-rate error between this
+	// process and the backend. Default DefaultDrift (1%).
+	Drift float64
+	// Margin covers scheduling delay: leadership is given up this long
+	// before the lease could expire. Default DefaultMargin.
+	Margin time.Duration
+	// RenewInterval is how often the lease is renewed. Default TTL/3.
+	RenewInterval time.Duration
+	// RetryMin and RetryMax bound the exponential backoff between failed
+	// attempts to start a candidacy or observe the leader. Defaults
+	// DefaultRetryMin and min(DefaultRetryMax, TTL/2).
+	RetryMin, RetryMax time.Duration
+	// ResignTimeout bounds a resignation. Default DefaultResignTimeout.
+	ResignTimeout time.Duration
+	// ResignHoldoff is how long a candidate that resigned on request waits
+	// before campaigning again, so a peer can take over. Default TTL.
+	ResignHoldoff time.Duration
+	// Logger receives the engine's logs. Default: discard.
+	Logger *slog.Logger
+	// Metrics receives measurements. Default: none.
+	Metrics Metrics
+}
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	if c.TTL == 0 {
+		c.TTL = DefaultTTL
+	}
+	if c.Drift == 0 {
+		c.Drift = DefaultDrift
+	}
+	if c.Margin == 0 {
+		c.Margin = DefaultMargin
+	}
+	if c.RenewInterval == 0 {
+		c.RenewInterval = c.TTL / 3
+	}
+	if c.RetryMin == 0 {
+		c.RetryMin = DefaultRetryMin
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = min(DefaultRetryMax, c.TTL/2)
+	}
+	if c.ResignTimeout == 0 {
+		c.ResignTimeout = DefaultResignTimeout
+	}
+	if c.ResignHoldoff == 0 {
+		c.ResignHoldoff = c.TTL
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Metrics == nil {
+		c.Metrics = nopMetrics{}
+	}
+	return c
+}
+
+// validity is how long after an acknowledged request was sent this
+// candidate may still claim leadership.
+func (c Config) validity(ttl time.Duration) time.Duration {
+	return time.Duration(float64(ttl)*(1-c.Drift)) - c.Margin
+}
+
+// validate checks the timing invariants: a renewal must fit well inside the
+// window in which leadership may be claimed, or the engine would step down
+// between renewals of a perfectly healthy lease.
+func (c Config) validate() error {
+	switch {
+	case c.Election == "":
+		return errors.New("election: election name is required")
+	case c.Identity == "":
+		return errors.New("election: identity is required")
+	case c.Backend == nil:
+		return errors.New("election: backend is required")
+	case c.TTL < 0 || c.Margin < 0 || c.RenewInterval < 0 || c.RetryMin < 0 || c.RetryMax < 0 ||
+		c.ResignTimeout < 0 || c.ResignHoldoff < 0:
+		return errors.New("election: durations must not be negative")
+	case c.Drift < 0 || c.Drift >= 0.5:
+		return fmt.Errorf("election: drift %v must be in [0, 0.5)", c.Drift)
+	case c.RetryMin > c.RetryMax:
+		return fmt.Errorf("election: retry minimum %v exceeds maximum %v", c.RetryMin, c.RetryMax)
+	}
+	if v := c.validity(c.TTL); v < 2*c.RenewInterval {
+		return fmt.Errorf("election: ttl %v leaves a validity window of %v (after %.0f%% drift and %v margin), "+
+			"which must be at least twice the renew interval %v", c.TTL, v, c.Drift*100, c.Margin, c.RenewInterval)
+	}
+	return nil
+}
