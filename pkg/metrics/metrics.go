@@ -1,0 +1,164 @@
+// Package metrics exposes the sidecar's Prometheus metrics on a dedicated
+// registry and implements election.Metrics.
+package metrics
+
+import (
+	"net/http"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/leader-elector/leader-elector/pkg/election"
+)
+
+const namespace = "leader_elector"
+
+// Info describes the running binary for the build_info gauge.
+type Info struct {
+	Version string // the sidecar's version
+	Backend string // the election backend's name
+}
+
+// Metrics is the Prometheus implementation of election.Metrics. It is safe
+// for concurrent use.
+type Metrics struct {
+	registry *prometheus.Registry
+
+	isLeader      prometheus.Gauge
+	transitions   prometheus.Counter
+	takeover      prometheus.Histogram
+	steppedDown   *prometheus.CounterVec
+	backendErrors *prometheus.CounterVec
+	publishErrors *prometheus.CounterVec
+
+	// mu guards leader, so that a transition is counted exactly once even
+	// when SetLeader is called concurrently.
+	mu     sync.Mutex
+	leader bool
+}
+
+var _ election.Metrics = (*Metrics)(nil)
+
+// New creates the metrics and registers them, with the Go runtime and process
+// collectors, on a fresh registry.
+func New(info Info) *Metrics {
+	m := &Metrics{
+		registry: prometheus.NewRegistry(),
+		isLeader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace,
+			Name:      "is_leader",
+			Help:      "1 while this candidate claims leadership, else 0.",
+		}),
+		transitions: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "leadership_transitions_total",
+			Help:      "Number of times is_leader changed value.",
+		}),
+		takeover: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace,
+			Name:      "takeover_seconds",
+			Help:      "Time from observing that no leader was left to this candidate leading.",
+			// 1 ms (a graceful hand-over on loopback) to 30 s (a crash
+			// failover with a long TTL).
+			Buckets: []float64{
+				0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+				1, 2.5, 5, 10, 20, 30,
+			},
+		}),
+		steppedDown: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "stepped_down_total",
+			Help:      "Number of times this candidate stopped leading, by reason.",
+		}, []string{"reason"}),
+		backendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "backend_errors_total",
+			Help:      "Number of failed backend operations, by operation.",
+		}, []string{"op"}),
+		publishErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "publish_errors_total",
+			Help:      "Number of failures to publish the election status, by publisher.",
+		}, []string{"publisher"}),
+	}
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace,
+		Name:      "build_info",
+		Help:      "Always 1; the labels describe the running sidecar.",
+		ConstLabels: prometheus.Labels{
+			"version":   info.Version,
+			"goversion": runtime.Version(),
+			"backend":   info.Backend,
+		},
+	})
+	buildInfo.Set(1)
+
+	// Create the label values the engine is documented to use, so that
+	// their series exist (at zero) before the first event; rate() and
+	// alerts on increase() then work from the start.
+	for _, r := range []string{"resigned", "deadline", "lost", "shutdown"} {
+		m.steppedDown.WithLabelValues(r)
+	}
+	for _, op := range []string{"grant", "campaign", "renew", "resign", "observe"} {
+		m.backendErrors.WithLabelValues(op)
+	}
+
+	m.registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildInfo,
+		m.isLeader,
+		m.transitions,
+		m.takeover,
+		m.steppedDown,
+		m.backendErrors,
+		m.publishErrors,
+	)
+	return m
+}
+
+// Registry returns the registry holding every metric of the sidecar; other
+// packages may register their own collectors on it.
+func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
+
+// Handler serves the registry in the Prometheus exposition formats.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
+}
+
+// SetLeader records whether this candidate claims leadership and counts a
+// transition when that changed.
+func (m *Metrics) SetLeader(isLeader bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if isLeader == m.leader {
+		return
+	}
+	m.leader = isLeader
+	m.transitions.Inc()
+	if isLeader {
+		m.isLeader.Set(1)
+	} else {
+		m.isLeader.Set(0)
+	}
+}
+
+// Takeover records how long it took this candidate to lead after the previous
+// leader was gone.
+func (m *Metrics) Takeover(d time.Duration) { m.takeover.Observe(d.Seconds()) }
+
+// SteppedDown counts a loss of leadership by reason.
+func (m *Metrics) SteppedDown(reason string) { m.steppedDown.WithLabelValues(reason).Inc() }
+
+// BackendError counts a failed backend operation.
+func (m *Metrics) BackendError(op string) { m.backendErrors.WithLabelValues(op).Inc() }
+
+// PublishError counts a failure of a publisher (for example "labels" or
+// "readiness-gate") to publish the status.
+func (m *Metrics) PublishError(publisher string) {
+	m.publishErrors.WithLabelValues(publisher).Inc()
+}

@@ -1,0 +1,165 @@
+package metrics
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func TestSetLeaderCountsTransitions(t *testing.T) {
+	m := New(Info{Version: "v1", Backend: "etcd"})
+	steps := []struct {
+		leader          bool
+		wantGauge       float64
+		wantTransitions float64
+	}{
+		{false, 0, 0}, // already a follower: no transition
+		{true, 1, 1},
+		{true, 1, 1}, // repeated: no transition
+		{false, 0, 2},
+		{true, 1, 3},
+	}
+	for i, s := range steps {
+		m.SetLeader(s.leader)
+		if got := testutil.ToFloat64(m.isLeader); got != s.wantGauge {
+			t.Errorf("step %d: is_leader = %v, want %v", i, got, s.wantGauge)
+		}
+		if got := testutil.ToFloat64(m.transitions); got != s.wantTransitions {
+			t.Errorf("step %d: transitions = %v, want %v", i, got, s.wantTransitions)
+		}
+	}
+}
+
+func TestSetLeaderConcurrent(t *testing.T) {
+	m := New(Info{})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() { m.SetLeader(true) })
+	}
+	wg.Wait()
+	if got := testutil.ToFloat64(m.transitions); got != 1 {
+		t.Errorf("transitions = %v, want 1", got)
+	}
+}
+
+func TestTakeover(t *testing.T) {
+	m := New(Info{})
+	m.Takeover(3 * time.Millisecond)
+	m.Takeover(2 * time.Second)
+	want := `
+# HELP leader_elector_takeover_seconds Time from observing that no leader was left to this candidate leading.
+# TYPE leader_elector_takeover_seconds histogram
+leader_elector_takeover_seconds_bucket{le="0.001"} 0
+leader_elector_takeover_seconds_bucket{le="0.0025"} 0
+leader_elector_takeover_seconds_bucket{le="0.005"} 1
+leader_elector_takeover_seconds_bucket{le="0.01"} 1
+leader_elector_takeover_seconds_bucket{le="0.025"} 1
+leader_elector_takeover_seconds_bucket{le="0.05"} 1
+leader_elector_takeover_seconds_bucket{le="0.1"} 1
+leader_elector_takeover_seconds_bucket{le="0.25"} 1
+leader_elector_takeover_seconds_bucket{le="0.5"} 1
+leader_elector_takeover_seconds_bucket{le="1"} 1
+leader_elector_takeover_seconds_bucket{le="2.5"} 2
+leader_elector_takeover_seconds_bucket{le="5"} 2
+leader_elector_takeover_seconds_bucket{le="10"} 2
+leader_elector_takeover_seconds_bucket{le="20"} 2
+leader_elector_takeover_seconds_bucket{le="30"} 2
+leader_elector_takeover_seconds_bucket{le="+Inf"} 2
+leader_elector_takeover_seconds_sum 2.003
+leader_elector_takeover_seconds_count 2
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "leader_elector_takeover_seconds"); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestSteppedDown(t *testing.T) {
+	m := New(Info{})
+	// Documented reasons exist before the first event.
+	for _, r := range []string{"resigned", "deadline", "lost", "shutdown"} {
+		if got := testutil.ToFloat64(m.steppedDown.WithLabelValues(r)); got != 0 {
+			t.Errorf("stepped_down_total{reason=%q} = %v before any event, want 0", r, got)
+		}
+	}
+	m.SteppedDown("deadline")
+	m.SteppedDown("deadline")
+	m.SteppedDown("lost")
+	for reason, want := range map[string]float64{"deadline": 2, "lost": 1, "resigned": 0, "shutdown": 0} {
+		if got := testutil.ToFloat64(m.steppedDown.WithLabelValues(reason)); got != want {
+			t.Errorf("stepped_down_total{reason=%q} = %v, want %v", reason, got, want)
+		}
+	}
+}
+
+func TestBackendError(t *testing.T) {
+	m := New(Info{})
+	m.BackendError("renew")
+	m.BackendError("renew")
+	m.BackendError("observe")
+	for op, want := range map[string]float64{"renew": 2, "observe": 1, "grant": 0, "campaign": 0, "resign": 0} {
+		if got := testutil.ToFloat64(m.backendErrors.WithLabelValues(op)); got != want {
+			t.Errorf("backend_errors_total{op=%q} = %v, want %v", op, got, want)
+		}
+	}
+}
+
+func TestPublishError(t *testing.T) {
+	m := New(Info{})
+	if got := testutil.CollectAndCount(m.publishErrors); got != 0 {
+		t.Fatalf("publish_errors_total has %d series before any error, want 0", got)
+	}
+	m.PublishError("labels")
+	m.PublishError("labels")
+	m.PublishError("readiness-gate")
+	if got := testutil.ToFloat64(m.publishErrors.WithLabelValues("labels")); got != 2 {
+		t.Errorf(`publish_errors_total{publisher="labels"} = %v, want 2`, got)
+	}
+	if got := testutil.ToFloat64(m.publishErrors.WithLabelValues("readiness-gate")); got != 1 {
+		t.Errorf(`publish_errors_total{publisher="readiness-gate"} = %v, want 1`, got)
+	}
+}
+
+func TestBuildInfo(t *testing.T) {
+	m := New(Info{Version: "v1.2.3", Backend: "redis"})
+	want := `
+# HELP leader_elector_build_info Always 1; the labels describe the running sidecar.
+# TYPE leader_elector_build_info gauge
+leader_elector_build_info{backend="redis",goversion="` + runtime.Version() + `",version="v1.2.3"} 1
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "leader_elector_build_info"); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestHandlerServesRegistry(t *testing.T) {
+	m := New(Info{Version: "v1", Backend: "etcd"})
+	m.SetLeader(true)
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("status = %d, want 200", rec.Code)
+	}
+	body, err := io.ReadAll(rec.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"leader_elector_is_leader 1\n",
+		"leader_elector_leadership_transitions_total 1\n",
+		`leader_elector_backend_errors_total{op="renew"} 0` + "\n",
+		"go_goroutines ",
+		"process_start_time_seconds ",
+		"promhttp_metric_handler_errors_total",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics output lacks %q", want)
+		}
+	}
+}
