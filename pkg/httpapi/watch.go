@@ -1,0 +1,84 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// handleWatch streams the status as server-sent events: one "status" event at
+// once, then one per change, with comment lines in between to keep idle
+// connections open. Changes that happen faster than the client reads are
+// coalesced: every event carries the latest status.
+func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	// The server's timeouts suit short requests. A stream lives as long as
+	// its client, so lift the read deadline (when it passes, the server
+	// cancels the request) and give each write its own deadline instead.
+	if err := rc.SetReadDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		s.log.Warn("watch: lift read deadline", "err", err)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no") // keep reverse proxies from buffering the stream
+	if r.Method == http.MethodHead {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	// Leave the server time to finish the response after the last write.
+	defer s.extendWriteDeadline(rc)
+
+	ctx := r.Context()
+	ticker := time.NewTicker(s.keepAlive)
+	defer ticker.Stop()
+
+	st, changed := s.elector.Status()
+	for id := uint64(1); ; id++ {
+		data, err := json.Marshal(toJSON(st))
+		if err != nil {
+			s.log.Error("watch: encode status", "err", err)
+			return
+		}
+		if err := s.send(rc, w, fmt.Appendf(nil, "id: %d\nevent: status\ndata: %s\n\n", id, data)); err != nil {
+			s.log.Debug("watch: client gone", "err", err)
+			return
+		}
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+				st, changed = s.elector.Status()
+				break wait
+			case <-ticker.C:
+				if err := s.send(rc, w, []byte(": keep-alive\n\n")); err != nil {
+					s.log.Debug("watch: client gone", "err", err)
+					return
+				}
+			}
+		}
+	}
+}
+
+// send writes b and flushes it to the client within the write timeout.
+func (s *Server) send(rc *http.ResponseController, w http.ResponseWriter, b []byte) error {
+	s.extendWriteDeadline(rc)
+	if _, err := w.Write(b); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	if err := rc.Flush(); err != nil {
+		return fmt.Errorf("flush: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) extendWriteDeadline(rc *http.ResponseController) {
+	err := rc.SetWriteDeadline(time.Now().Add(s.timeouts.write))
+	if err != nil && !errors.Is(err, http.ErrNotSupported) {
+		s.log.Debug("watch: extend write deadline", "err", err)
+	}
+}
