@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -111,4 +112,21 @@ func (o *Options) tlsConfig() (*tls.Config, error) {
 		return nil, nil
 	}
 	return info.ClientConfig()
+}
+
+// Complete fills Password from PasswordFile, or else from envPassword (the
+// caller's environment variable). Call it before Validate.
+func (o *Options) Complete(envPassword string) error {
+	if o.PasswordFile != "" {
+		b, err := os.ReadFile(o.PasswordFile)
+		if err != nil {
+			return fmt.Errorf("--etcd-password-file: %w", err)
+		}
+		o.Password = strings.TrimRight(string(b), "\r\n")
+		return nil
+	}
+	if o.Password == "" {
+		o.Password = envPassword
+	}
+	return nil
 }

@@ -1,0 +1,183 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/leader-elector/leader-elector/pkg/election"
+	"github.com/leader-elector/leader-elector/pkg/election/etcd"
+)
+
+// EnvPrefix prefixes the environment variable of every flag:
+// --etcd-endpoints is also LEADER_ELECTOR_ETCD_ENDPOINTS.
+const EnvPrefix = "LEADER_ELECTOR_"
+
+// Defaults, written once.
+const (
+	defaultHTTP    = ":4040"
+	defaultBackend = "etcd"
+)
+
+// config is the sidecar's parsed command line.
+type config struct {
+	Backend           string
+	Election          string
+	ElectionNamespace string
+	ID                string
+	TTL               time.Duration
+	HTTP              string
+	LogFormat         string
+	LogLevel          slog.Level
+
+	Etcd etcd.Options
+}
+
+// envFunc reads an environment variable.
+type envFunc func(string) string
+
+// electionName is a valid Kubernetes label value, so the name can also label pods.
+var electionName = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
+
+// newFlagSet registers every flag on a fresh set bound to cfg.
+func newFlagSet(cfg *config, logLevel *string) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("sidecar", pflag.ContinueOnError)
+	fs.SortFlags = false
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&cfg.Backend, "backend", defaultBackend, "election backend: etcd")
+	fs.StringVar(&cfg.Election, "election", "", "name of the election (required)")
+	fs.StringVar(&cfg.ElectionNamespace, "election-namespace", "", "Kubernetes namespace of the election's pods (default: the pod's namespace)")
+	fs.StringVar(&cfg.ID, "id", "", "this candidate's identity (default: $POD_NAME, else the hostname)")
+	fs.DurationVar(&cfg.TTL, "ttl", election.DefaultTTL, "lease time-to-live; a crashed leader is replaced after about this long")
+	fs.StringVar(&cfg.HTTP, "http", defaultHTTP, "address of the local HTTP API; empty disables it")
+	fs.StringVar(&cfg.LogFormat, "log-format", "json", "log format: json or text")
+	fs.StringVar(logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	cfg.Etcd.AddFlags(fs)
+	return fs
+}
+
+// parseConfig reads flags, then the environment for flags not given, then
+// derived defaults, and validates the result without contacting anything.
+func parseConfig(args []string, getenv envFunc) (*config, error) {
+	cfg := &config{}
+	var logLevel string
+	fs := newFlagSet(cfg, &logLevel)
+	if err := fs.Parse(contribArgs(args)); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err := applyEnv(fs, getenv); err != nil {
+		return nil, err
+	}
+	if err := cfg.Etcd.Complete(getenv(EnvPrefix + "ETCD_PASSWORD")); err != nil {
+		return nil, err
+	}
+	if cfg.ID == "" {
+		cfg.ID = getenv("POD_NAME")
+	}
+	if cfg.ID == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("--id not given and the hostname is unknown: %w", err)
+		}
+		cfg.ID = host
+	}
+	if err := cfg.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
+	}
+	return cfg, cfg.validate()
+}
+
+// validate checks everything a flag can get wrong. Each error names its flag.
+func (c *config) validate() error {
+	switch {
+	case c.Election == "":
+		return errors.New("--election is required")
+	case !electionName.MatchString(c.Election):
+		return fmt.Errorf("--election %q: use at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit", c.Election)
+	case strings.TrimSpace(c.ID) == "" || len(c.ID) > 253:
+		return fmt.Errorf("--id %q must be 1 to 253 characters", c.ID)
+	case c.TTL <= 0:
+		return fmt.Errorf("--ttl must be positive, got %v", c.TTL)
+	case c.LogFormat != "json" && c.LogFormat != "text":
+		return fmt.Errorf("--log-format %q: want json or text", c.LogFormat)
+	}
+	if c.HTTP != "" {
+		if _, _, err := net.SplitHostPort(c.HTTP); err != nil {
+			return fmt.Errorf("--http %q: want host:port or :port", c.HTTP)
+		}
+	}
+	switch c.Backend {
+	case "etcd":
+		if c.TTL < etcd.MinTTL {
+			return fmt.Errorf("--ttl %v is below etcd's minimum lease of %v", c.TTL, etcd.MinTTL)
+		}
+		if c.TTL%time.Second != 0 {
+			return fmt.Errorf("--ttl %v: etcd leases are whole seconds", c.TTL)
+		}
+		return c.Etcd.Validate()
+	default:
+		return fmt.Errorf("--backend %q: want etcd", c.Backend)
+	}
+}
+
+// applyEnv sets every flag not given on the command line from its
+// environment variable, if set.
+func applyEnv(fs *pflag.FlagSet, getenv envFunc) error {
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if err != nil || f.Changed {
+			return
+		}
+		name := EnvPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		v := getenv(name)
+		if v == "" {
+			return
+		}
+		if serr := fs.Set(f.Name, v); serr != nil {
+			err = fmt.Errorf("%s (for --%s): %w", name, f.Name, serr)
+		}
+	})
+	return err
+}
+
+var singleDashLong = regexp.MustCompile(`^-[A-Za-z][-A-Za-z0-9]+(=.*)?$`)
+
+// contribArgs accepts the single-dash long flags (-election=x) of the
+// contrib leader-elector image, which used Go's flag package, by turning
+// them into double-dash ones. pflag would read them as shorthand clusters.
+func contribArgs(args []string) []string {
+	out := make([]string, len(args))
+	done := false
+	for i, a := range args {
+		if a == "--" {
+			done = true
+		}
+		if !done && singleDashLong.MatchString(a) {
+			a = "-" + a
+		}
+		out[i] = a
+	}
+	return out
+}
+
+// usage prints the flags.
+func usage(w io.Writer) {
+	cfg := &config{}
+	var lvl string
+	fs := newFlagSet(cfg, &lvl)
+	fmt.Fprintf(w, "Usage: sidecar [flags]        run the sidecar\n       sidecar demo [flags]   run a local demo on an embedded etcd\n       sidecar version\n\nFlags (each also settable as %s<FLAG>, e.g. %sELECTION):\n", EnvPrefix, EnvPrefix)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fmt.Fprintf(w, "\nSecrets come from the environment or a file, never a flag: %sETCD_PASSWORD or --etcd-password-file.\n", EnvPrefix)
+}

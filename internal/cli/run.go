@@ -1,0 +1,173 @@
+// Package cli is the sidecar's command line: it parses flags and the
+// environment into a config, builds the backend, the engine and the
+// publishers, and runs them until a signal arrives.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"sync"
+	"syscall"
+
+	"github.com/leader-elector/leader-elector/internal/demo"
+	"github.com/leader-elector/leader-elector/pkg/election"
+	"github.com/leader-elector/leader-elector/pkg/election/etcd"
+	"github.com/leader-elector/leader-elector/pkg/httpapi"
+	"github.com/leader-elector/leader-elector/pkg/metrics"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+// Main runs the command line with the process's arguments, environment and
+// signals, and returns the exit code.
+func Main() int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+}
+
+// Run is the whole program: args without the program name, the environment
+// as a lookup function, and where to write. It returns the exit code.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "demo":
+			return runDemo(ctx, args[1:], stdout, stderr)
+		case "version":
+			fmt.Fprintln(stdout, version())
+			return exitOK
+		case "help", "-h", "--help":
+			usage(stdout)
+			return exitOK
+		}
+	}
+	cfg, err := parseConfig(args, getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "sidecar: %v\n", err)
+		fmt.Fprintln(stderr, "Run 'sidecar --help' for the flags.")
+		return exitUsage
+	}
+	log := newLogger(cfg, stderr)
+	if err := run(ctx, cfg, log); err != nil {
+		log.Error("sidecar failed", "err", err)
+		return exitError
+	}
+	return exitOK
+}
+
+// run wires the backend, engine and publishers and runs them until ctx ends.
+func run(ctx context.Context, cfg *config, log *slog.Logger) error {
+	m := metrics.New(metrics.Info{Version: version(), Backend: cfg.Backend})
+
+	var api *httpapi.Server
+	if cfg.HTTP != "" {
+		api = httpapi.New(httpapi.Config{Addr: cfg.HTTP, Metrics: m.Handler(), Logger: log})
+		// Bind before contacting the backend, so a port clash fails fast
+		// and touches nothing.
+		if err := api.Listen(); err != nil {
+			return fmt.Errorf("--http %s: %w", cfg.HTTP, err)
+		}
+	}
+
+	backend, err := etcd.New(cfg.Etcd, cfg.Election, cfg.ID, cfg.TTL, log)
+	if err != nil {
+		if api != nil {
+			api.Close()
+		}
+		return err
+	}
+	defer backend.Close()
+
+	engine, err := election.New(election.Config{
+		Election: cfg.Election,
+		Identity: cfg.ID,
+		Backend:  backend,
+		TTL:      cfg.TTL,
+		Logger:   log,
+		Metrics:  m,
+	})
+	if err != nil {
+		if api != nil {
+			api.Close()
+		}
+		return err
+	}
+	log.Info("starting", "election", cfg.Election, "identity", cfg.ID, "backend", backend.Name(),
+		"ttl", cfg.TTL, "http", cfg.HTTP, "version", version())
+
+	// Publishers stop after the engine, so they report its final step-down.
+	pubCtx, stopPublishers := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPublishers()
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	if api != nil {
+		wg.Go(func() {
+			if err := api.Serve(pubCtx, engine); err != nil {
+				errs <- fmt.Errorf("http: %w", err)
+			}
+		})
+	}
+
+	engineCtx, stopEngine := context.WithCancel(ctx)
+	defer stopEngine()
+	engineDone := make(chan error, 1)
+	go func() { engineDone <- engine.Run(engineCtx) }()
+
+	var runErr error
+	select {
+	case runErr = <-errs:
+		stopEngine()
+		<-engineDone
+	case runErr = <-engineDone:
+	}
+	stopPublishers()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		runErr = errors.Join(runErr, err)
+	}
+	if runErr == nil {
+		log.Info("stopped")
+	}
+	return runErr
+}
+
+func newLogger(cfg *config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// version is the module version stamped by the build, or "devel".
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	opts, err := parseDemoFlags(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "sidecar demo: %v\n", err)
+		return exitUsage
+	}
+	if err := demo.Run(ctx, opts, stdout); err != nil {
+		fmt.Fprintf(stderr, "sidecar demo: %v\n", err)
+		return exitError
+	}
+	return exitOK
+}

@@ -1,0 +1,363 @@
+package etcd_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+
+	"github.com/leader-elector/leader-elector/internal/testutil/etcdtest"
+	"github.com/leader-elector/leader-elector/pkg/election"
+	"github.com/leader-elector/leader-elector/pkg/election/etcd"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const (
+	ttl  = 2 * time.Second
+	wait = 20 * time.Second // generous bound for anything that should take well under a second
+)
+
+// candidate is an engine running in the background, with every status it
+// published recorded.
+type candidate struct {
+	id      string
+	engine  *election.Engine
+	backend *etcd.Backend
+	stop    func()
+
+	mu      sync.Mutex
+	history []election.Status
+}
+
+func startCandidate(t *testing.T, endpoints []string, id string) *candidate {
+	t.Helper()
+	opts := etcd.Options{Endpoints: endpoints, Prefix: etcd.DefaultPrefix, DialTimeout: 2 * time.Second}
+	b, err := etcd.New(opts, "test", id, ttl, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := election.New(election.Config{Election: "test", Identity: id, Backend: b, TTL: ttl,
+		RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &candidate{id: id, engine: e, backend: b}
+	ctx, cancel := context.WithCancel(context.Background())
+	recCtx, stopRecording := context.WithCancel(context.Background())
+	var run, rec sync.WaitGroup
+	run.Go(func() {
+		if err := e.Run(ctx); err != nil {
+			t.Errorf("%s: Run: %v", id, err)
+		}
+	})
+	rec.Go(func() { c.record(recCtx) })
+	var once sync.Once
+	c.stop = func() {
+		once.Do(func() {
+			cancel()
+			run.Wait()
+			stopRecording()
+			rec.Wait()
+			b.Close()
+		})
+	}
+	t.Cleanup(c.stop)
+	return c
+}
+
+// record appends every status until ctx ends, and the final one then.
+func (c *candidate) record(ctx context.Context) {
+	for {
+		st, changed := c.engine.Status()
+		c.mu.Lock()
+		c.history = append(c.history, st)
+		c.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			st, _ := c.engine.Status()
+			c.mu.Lock()
+			c.history = append(c.history, st)
+			c.mu.Unlock()
+			return
+		case <-changed:
+		}
+	}
+}
+
+// waitStatus waits until the candidate's status satisfies ok.
+func (c *candidate) waitStatus(t *testing.T, what string, ok func(election.Status) bool) election.Status {
+	t.Helper()
+	deadline := time.After(wait)
+	for {
+		st, changed := c.engine.Status()
+		if ok(st) {
+			return st
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("%s: timed out waiting for %s; last status %+v", c.id, what, st)
+		}
+	}
+}
+
+func isLeader(s election.Status) bool { return s.IsLeader }
+
+func newClient(t *testing.T, endpoints []string) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// leaderKey returns the key and create revision of the candidate with the given identity.
+func candidateKey(t *testing.T, cli *clientv3.Client, id string) (string, int64) {
+	t.Helper()
+	resp, err := cli.Get(t.Context(), etcd.DefaultPrefix+"test/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range resp.Kvs {
+		if string(kv.Value) == id {
+			return string(kv.Key), kv.CreateRevision
+		}
+	}
+	t.Fatalf("no key for %s", id)
+	return "", 0
+}
+
+func TestLeaderIsVisibleToEtcdTooling(t *testing.T) {
+	cluster := etcdtest.Single(t)
+	a := startCandidate(t, cluster.ClientURLs(), "a")
+	st := a.waitStatus(t, "leadership", isLeader)
+
+	cli := newClient(t, cluster.ClientURLs())
+	_, rev := candidateKey(t, cli, "a")
+	if st.FencingToken != rev {
+		t.Errorf("fencing token %d, want the key's create revision %d", st.FencingToken, rev)
+	}
+	// concurrency.Election is what `etcdctl elect` uses.
+	s, err := concurrency.NewSession(cli)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	resp, err := concurrency.NewElection(s, strings.TrimSuffix(etcd.DefaultPrefix+"test", "/")).Leader(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(resp.Kvs[0].Value); got != "a" {
+		t.Errorf("etcd's election sees leader %q, want a", got)
+	}
+	if st.Leader != "a" || st.Identity != "a" || st.Backend != "etcd" || !st.Ready || st.Since.IsZero() {
+		t.Errorf("unexpected leader status %+v", st)
+	}
+}
+
+func TestExactlyOneLeaderAndAllAgree(t *testing.T) {
+	cluster := etcdtest.Single(t)
+	var cs []*candidate
+	for _, id := range []string{"a", "b", "c"} {
+		cs = append(cs, startCandidate(t, cluster.ClientURLs(), id))
+	}
+	leader := cs[0].waitStatus(t, "a known leader", func(s election.Status) bool { return s.Leader != "" || s.IsLeader })
+	name := leader.Leader
+	var token int64
+	leaders := 0
+	for _, c := range cs {
+		st := c.waitStatus(t, "agreement on "+name, func(s election.Status) bool { return s.Leader == name && s.Ready })
+		if st.IsLeader {
+			leaders++
+			token = st.FencingToken
+		}
+		if st.IsLeader != (c.id == name) {
+			t.Errorf("%s: is_leader=%v but the leader is %s", c.id, st.IsLeader, name)
+		}
+	}
+	if leaders != 1 {
+		t.Fatalf("%d leaders, want 1", leaders)
+	}
+	for _, c := range cs {
+		if st, _ := c.engine.Status(); st.FencingToken != token {
+			t.Errorf("%s sees token %d, leader has %d", c.id, st.FencingToken, token)
+		}
+	}
+}
+
+func TestGracefulHandoverIsFasterThanTTL(t *testing.T) {
+	cluster := etcdtest.Single(t)
+	a := startCandidate(t, cluster.ClientURLs(), "a")
+	first := a.waitStatus(t, "leadership", isLeader)
+	b := startCandidate(t, cluster.ClientURLs(), "b")
+	b.waitStatus(t, "seeing a lead", func(s election.Status) bool { return s.Leader == "a" })
+
+	start := time.Now()
+	a.stop()
+	second := b.waitStatus(t, "takeover", isLeader)
+	took := time.Since(start)
+	if took >= ttl {
+		t.Errorf("handover took %v, not faster than the %v TTL: the successor waited for expiry", took, ttl)
+	}
+	if second.FencingToken <= first.FencingToken {
+		t.Errorf("token %d after handover, want more than %d", second.FencingToken, first.FencingToken)
+	}
+	// The resigned leader's last status must not claim leadership.
+	a.mu.Lock()
+	last := a.history[len(a.history)-1]
+	a.mu.Unlock()
+	if last.IsLeader {
+		t.Errorf("stopped leader still claims leadership: %+v", last)
+	}
+}
+
+func TestLeaderStepsDownWhenItsKeyIsDeleted(t *testing.T) {
+	cluster := etcdtest.Single(t)
+	a := startCandidate(t, cluster.ClientURLs(), "a")
+	first := a.waitStatus(t, "leadership", isLeader)
+	cli := newClient(t, cluster.ClientURLs())
+	key, _ := candidateKey(t, cli, "a")
+	if _, err := cli.Delete(t.Context(), key); err != nil {
+		t.Fatal(err)
+	}
+	a.waitStatus(t, "stepping down", func(s election.Status) bool { return !s.IsLeader })
+	again := a.waitStatus(t, "leading again on a fresh key", isLeader)
+	if again.FencingToken <= first.FencingToken {
+		t.Errorf("new term token %d, want more than %d", again.FencingToken, first.FencingToken)
+	}
+}
+
+func TestLeaderStepsDownWhenItsLeaseIsRevoked(t *testing.T) {
+	cluster := etcdtest.Single(t)
+	a := startCandidate(t, cluster.ClientURLs(), "a")
+	first := a.waitStatus(t, "leadership", isLeader)
+	cli := newClient(t, cluster.ClientURLs())
+	key, _ := candidateKey(t, cli, "a")
+	resp, err := cli.Get(t.Context(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Revoke(t.Context(), clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil {
+		t.Fatal(err)
+	}
+	a.waitStatus(t, "stepping down", func(s election.Status) bool { return !s.IsLeader })
+	again := a.waitStatus(t, "leading again", isLeader)
+	if again.FencingToken <= first.FencingToken {
+		t.Errorf("new term token %d, want more than %d", again.FencingToken, first.FencingToken)
+	}
+}
+
+// A waiting candidate whose key vanishes must not claim leadership with it
+// when its predecessor goes (the hole in concurrency.Election.Campaign).
+func TestWaitingCandidateRechecksItsKey(t *testing.T) {
+	cluster := etcdtest.Single(t)
+	cli := newClient(t, cluster.ClientURLs())
+	a := startCandidate(t, cluster.ClientURLs(), "a")
+	a.waitStatus(t, "leadership", isLeader)
+	b := startCandidate(t, cluster.ClientURLs(), "b")
+	b.waitStatus(t, "seeing a lead", func(s election.Status) bool { return s.Leader == "a" })
+
+	// Wait until b's key exists, then delete it while b waits behind a.
+	var bKey string
+	var bRev int64
+	deadline := time.Now().Add(wait)
+	for bKey == "" {
+		resp, err := cli.Get(t.Context(), etcd.DefaultPrefix+"test/", clientv3.WithPrefix())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, kv := range resp.Kvs {
+			if string(kv.Value) == "b" {
+				bKey, bRev = string(kv.Key), kv.CreateRevision
+			}
+		}
+		if bKey == "" {
+			if time.Now().After(deadline) {
+				t.Fatal("b never created its key")
+			}
+			watchCtx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+			<-cli.Watch(watchCtx, etcd.DefaultPrefix+"test/", clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
+			cancel()
+		}
+	}
+	if _, err := cli.Delete(t.Context(), bKey); err != nil {
+		t.Fatal(err)
+	}
+	a.stop()
+	st := b.waitStatus(t, "leadership on a fresh key", isLeader)
+	if st.FencingToken == bRev {
+		t.Fatalf("b claimed leadership with its deleted key (revision %d)", bRev)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, s := range b.history {
+		if s.IsLeader && s.FencingToken == bRev {
+			t.Fatalf("b claimed leadership with its deleted key at some point: %+v", s)
+		}
+	}
+}
+
+func TestInvalidOptions(t *testing.T) {
+	tests := []struct {
+		name string
+		opts etcd.Options
+		ttl  time.Duration
+		want string
+	}{
+		{"no endpoints", etcd.Options{Prefix: "/p/", DialTimeout: time.Second}, ttl, "--etcd-endpoints is required"},
+		{"bad endpoint", etcd.Options{Endpoints: []string{"nohost"}, Prefix: "/p/", DialTimeout: time.Second}, ttl, "--etcd-endpoints"},
+		{"bad scheme", etcd.Options{Endpoints: []string{"ftp://a:1"}, Prefix: "/p/", DialTimeout: time.Second}, ttl, "unsupported scheme"},
+		{"short ttl", etcd.Options{Endpoints: []string{"127.0.0.1:1"}, Prefix: "/p/", DialTimeout: time.Second}, time.Second, "below etcd's minimum"},
+		{"fractional ttl", etcd.Options{Endpoints: []string{"127.0.0.1:1"}, Prefix: "/p/", DialTimeout: time.Second}, 2500 * time.Millisecond, "whole seconds"},
+		{"cert without key", etcd.Options{Endpoints: []string{"127.0.0.1:1"}, Prefix: "/p/", DialTimeout: time.Second, Cert: "c.pem"}, ttl, "--etcd-cert and --etcd-key"},
+		{"user without password", etcd.Options{Endpoints: []string{"127.0.0.1:1"}, Prefix: "/p/", DialTimeout: time.Second, Username: "u"}, ttl, "needs a password"},
+		{"missing CA file", etcd.Options{Endpoints: []string{"127.0.0.1:1"}, Prefix: "/p/", DialTimeout: time.Second, CACert: "/nonexistent/ca.pem"}, ttl, "--etcd-cacert"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := etcd.New(tt.opts, "test", "a", tt.ttl, nil)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestRenewAfterLeaseLossIsErrLost(t *testing.T) {
+	cluster := etcdtest.Single(t)
+	b, err := etcd.New(etcd.Options{Endpoints: cluster.ClientURLs(), Prefix: "/p/", DialTimeout: 2 * time.Second}, "test", "a", ttl, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	cand, v, err := b.Candidate(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.IsZero() || v.TTL != ttl {
+		t.Fatalf("grant validity %+v, want TTL %v", v, ttl)
+	}
+	if _, err := cand.Renew(t.Context()); err != nil {
+		t.Fatalf("renew: %v", err)
+	}
+	if err := cand.Resign(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	_, err = cand.Renew(t.Context())
+	if !errors.Is(err, election.ErrLost) {
+		t.Fatalf("renew after revoke: %v, want ErrLost", err)
+	}
+	if _, err := cand.Campaign(t.Context()); !errors.Is(err, election.ErrLost) {
+		t.Fatalf("campaign after revoke: %v, want ErrLost", err)
+	}
+}
