@@ -14,12 +14,10 @@ import (
 // coalesced: every event carries the latest status.
 func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
-	// The server's timeouts suit short requests. A stream lives as long as
-	// its client, so lift the read deadline (when it passes, the server
-	// cancels the request) and give each write its own deadline instead.
-	if err := rc.SetReadDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		s.log.Warn("watch: lift read deadline", "err", err)
-	}
+	// The server's WriteTimeout suits short requests; a stream lives as long
+	// as its client, so each write gets its own deadline instead. (The read
+	// deadline needs nothing: net/http lifts it while it waits in the
+	// background for the client to go away.)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
