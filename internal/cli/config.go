@@ -37,6 +37,7 @@ type config struct {
 	HTTP              string
 	LogFormat         string
 	LogLevel          slog.Level
+	HistoryFile       string
 
 	Etcd etcd.Options
 }
@@ -60,6 +61,7 @@ func newFlagSet(cfg *config, logLevel *string) *pflag.FlagSet {
 	fs.StringVar(&cfg.HTTP, "http", defaultHTTP, "address of the local HTTP API; empty disables it")
 	fs.StringVar(&cfg.LogFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&cfg.HistoryFile, "history-file", "", "append every status change to this file as JSON lines stamped with CLOCK_MONOTONIC (audits, safety checks)")
 	cfg.Etcd.AddFlags(fs)
 	return fs
 }

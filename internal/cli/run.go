@@ -18,6 +18,7 @@ import (
 	"github.com/leader-elector/leader-elector/internal/demo"
 	"github.com/leader-elector/leader-elector/pkg/election"
 	"github.com/leader-elector/leader-elector/pkg/election/etcd"
+	"github.com/leader-elector/leader-elector/pkg/history"
 	"github.com/leader-elector/leader-elector/pkg/httpapi"
 	"github.com/leader-elector/leader-elector/pkg/metrics"
 )
@@ -69,56 +70,55 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // run wires the backend, engine and publishers and runs them until ctx ends.
 func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	m := metrics.New(metrics.Info{Version: version(), Backend: cfg.Backend})
-
-	var api *httpapi.Server
-	if cfg.HTTP != "" {
-		api = httpapi.New(httpapi.Config{Addr: cfg.HTTP, Metrics: m.Handler(), Logger: log})
-		// Bind before contacting the backend, so a port clash fails fast
-		// and touches nothing.
-		if err := api.Listen(); err != nil {
-			return fmt.Errorf("--http %s: %w", cfg.HTTP, err)
-		}
-	}
-
 	backend, err := etcd.New(cfg.Etcd, cfg.Election, cfg.ID, cfg.TTL, log)
 	if err != nil {
-		if api != nil {
-			api.Close()
-		}
 		return err
 	}
 	defer backend.Close()
-
-	engine, err := election.New(election.Config{
+	ecfg := election.Config{
 		Election: cfg.Election,
 		Identity: cfg.ID,
 		Backend:  backend,
 		TTL:      cfg.TTL,
 		Logger:   log,
 		Metrics:  m,
-	})
-	if err != nil {
-		if api != nil {
-			api.Close()
+	}
+	if cfg.HistoryFile != "" {
+		f, err := os.OpenFile(cfg.HistoryFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("--history-file: %w", err)
 		}
+		defer f.Close()
+		ecfg.OnStatus = history.NewWriter(f).Record
+	}
+	engine, err := election.New(ecfg)
+	if err != nil {
 		return err
 	}
-	log.Info("starting", "election", cfg.Election, "identity", cfg.ID, "backend", backend.Name(),
-		"ttl", cfg.TTL, "http", cfg.HTTP, "version", version())
 
-	// Publishers stop after the engine, so they report its final step-down.
+	// Publishers outlive the engine, so they report its final step-down.
 	pubCtx, stopPublishers := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopPublishers()
 	var wg sync.WaitGroup
-	errs := make(chan error, 2)
-	if api != nil {
+	defer wg.Wait()
+	errs := make(chan error, 1)
+	if cfg.HTTP != "" {
+		api := httpapi.New(httpapi.Config{Addr: cfg.HTTP, Elector: engine, Metrics: m.Handler(), Logger: log})
 		wg.Go(func() {
-			if err := api.Serve(pubCtx, engine); err != nil {
-				errs <- fmt.Errorf("http: %w", err)
+			if err := api.Serve(pubCtx); err != nil {
+				errs <- err
 			}
 		})
+		// The port is bound before the backend is contacted, so a clash
+		// fails fast and touches nothing.
+		<-api.Listening()
+		if api.Addr() == "" {
+			return <-errs
+		}
 	}
 
+	log.Info("starting", "election", cfg.Election, "identity", cfg.ID, "backend", backend.Name(),
+		"ttl", cfg.TTL, "http", cfg.HTTP, "version", version())
 	engineCtx, stopEngine := context.WithCancel(ctx)
 	defer stopEngine()
 	engineDone := make(chan error, 1)
@@ -128,15 +128,10 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	select {
 	case runErr = <-errs:
 		stopEngine()
-		<-engineDone
+		runErr = errors.Join(runErr, <-engineDone)
 	case runErr = <-engineDone:
 	}
 	stopPublishers()
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		runErr = errors.Join(runErr, err)
-	}
 	if runErr == nil {
 		log.Info("stopped")
 	}

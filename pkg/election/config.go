@@ -48,6 +48,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics receives measurements. Default: none.
 	Metrics Metrics
+	// OnStatus, if set, is called with every status change, in order, before
+	// readers of Status see it. Readers of Status may miss short-lived
+	// states; OnStatus does not, which is what an audit history needs. It
+	// must not block.
+	OnStatus func(Status)
 }
 
 // withDefaults returns c with every zero field set to its default.

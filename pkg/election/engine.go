@@ -55,7 +55,7 @@ func New(cfg Config) (*Engine, error) {
 			Backend:  cfg.Backend.Name(),
 			Identity: cfg.Identity,
 			TTL:      cfg.TTL,
-		}),
+		}, cfg.OnStatus),
 	}
 	e.claimUntil.Store(&time.Time{})
 	return e, nil

@@ -19,8 +19,11 @@ type Status struct {
 
 	// Ready means the backend answered and an election outcome was observed.
 	Ready bool
-	// Changed is the monotonic time of this status change; for histories.
+	// Changed is when this status was published.
 	Changed time.Time
+	// Mono is Changed on CLOCK_MONOTONIC in nanoseconds, which processes on
+	// one machine share, so histories of several candidates can be compared.
+	Mono int64
 }
 
 // Source is what publishers consume: the latest status and a channel that is
@@ -32,13 +35,14 @@ type Source interface {
 // broadcaster holds the latest Status. Readers never block writers, and a
 // slow reader simply sees the latest value when it looks again.
 type broadcaster struct {
-	mu      sync.Mutex
-	current Status
-	changed chan struct{}
+	mu       sync.Mutex
+	current  Status
+	changed  chan struct{}
+	onChange func(Status) // sees every change, in order; may be nil
 }
 
-func newBroadcaster(initial Status) *broadcaster {
-	return &broadcaster{current: initial, changed: make(chan struct{})}
+func newBroadcaster(initial Status, onChange func(Status)) *broadcaster {
+	return &broadcaster{current: initial, changed: make(chan struct{}), onChange: onChange}
 }
 
 // Status returns the latest status and a channel closed on the next change.
@@ -54,12 +58,15 @@ func (b *broadcaster) update(fn func(*Status)) Status {
 	defer b.mu.Unlock()
 	next := b.current
 	fn(&next)
-	next.Changed = b.current.Changed
+	next.Changed, next.Mono = b.current.Changed, b.current.Mono
 	if next == b.current {
 		return next
 	}
-	next.Changed = time.Now()
+	next.Changed, next.Mono = time.Now(), monotonicNow()
 	b.current = next
+	if b.onChange != nil {
+		b.onChange(next)
+	}
 	close(b.changed)
 	b.changed = make(chan struct{})
 	return next

@@ -1,0 +1,287 @@
+// Package sidecartest builds the sidecar binary and runs it as real
+// processes for end-to-end tests.
+package sidecartest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/leader-elector/leader-elector/pkg/history"
+)
+
+// Build compiles ./cmd/sidecar with the race detector into dir and returns
+// the binary's path. Call it from TestMain.
+func Build(dir string) (string, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "sidecar")
+	cmd := exec.Command("go", "build", "-race", "-o", bin, "./cmd/sidecar")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Status is the sidecar's GET /status body.
+type Status struct {
+	Name         string  `json:"name"`
+	Identity     string  `json:"identity"`
+	IsLeader     bool    `json:"is_leader"`
+	FencingToken int64   `json:"fencing_token"`
+	Election     string  `json:"election"`
+	Backend      string  `json:"backend"`
+	Since        string  `json:"since"`
+	TTLSeconds   float64 `json:"ttl_seconds"`
+	Ready        bool    `json:"ready"`
+}
+
+// Process is a running sidecar.
+type Process struct {
+	ID      string
+	URL     string // base URL of its HTTP API
+	History string // path of its history file
+
+	t      testing.TB
+	cmd    *exec.Cmd
+	done   chan struct{}
+	exit   int
+	mu     sync.Mutex
+	stderr bytes.Buffer
+}
+
+// Options for Start.
+type Options struct {
+	ID   string
+	Args []string // besides --id, --http, --history-file and logging
+	Env  []string // extra environment, KEY=VALUE
+}
+
+// Start runs the binary with opts and waits until its HTTP API listens. The
+// process is killed when the test ends, and its log is printed if the test failed.
+func Start(t testing.TB, bin string, opts Options) *Process {
+	t.Helper()
+	p := &Process{ID: opts.ID, t: t, done: make(chan struct{}), History: filepath.Join(t.TempDir(), "history.jsonl")}
+	args := append([]string{"--id", opts.ID, "--http", "127.0.0.1:0", "--log-format", "json", "--log-level", "debug",
+		"--history-file", p.History}, opts.Args...)
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Env = append(os.Environ(), opts.Env...)
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	addr := make(chan string, 1)
+	go p.readLog(stderr, addr)
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("log of %s:\n%s", p.ID, p.Log())
+		}
+	})
+	select {
+	case a := <-addr:
+		p.URL = "http://" + a
+	case <-p.done:
+		t.Fatalf("%s exited with %d before listening:\n%s", p.ID, p.exit, p.Log())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s did not start listening:\n%s", p.ID, p.Log())
+	}
+	return p
+}
+
+// readLog keeps the log and reports the HTTP address once it is logged.
+func (p *Process) readLog(r io.Reader, addr chan<- string) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		line := sc.Bytes()
+		p.mu.Lock()
+		p.stderr.Write(line)
+		p.stderr.WriteByte('\n')
+		p.mu.Unlock()
+		var rec struct {
+			Msg  string `json:"msg"`
+			Addr string `json:"addr"`
+		}
+		if json.Unmarshal(line, &rec) == nil && rec.Msg == "http api listening" {
+			select {
+			case addr <- rec.Addr:
+			default:
+			}
+		}
+	}
+	err := p.cmd.Wait()
+	p.exit = p.cmd.ProcessState.ExitCode()
+	if err != nil && p.exit == 0 {
+		p.exit = -1
+	}
+	close(p.done)
+}
+
+// Log returns what the process logged so far.
+func (p *Process) Log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stderr.String()
+}
+
+// Signal sends sig to the process.
+func (p *Process) Signal(sig syscall.Signal) {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatalf("signal %s: %v", p.ID, err)
+	}
+}
+
+// Wait waits for the process to exit and returns its exit code (-1 when killed).
+func (p *Process) Wait(timeout time.Duration) int {
+	p.t.Helper()
+	select {
+	case <-p.done:
+		return p.exit
+	case <-time.After(timeout):
+		p.t.Fatalf("%s did not exit within %v", p.ID, timeout)
+		return 0
+	}
+}
+
+// Exited reports whether the process has exited.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+var client = &http.Client{Timeout: 2 * time.Second}
+
+// Get fetches path and returns the status code and body.
+func (p *Process) Get(ctx context.Context, path string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.URL+path, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, body, err
+}
+
+// Status fetches GET /status.
+func (p *Process) Status(ctx context.Context) (Status, error) {
+	code, body, err := p.Get(ctx, "/status")
+	if err != nil {
+		return Status{}, err
+	}
+	if code != http.StatusOK {
+		return Status{}, fmt.Errorf("GET /status: %d %s", code, body)
+	}
+	var s Status
+	err = json.Unmarshal(body, &s)
+	return s, err
+}
+
+// WaitStatus polls /status until ok holds, and fails the test after timeout.
+func (p *Process) WaitStatus(what string, timeout time.Duration, ok func(Status) bool) Status {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last Status
+	var lastErr error
+	for time.Now().Before(deadline) {
+		s, err := p.Status(p.t.Context())
+		if err == nil && ok(s) {
+			return s
+		}
+		last, lastErr = s, err
+		tick := time.NewTimer(10 * time.Millisecond)
+		select {
+		case <-tick.C:
+		case <-p.done:
+			p.t.Fatalf("%s exited while waiting for %s", p.ID, what)
+		}
+	}
+	p.t.Fatalf("%s: timed out after %v waiting for %s; last status %+v, error %v", p.ID, timeout, what, last, lastErr)
+	return Status{}
+}
+
+// ReadHistory returns the status changes the process recorded.
+func (p *Process) ReadHistory() []history.Entry {
+	p.t.Helper()
+	f, err := os.Open(p.History)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer f.Close()
+	h, err := history.Read(f)
+	if err != nil {
+		p.t.Fatalf("history of %s: %v", p.ID, err)
+	}
+	return h
+}
+
+// Leader returns the one process among ps whose status says it leads, and
+// fails if more than one does.
+func Leader(t testing.TB, ps []*Process) *Process {
+	t.Helper()
+	var leader *Process
+	for _, p := range ps {
+		if p.Exited() {
+			continue
+		}
+		s, err := p.Status(t.Context())
+		if err != nil || !s.IsLeader {
+			continue
+		}
+		if leader != nil {
+			t.Fatalf("two leaders: %s and %s", leader.ID, p.ID)
+		}
+		leader = p
+	}
+	return leader
+}
+
+// Logged reports whether the process logged a line with msg.
+func (p *Process) Logged(msg string) bool {
+	return strings.Contains(p.Log(), `"msg":"`+msg+`"`)
+}
