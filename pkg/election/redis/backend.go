@@ -1,0 +1,373 @@
+package redislock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/leader-elector/leader-elector/pkg/election"
+)
+
+// Client is the part of a go-redis client the backend needs: scripts for
+// every lock operation and pub/sub to wake waiting candidates. *redis.Client
+// implements it; tests wrap it to inject failures.
+type Client interface {
+	redis.Scripter
+	Subscribe(ctx context.Context, channels ...string) *redis.PubSub
+	Close() error
+}
+
+// Config describes one election on already-built clients.
+type Config struct {
+	// Election names the election; it is part of every key. Required.
+	Election string
+	// Identity names this candidate; followers see it as the leader's ID.
+	// Required.
+	Identity string
+	// TTL is the lock's time to live; a leader renews about every TTL/3.
+	// At least 10ms.
+	TTL time.Duration
+	// KeyPrefix is prepended to every key and channel. Empty means
+	// DefaultKeyPrefix.
+	KeyPrefix string
+	// Logger receives the backend's logs. Nil discards them.
+	Logger *slog.Logger
+}
+
+// keys are the names the election uses in Redis.
+type keys struct {
+	lock    string // holds the leader's lock value
+	counter string // the fencing-token counter
+	events  string // pub/sub channel for acquisitions and releases
+}
+
+// Backend is a Redis lock election: one master, or Redlock over several
+// independent masters.
+type Backend struct {
+	nodes    []Client
+	names    []string // node addresses, for error messages
+	quorum   int
+	keys     keys
+	identity string
+	ttl      time.Duration // the lock's TTL as sent to Redis
+	validity time.Duration // ttl minus Redlock's clock drift allowance
+	// opTimeout bounds one request to one node, so a dead node cannot eat a
+	// term's validity.
+	opTimeout time.Duration
+	// poll is the longest a waiting candidate or observer goes without
+	// asking Redis, in case a pub/sub message was lost.
+	poll    time.Duration
+	scripts scripts
+	logger  *slog.Logger
+
+	// seen is the highest fencing token read from any node. It is passed to
+	// the acquire script so a node that lost its counter cannot issue an
+	// old token again.
+	seen atomic.Int64
+}
+
+var _ election.Backend = (*Backend)(nil)
+
+// New connects to the Redis servers in opts (validating it first) and
+// returns the backend for one election. The backend owns the connections;
+// Close releases them.
+func New(opts Options, electionName, identity string, ttl time.Duration, logger *slog.Logger) (*Backend, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	copts, err := opts.clientOptions(opTimeout(ttl))
+	if err != nil {
+		return nil, err
+	}
+	clients := make([]Client, len(copts))
+	for i, o := range copts {
+		clients[i] = redis.NewClient(o)
+	}
+	b, err := NewWithClients(clients, Config{
+		Election: electionName, Identity: identity, TTL: ttl, KeyPrefix: opts.KeyPrefix, Logger: logger,
+	})
+	if err != nil {
+		for _, c := range clients {
+			_ = c.Close()
+		}
+		return nil, err
+	}
+	return b, nil
+}
+
+// NewWithClients returns the backend for one election on the given clients,
+// one per independent master: one client means plain single-node locking,
+// an odd number of three or more means Redlock. Close closes the clients.
+func NewWithClients(clients []Client, cfg Config) (*Backend, error) {
+	switch n := len(clients); {
+	case n == 0:
+		return nil, errors.New("redis: no clients")
+	case n > 1 && (n%2 == 0 || n < 3):
+		return nil, fmt.Errorf("redis: Redlock needs an odd number (3 or more) of masters, got %d", n)
+	}
+	if cfg.Election == "" {
+		return nil, errors.New("redis: election name is empty")
+	}
+	if cfg.Identity == "" {
+		return nil, errors.New("redis: identity is empty")
+	}
+	if cfg.TTL < 10*time.Millisecond {
+		return nil, fmt.Errorf("redis: TTL %s is below the 10ms minimum", cfg.TTL)
+	}
+	prefix := cfg.KeyPrefix
+	if prefix == "" {
+		prefix = DefaultKeyPrefix
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	ttl := cfg.TTL.Truncate(time.Millisecond) // Redis counts whole milliseconds
+	base := prefix + cfg.Election
+	names := make([]string, len(clients))
+	for i, c := range clients {
+		names[i] = fmt.Sprintf("node %d", i)
+		if o, ok := c.(interface{ Options() *redis.Options }); ok {
+			names[i] = o.Options().Addr
+		}
+	}
+	return &Backend{
+		nodes:     clients,
+		names:     names,
+		quorum:    len(clients)/2 + 1,
+		keys:      keys{lock: base, counter: base + ":token", events: base + ":events"},
+		identity:  cfg.Identity,
+		ttl:       ttl,
+		validity:  ttl - drift(ttl),
+		opTimeout: opTimeout(ttl),
+		poll:      min(max(ttl/4, 10*time.Millisecond), time.Second),
+		scripts:   newScripts(),
+		logger:    logger.With("backend", "redis", "election", cfg.Election),
+	}, nil
+}
+
+// drift is Redlock's allowance for the servers' clocks running fast.
+func drift(ttl time.Duration) time.Duration { return ttl/100 + 2*time.Millisecond }
+
+func opTimeout(ttl time.Duration) time.Duration {
+	return min(max(ttl/10, 50*time.Millisecond), time.Second)
+}
+
+// Name implements election.Backend.
+func (b *Backend) Name() string { return "redis" }
+
+// Candidate implements election.Backend. Redis holds nothing for a
+// candidate until it wins, so the returned Validity is zero.
+func (b *Backend) Candidate(context.Context) (election.Candidacy, election.Validity, error) {
+	return &candidacy{b: b}, election.Validity{}, nil
+}
+
+// Close closes every client.
+func (b *Backend) Close() error {
+	var errs []error
+	for _, c := range b.nodes {
+		if err := c.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// noteToken raises seen to t.
+func (b *Backend) noteToken(t int64) {
+	for {
+		cur := b.seen.Load()
+		if t <= cur || b.seen.CompareAndSwap(cur, t) {
+			return
+		}
+	}
+}
+
+// Observe implements election.Backend. It reads the lock at start, on every
+// pub/sub event, when the current lock is due to expire, and at least every
+// poll interval. It calls fn on every change, and again after Redis was
+// unreachable and answers once more. Unreachable Redis is retried, never
+// returned.
+func (b *Backend) Observe(ctx context.Context, fn func(election.Leader)) error {
+	wake, stop := b.subscribe(ctx, func(string) bool { return true })
+	defer stop()
+	var (
+		last      election.Leader
+		reported  bool
+		failing   bool
+		retryWait = newBackoff(b.poll)
+	)
+	for {
+		leader, expires, err := b.read(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		wait := b.poll
+		if err != nil {
+			if authErr := asAuthError(err); authErr != nil {
+				return authErr
+			}
+			if !failing {
+				b.logger.Warn("cannot read the leader from Redis; retrying", "err", err)
+			}
+			failing = true
+			wait = retryWait.next()
+		} else {
+			if failing {
+				b.logger.Info("Redis answers again")
+			}
+			retryWait.reset()
+			if !reported || failing || leader != last {
+				fn(leader)
+				last, reported = leader, true
+			}
+			failing = false
+			if expires > 0 {
+				// Notice an expired lock (which publishes nothing) at once.
+				wait = min(wait, expires+time.Millisecond)
+			}
+		}
+		if err := waitFor(ctx, wait, wake); err != nil {
+			return err
+		}
+	}
+}
+
+// read returns the leader as a majority of nodes sees it, and how long until
+// the earliest lock copy expires (0 when no node holds one).
+func (b *Backend) read(ctx context.Context) (election.Leader, time.Duration, error) {
+	type state struct {
+		value   string
+		counter int64
+		pttl    time.Duration
+	}
+	res := fanOut(ctx, b, func(ctx context.Context, _ int, c Client) (state, error) {
+		r, err := b.scripts.read.Run(ctx, c, []string{b.keys.lock, b.keys.counter}).Slice()
+		if err != nil {
+			return state{}, err
+		}
+		if len(r) != 3 {
+			return state{}, fmt.Errorf("read script returned %d values", len(r))
+		}
+		value, _ := r[0].(string)
+		counter, _ := r[1].(int64)
+		pttl, _ := r[2].(int64)
+		return state{value, counter, time.Duration(pttl) * time.Millisecond}, nil
+	})
+	var (
+		answered int
+		firstErr error
+		holders  = map[string]int{}
+		tokens   = map[string]int64{}
+		expires  time.Duration
+	)
+	for _, r := range res {
+		if r.err != nil {
+			firstErr = keepFirst(firstErr, r.err)
+			continue
+		}
+		answered++
+		b.noteToken(r.val.counter)
+		if r.val.value == "" {
+			continue
+		}
+		holders[r.val.value]++
+		tokens[r.val.value] = max(tokens[r.val.value], r.val.counter)
+		if r.val.pttl > 0 && (expires == 0 || r.val.pttl < expires) {
+			expires = r.val.pttl
+		}
+	}
+	if answered < b.quorum {
+		return election.Leader{}, 0, fmt.Errorf("redis: read the lock on %d of %d nodes, need %d: %w",
+			answered, len(b.nodes), b.quorum, firstErr)
+	}
+	for value, n := range holders {
+		if n < b.quorum {
+			continue
+		}
+		id, err := parseValue(value)
+		if err != nil {
+			// Someone else wrote the key; still, somebody holds it.
+			b.logger.Warn("lock key holds a foreign value", "key", b.keys.lock, "err", err)
+			id = value
+		}
+		return election.Leader{ID: id, Token: tokens[value]}, expires, nil
+	}
+	return election.Leader{}, expires, nil
+}
+
+// release deletes value's lock on every node; it returns how many nodes
+// answered and the first error.
+func (b *Backend) release(ctx context.Context, value string) (int, error) {
+	res := fanOut(ctx, b, func(ctx context.Context, _ int, c Client) (int64, error) {
+		return b.scripts.release.Run(ctx, c, []string{b.keys.lock, b.keys.events}, value).Int64()
+	})
+	answered := 0
+	var firstErr error
+	for _, r := range res {
+		if r.err != nil {
+			firstErr = keepFirst(firstErr, r.err)
+			continue
+		}
+		answered++
+	}
+	return answered, firstErr
+}
+
+// releaseDetached releases value even if ctx was cancelled: a lock this
+// process grabbed but will not use must not block others until it expires.
+func (b *Backend) releaseDetached(ctx context.Context, value string) {
+	if _, err := b.release(context.WithoutCancel(ctx), value); err != nil {
+		b.logger.Debug("release of an unused lock failed; it expires on its own", "err", err)
+	}
+}
+
+// result is one node's answer.
+type result[T any] struct {
+	val T
+	err error
+}
+
+// fanOut calls fn on every node at once, each call bounded by opTimeout, and
+// waits for all of them.
+func fanOut[T any](ctx context.Context, b *Backend, fn func(ctx context.Context, i int, c Client) (T, error)) []result[T] {
+	ctx, cancel := context.WithTimeout(ctx, b.opTimeout)
+	defer cancel()
+	res := make([]result[T], len(b.nodes))
+	if len(b.nodes) == 1 {
+		v, err := fn(ctx, 0, b.nodes[0])
+		res[0] = result[T]{v, b.nodeErr(0, err)}
+		return res
+	}
+	var wg sync.WaitGroup
+	for i, c := range b.nodes {
+		wg.Go(func() {
+			v, err := fn(ctx, i, c)
+			res[i] = result[T]{v, b.nodeErr(i, err)}
+		})
+	}
+	wg.Wait()
+	return res
+}
+
+// nodeErr names the node an error came from.
+func (b *Backend) nodeErr(i int, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", b.names[i], err)
+}
+
+// keepFirst keeps the first non-nil error.
+func keepFirst(first, err error) error {
+	if first != nil {
+		return first
+	}
+	return err
+}

@@ -1,0 +1,164 @@
+package redislock
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+
+	"github.com/leader-elector/leader-elector/internal/testutil/redistest"
+	"github.com/leader-elector/leader-elector/pkg/election"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// newClient returns a go-redis client for addr, closed when the test ends.
+func newClient(t *testing.T, addr string) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DisableIdentity: true})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// testLogger logs through t, at debug level when -v is given.
+func testLogger(t *testing.T) *slog.Logger {
+	t.Helper()
+	level := slog.LevelWarn
+	if testing.Verbose() {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("test", t.Name())
+}
+
+// newBackend returns a backend on fresh clients of servers, closed when the
+// test ends. wrap, if set, wraps each client.
+func newBackend(t *testing.T, servers []*redistest.Server, identity string, ttl time.Duration,
+	wrap func(Client) Client) *Backend {
+	t.Helper()
+	clients := make([]Client, len(servers))
+	for i, s := range servers {
+		clients[i] = redis.NewClient(&redis.Options{
+			Addr: s.Addr(), MaxRetries: -1, DisableIdentity: true, ContextTimeoutEnabled: true,
+			DialTimeout: opTimeout(ttl),
+		})
+		if wrap != nil {
+			clients[i] = wrap(clients[i])
+		}
+	}
+	b, err := NewWithClients(clients, Config{Election: "test", Identity: identity, TTL: ttl, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatalf("NewWithClients: %v", err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+// lossyClient subscribes to a channel nobody publishes on, so every pub/sub
+// message the backend should get is lost.
+type lossyClient struct{ Client }
+
+func (c lossyClient) Subscribe(ctx context.Context, _ ...string) *redis.PubSub {
+	return c.Client.Subscribe(ctx, "nobody-publishes-here")
+}
+
+// switchClient fails every script call while down is set, like a node that
+// cannot be reached.
+type switchClient struct {
+	Client
+	down *atomic.Bool
+}
+
+var errInjected = errors.New("injected failure")
+
+func (c switchClient) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
+	if c.down.Load() {
+		cmd := redis.NewCmd(ctx)
+		cmd.SetErr(errInjected)
+		return cmd
+	}
+	return c.Client.EvalSha(ctx, sha, keys, args...)
+}
+
+func (c switchClient) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	if c.down.Load() {
+		cmd := redis.NewCmd(ctx)
+		cmd.SetErr(errInjected)
+		return cmd
+	}
+	return c.Client.Eval(ctx, script, keys, args...)
+}
+
+// campaign runs Campaign with a deadline and fails the test on error.
+func campaign(t *testing.T, c election.Candidacy, timeout time.Duration) election.Term {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	defer cancel()
+	term, err := c.Campaign(ctx)
+	if err != nil {
+		t.Fatalf("Campaign: %v", err)
+	}
+	return term
+}
+
+func candidate(t *testing.T, b *Backend) election.Candidacy {
+	t.Helper()
+	c, v, err := b.Candidate(t.Context())
+	if err != nil {
+		t.Fatalf("Candidate: %v", err)
+	}
+	if !v.IsZero() {
+		t.Fatalf("Candidate validity = %+v, want zero: Redis holds nothing before winning", v)
+	}
+	return c
+}
+
+// campaignAsync runs Campaign in a goroutine; the result arrives on the
+// returned channel. The goroutine ends when ctx does.
+type outcome struct {
+	term election.Term
+	err  error
+	at   time.Time
+}
+
+func campaignAsync(ctx context.Context, c election.Candidacy) <-chan outcome {
+	ch := make(chan outcome, 1)
+	go func() {
+		term, err := c.Campaign(ctx)
+		ch <- outcome{term, err, time.Now()}
+	}()
+	return ch
+}
+
+// eventually waits until cond holds, failing the test after timeout.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		select {
+		case <-tick.C:
+		case <-t.Context().Done():
+			t.Fatalf("test ended waiting for %s", what)
+		}
+	}
+}
+
+// subscribers returns how many clients listen on the election's channel.
+func subscribers(t *testing.T, c *redis.Client, channel string) int64 {
+	t.Helper()
+	n, err := c.PubSubNumSub(t.Context(), channel).Result()
+	if err != nil {
+		t.Fatalf("PUBSUB NUMSUB: %v", err)
+	}
+	return n[channel]
+}

@@ -1,0 +1,182 @@
+package redislock
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/pflag"
+)
+
+// DefaultKeyPrefix is prepended to every key and channel name.
+const DefaultKeyPrefix = "leader-elector:"
+
+// Options says how to reach Redis. One address means a single Redis master;
+// an odd number of three or more means independent masters used with the
+// Redlock algorithm.
+type Options struct {
+	// Addrs are host:port addresses. Required.
+	Addrs []string
+	// Username is the ACL user; empty means the default user.
+	Username string
+	// Password is not a flag: the caller fills it from the environment.
+	// Mutually exclusive with PasswordFile.
+	Password string
+	// PasswordFile is read by New; surrounding whitespace is trimmed.
+	PasswordFile string
+	// DB is the logical database number. Default 0.
+	DB int
+	// TLS enables TLS to every address.
+	TLS bool
+	// CACert, Cert and Key are PEM files: the CA bundle that verifies the
+	// servers (default: the system pool) and an optional client certificate.
+	CACert, Cert, Key string
+	// KeyPrefix is prepended to every key and channel. Default DefaultKeyPrefix.
+	KeyPrefix string
+}
+
+// DefaultOptions returns Options with every default filled in.
+func DefaultOptions() Options {
+	return Options{KeyPrefix: DefaultKeyPrefix}
+}
+
+// AddFlags registers the --redis-* flags on fs, with o's current values as
+// defaults.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	fs.StringSliceVar(&o.Addrs, "redis-addr", o.Addrs,
+		"Redis address host:port; three or more (an odd number) independent masters select Redlock")
+	fs.StringVar(&o.Username, "redis-username", o.Username, "Redis ACL user name")
+	fs.StringVar(&o.PasswordFile, "redis-password-file", o.PasswordFile, "file holding the Redis password")
+	fs.IntVar(&o.DB, "redis-db", o.DB, "Redis logical database number")
+	fs.BoolVar(&o.TLS, "redis-tls", o.TLS, "connect to Redis with TLS")
+	fs.StringVar(&o.CACert, "redis-cacert", o.CACert, "PEM CA bundle that verifies Redis (default: system roots)")
+	fs.StringVar(&o.Cert, "redis-cert", o.Cert, "PEM client certificate for Redis (needs --redis-key)")
+	fs.StringVar(&o.Key, "redis-key", o.Key, "PEM private key of --redis-cert")
+	fs.StringVar(&o.KeyPrefix, "redis-key-prefix", o.KeyPrefix, "prefix of every Redis key and channel this elector uses")
+}
+
+// Validate returns one error naming the first bad flag, or nil.
+func (o Options) Validate() error {
+	if len(o.Addrs) == 0 {
+		return errors.New("--redis-addr: at least one address is required")
+	}
+	seen := make(map[string]bool, len(o.Addrs))
+	for _, a := range o.Addrs {
+		if err := validateAddr(a); err != nil {
+			return fmt.Errorf("--redis-addr %q: %w", a, err)
+		}
+		if seen[a] {
+			return fmt.Errorf("--redis-addr %q is given twice", a)
+		}
+		seen[a] = true
+	}
+	if n := len(o.Addrs); n > 1 && (n%2 == 0 || n < 3) {
+		return fmt.Errorf("--redis-addr: Redlock needs an odd number (3 or more) of independent masters, got %d", n)
+	}
+	if o.DB < 0 {
+		return fmt.Errorf("--redis-db must not be negative, got %d", o.DB)
+	}
+	if o.Password != "" && o.PasswordFile != "" {
+		return errors.New("--redis-password-file: a password was also given; use one or the other")
+	}
+	if !o.TLS {
+		for _, f := range []struct{ flag, value string }{
+			{"--redis-cacert", o.CACert}, {"--redis-cert", o.Cert}, {"--redis-key", o.Key},
+		} {
+			if f.value != "" {
+				return fmt.Errorf("%s needs --redis-tls", f.flag)
+			}
+		}
+	}
+	if o.Cert != "" && o.Key == "" {
+		return errors.New("--redis-cert needs --redis-key")
+	}
+	if o.Key != "" && o.Cert == "" {
+		return errors.New("--redis-key needs --redis-cert")
+	}
+	if strings.ContainsAny(o.KeyPrefix, " \t\r\n") {
+		return fmt.Errorf("--redis-key-prefix %q must not contain whitespace", o.KeyPrefix)
+	}
+	return nil
+}
+
+func validateAddr(a string) error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return fmt.Errorf("want host:port: %w", err)
+	}
+	if host == "" {
+		return errors.New("missing host")
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("bad port %q", port)
+	}
+	return nil
+}
+
+// clientOptions turns o into go-redis options, one per address, reading the
+// password and TLS files.
+func (o Options) clientOptions(opTimeout time.Duration) ([]*redis.Options, error) {
+	password := o.Password
+	if o.PasswordFile != "" {
+		b, err := os.ReadFile(o.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("--redis-password-file: %w", err)
+		}
+		password = strings.TrimSpace(string(b))
+	}
+	var tlsConfig *tls.Config
+	if o.TLS {
+		var err error
+		if tlsConfig, err = o.tlsConfig(); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]*redis.Options, len(o.Addrs))
+	for i, addr := range o.Addrs {
+		out[i] = &redis.Options{
+			Addr:      addr,
+			Username:  o.Username,
+			Password:  password,
+			DB:        o.DB,
+			TLSConfig: tlsConfig,
+			// Every call carries its own deadline; a lock request is not
+			// retried blindly, the algorithm decides what to do next.
+			ContextTimeoutEnabled: true,
+			DialTimeout:           opTimeout,
+			MaxRetries:            -1,
+			PoolSize:              4,
+			DisableIdentity:       true,
+		}
+	}
+	return out, nil
+}
+
+func (o Options) tlsConfig() (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if o.CACert != "" {
+		pem, err := os.ReadFile(o.CACert)
+		if err != nil {
+			return nil, fmt.Errorf("--redis-cacert: %w", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--redis-cacert %s: no PEM certificates found", o.CACert)
+		}
+	}
+	if o.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(o.Cert, o.Key)
+		if err != nil {
+			return nil, fmt.Errorf("--redis-cert/--redis-key: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}

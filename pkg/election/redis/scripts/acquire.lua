@@ -1,0 +1,30 @@
+-- Takes the lock if it is free and issues the term's fencing token.
+--
+-- KEYS[1]  lock key
+-- KEYS[2]  fencing counter
+-- KEYS[3]  events channel
+-- ARGV[1]  value: identity and a fresh nonce
+-- ARGV[2]  lock TTL in milliseconds
+-- ARGV[3]  highest fencing token the client has seen anywhere
+--
+-- Returns {1, token} when ARGV[1] now holds the lock, or
+-- {0, counter, pttl} when another value holds it.
+local counter = tonumber(redis.call('GET', KEYS[2]) or '0')
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] then
+  -- A retried request whose first reply was lost: the token was issued then.
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return {1, counter}
+end
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {0, counter, redis.call('PTTL', KEYS[1])}
+end
+-- The counter never falls below a token the client saw elsewhere, so a
+-- node that restarted empty cannot hand out an old token again.
+local seen = tonumber(ARGV[3])
+if seen > counter then
+  redis.call('SET', KEYS[2], seen)
+end
+local token = redis.call('INCR', KEYS[2])
+redis.call('PUBLISH', KEYS[3], 'acquired')
+return {1, token}

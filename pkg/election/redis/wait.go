@@ -1,0 +1,135 @@
+package redislock
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// healthInterval is how long a pub/sub connection may stay silent before it
+// is pinged, so a dead connection is noticed and replaced.
+const healthInterval = 5 * time.Second
+
+// subscribe listens on the events channel of every node and turns each
+// message accept approves, and each (re)subscription, into a wake-up on the
+// returned channel. A (re)subscription wakes too because messages may have
+// been missed while the connection was down. stop ends the listeners and
+// waits for them.
+func (b *Backend) subscribe(ctx context.Context, accept func(payload string) bool) (wake <-chan struct{}, stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	ch := make(chan struct{}, 1)
+	notify := func() {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	var (
+		mu      sync.Mutex
+		stopped bool
+		subs    []*redis.PubSub
+		wg      sync.WaitGroup
+	)
+	for _, c := range b.nodes {
+		wg.Go(func() {
+			// Subscribe dials, so it runs here rather than delaying the caller.
+			ps := c.Subscribe(ctx, b.keys.events)
+			mu.Lock()
+			if stopped {
+				mu.Unlock()
+				_ = ps.Close()
+				return
+			}
+			subs = append(subs, ps)
+			mu.Unlock()
+			listen(ctx, ps, accept, notify)
+		})
+	}
+	return ch, func() {
+		cancel()
+		mu.Lock()
+		stopped = true
+		for _, ps := range subs {
+			// Closing is what interrupts a blocked read.
+			_ = ps.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	}
+}
+
+// listen receives from ps until ctx ends or ps is closed. go-redis
+// reconnects and resubscribes on the next receive after an error.
+func listen(ctx context.Context, ps *redis.PubSub, accept func(string) bool, notify func()) {
+	retry := newBackoff(2 * time.Second)
+	for {
+		msg, err := ps.ReceiveTimeout(ctx, healthInterval)
+		if ctx.Err() != nil || errors.Is(err, redis.ErrClosed) {
+			return
+		}
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Quiet channel: a ping proves the connection (its reply
+				// arrives as a Pong), a failed ping makes the next receive
+				// reconnect.
+				_ = ps.Ping(ctx)
+				continue
+			}
+			if waitFor(ctx, retry.next(), nil) != nil {
+				return
+			}
+			continue
+		}
+		retry.reset()
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				notify()
+			}
+		case *redis.Message:
+			if accept(m.Payload) {
+				notify()
+			}
+		}
+	}
+}
+
+// waitFor waits for d to pass, a wake-up (a nil wake never fires), or the
+// end of ctx, whose error it returns.
+func waitFor(ctx context.Context, d time.Duration, wake <-chan struct{}) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+	case <-wake:
+	}
+	return nil
+}
+
+// backoff yields jittered, doubling delays from 50ms (or limit, if smaller)
+// up to limit.
+type backoff struct {
+	cur, limit time.Duration
+}
+
+func newBackoff(limit time.Duration) *backoff { return &backoff{limit: limit} }
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = min(50*time.Millisecond, b.limit)
+	} else {
+		b.cur = min(2*b.cur, b.limit)
+	}
+	// Between half and all of the step, so candidates drift apart.
+	return b.cur/2 + rand.N(b.cur/2+1)
+}
+
+func (b *backoff) reset() { b.cur = 0 }
