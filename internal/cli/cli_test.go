@@ -1,0 +1,172 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// countingListener stands in for etcd and counts who connects.
+func countingListener(t *testing.T) (string, *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n.Add(1)
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return ln.Addr().String(), &n
+}
+
+func env(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+func TestBadInputIsOneClearErrorAndContactsNothing(t *testing.T) {
+	etcdAddr, contacts := countingListener(t)
+	base := []string{"--election", "e", "--etcd-endpoints", etcdAddr, "--http", ""}
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"missing election", []string{"--etcd-endpoints", etcdAddr}, nil, "--election is required"},
+		{"bad election", []string{"--election", "a/b", "--etcd-endpoints", etcdAddr}, nil, "--election"},
+		{"missing endpoints", []string{"--election", "e"}, nil, "--etcd-endpoints is required"},
+		{"short ttl", append(base, "--ttl", "1s"), nil, "--ttl 1s is below etcd's minimum"},
+		{"fractional ttl", append(base, "--ttl", "2500ms"), nil, "--ttl 2.5s: etcd leases are whole seconds"},
+		{"bad ttl", append(base, "--ttl", "soon"), nil, "--ttl"},
+		{"unknown backend", append(base, "--backend", "zookeeper"), nil, "--backend"},
+		{"bad http", append(base, "--http", "4040"), nil, "--http"},
+		{"bad log format", append(base, "--log-format", "xml"), nil, "--log-format"},
+		{"bad log level", append(base, "--log-level", "loud"), nil, "--log-level"},
+		{"unknown flag", append(base, "--nope"), nil, "unknown flag: --nope"},
+		{"stray argument", append(base, "extra"), nil, `unexpected argument "extra"`},
+		{"bad endpoint", []string{"--election", "e", "--etcd-endpoints", "nohost"}, nil, "--etcd-endpoints"},
+		{"cert without key", append(base, "--etcd-cert", "c.pem"), nil, "--etcd-cert and --etcd-key"},
+		{"user without password", append(base, "--etcd-username", "u"), nil, "--etcd-username needs a password"},
+		{"missing password file", append(base, "--etcd-username", "u", "--etcd-password-file", "/nonexistent"), nil, "--etcd-password-file"},
+		{"bad env value", base, map[string]string{"LEADER_ELECTOR_TTL": "soon"}, "LEADER_ELECTOR_TTL (for --ttl)"},
+		{"bad negative timeout", append(base, "--etcd-dial-timeout", "-1s"), nil, "--etcd-dial-timeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := Run(t.Context(), tt.args, env(tt.env), &stdout, &stderr)
+			if code != exitUsage {
+				t.Errorf("exit code %d, want %d", code, exitUsage)
+			}
+			first, _, _ := strings.Cut(stderr.String(), "\n")
+			if !strings.Contains(first, tt.want) {
+				t.Errorf("first line %q does not contain %q", first, tt.want)
+			}
+			if n := strings.Count(stderr.String(), "\n"); n != 2 {
+				t.Errorf("stderr has %d lines, want the error and a hint:\n%s", n, stderr.String())
+			}
+		})
+	}
+	if n := contacts.Load(); n != 0 {
+		t.Errorf("bad input contacted etcd %d times", n)
+	}
+}
+
+func TestHTTPPortInUseFailsBeforeContactingEtcd(t *testing.T) {
+	etcdAddr, contacts := countingListener(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	var stdout, stderr bytes.Buffer
+	code := Run(t.Context(), []string{"--election", "e", "--etcd-endpoints", etcdAddr, "--http", busy.Addr().String()},
+		env(nil), &stdout, &stderr)
+	if code != exitError {
+		t.Errorf("exit code %d, want %d", code, exitError)
+	}
+	if !strings.Contains(stderr.String(), "address already in use") {
+		t.Errorf("stderr %q does not explain the clash", stderr.String())
+	}
+	if n := contacts.Load(); n != 0 {
+		t.Errorf("contacted etcd %d times", n)
+	}
+}
+
+func TestContribStyleFlagsAndDefaults(t *testing.T) {
+	cfg, err := parseConfig([]string{"-election=legacy", "-http=0.0.0.0:4040", "-ttl=5s", "--etcd-endpoints=127.0.0.1:2379"},
+		env(map[string]string{"POD_NAME": "web-3"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Election != "legacy" || cfg.HTTP != "0.0.0.0:4040" || cfg.TTL != 5*time.Second || cfg.ID != "web-3" {
+		t.Errorf("parsed %+v", cfg)
+	}
+	cfg, err = parseConfig([]string{"--etcd-endpoints=127.0.0.1:2379"}, env(map[string]string{
+		"LEADER_ELECTOR_ELECTION": "from-env", "LEADER_ELECTOR_ID": "env-id", "POD_NAME": "ignored",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Election != "from-env" || cfg.ID != "env-id" || cfg.HTTP != defaultHTTP || cfg.Etcd.Prefix != "/leader-elector/" {
+		t.Errorf("parsed %+v", cfg)
+	}
+	// A flag wins over the environment.
+	cfg, err = parseConfig([]string{"--election=flag", "--etcd-endpoints=127.0.0.1:2379"}, env(map[string]string{"LEADER_ELECTOR_ELECTION": "env"}))
+	if err != nil || cfg.Election != "flag" {
+		t.Errorf("flag did not win over the environment: %+v, %v", cfg, err)
+	}
+}
+
+func TestPasswordComesFromFileOrEnvironment(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(file, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := parseConfig([]string{"--election=e", "--etcd-endpoints=127.0.0.1:2379", "--etcd-username=u", "--etcd-password-file", file}, env(nil))
+	if err != nil || cfg.Etcd.Password != "s3cret" {
+		t.Fatalf("from file: %q, %v", cfg.Etcd.Password, err)
+	}
+	cfg, err = parseConfig([]string{"--election=e", "--etcd-endpoints=127.0.0.1:2379", "--etcd-username=u"},
+		env(map[string]string{"LEADER_ELECTOR_ETCD_PASSWORD": "fromenv"}))
+	if err != nil || cfg.Etcd.Password != "fromenv" {
+		t.Fatalf("from env: %q, %v", cfg.Etcd.Password, err)
+	}
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	var out bytes.Buffer
+	if code := Run(context.Background(), []string{"--help"}, env(nil), &out, &out); code != exitOK {
+		t.Fatalf("--help exit %d", code)
+	}
+	for _, want := range []string{"--etcd-endpoints", "LEADER_ELECTOR_ELECTION", "LEADER_ELECTOR_ETCD_PASSWORD"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("help lacks %q", want)
+		}
+	}
+	out.Reset()
+	if code := Run(context.Background(), []string{"version"}, env(nil), &out, &out); code != exitOK || out.Len() == 0 {
+		t.Fatalf("version: exit %d, %q", code, out.String())
+	}
+}
