@@ -16,6 +16,7 @@ import (
 
 	"github.com/leader-elector/leader-elector/internal/testutil/etcdtest"
 	"github.com/leader-elector/leader-elector/internal/testutil/sidecartest"
+	"github.com/leader-elector/leader-elector/internal/testutil/tcpproxy"
 	"github.com/leader-elector/leader-elector/pkg/history"
 )
 
@@ -329,4 +330,64 @@ func TestHistoriesShowNoOverlapAcrossHandovers(t *testing.T) {
 		}
 	}
 	assertNoOverlap(t, ps)
+}
+
+// A leader cut off from etcd steps down at its own deadline, before its
+// lease can expire, so it never overlaps its successor; when the network
+// heals it rejoins as a follower without a restart.
+func TestBlackholedLeaderStepsDownBeforeSuccessorWins(t *testing.T) {
+	cluster := etcdtest.Single(t)
+	proxy := tcpproxy.Start(t, strings.TrimPrefix(cluster.ClientURLs()[0], "http://"))
+	a := sidecartest.Start(t, bin, sidecartest.Options{ID: "a", Args: etcdArgs([]string{proxy.Addr()}, "--etcd-dial-timeout", "1s")})
+	first := a.WaitStatus("leadership", generous, func(s sidecartest.Status) bool { return s.IsLeader })
+	ps := append([]*sidecartest.Process{a}, startN(t, cluster.ClientURLs(), "b", "c")...)
+	agree(t, ps)
+
+	proxy.Blackhole()
+	cut := time.Now()
+	a.WaitStatus("stepping down", generous, func(s sidecartest.Status) bool { return !s.IsLeader })
+	steppedDown := time.Since(cut)
+	next, st := agree(t, ps[1:])
+	if st.FencingToken <= first.FencingToken {
+		t.Errorf("successor token %d, want more than %d", st.FencingToken, first.FencingToken)
+	}
+	if steppedDown >= ttl {
+		t.Errorf("the cut-off leader stepped down %v after the cut, not within its %v TTL", steppedDown, ttl)
+	}
+	assertNoOverlap(t, ps)
+
+	proxy.Pass()
+	a.WaitStatus("rejoining as a follower", generous, func(s sidecartest.Status) bool {
+		return !s.IsLeader && s.Ready && s.Name == next.ID
+	})
+	t.Logf("stepped down %v after the cut; %s took over", steppedDown, next.ID)
+}
+
+func TestEtcdDownAtStartThenUp(t *testing.T) {
+	cluster := etcdtest.Single(t)
+	proxy := tcpproxy.Start(t, strings.TrimPrefix(cluster.ClientURLs()[0], "http://"))
+	proxy.Reset()
+	a := sidecartest.Start(t, bin, sidecartest.Options{ID: "a", Args: etcdArgs([]string{proxy.Addr()}, "--etcd-dial-timeout", "1s")})
+
+	// It keeps running, says it is not leader and not ready, and retries.
+	deadline := time.Now().Add(generous)
+	for !a.Logged("backend call failed") {
+		if time.Now().After(deadline) || a.Exited() {
+			t.Fatal("no failed backend call was logged")
+		}
+		tick := time.NewTimer(10 * time.Millisecond)
+		<-tick.C
+	}
+	st, err := a.Status(t.Context())
+	if err != nil || st.IsLeader || st.Ready {
+		t.Fatalf("with etcd down: status %+v, %v", st, err)
+	}
+	for path, want := range map[string]int{"/readyz": 503, "/healthz": 200, "/leader": 503} {
+		if code, _, _ := a.Get(t.Context(), path); code != want {
+			t.Errorf("GET %s = %d with etcd down, want %d", path, code, want)
+		}
+	}
+
+	proxy.Pass()
+	a.WaitStatus("leadership once etcd answers", generous, func(s sidecartest.Status) bool { return s.IsLeader && s.Ready })
 }
