@@ -34,8 +34,9 @@
 //     term's token T is the highest answer of the nodes that granted the lock.
 //  2. Before the term is used, a majority of nodes must have a counter ≥ T
 //     (committed): nodes that are behind, or did not answer, are raised to T.
-//     If that fails the lock is released and the round retried. Renewals
-//     raise lagging nodes again.
+//     If that fails the lock is released and the round retried. Every
+//     renewal raises every node it reaches to T again, including nodes that
+//     restarted empty.
 //
 // Any two majorities share a node. That shared node's counter was ≥ T when
 // the earlier term was committed, counters never decrease, and so the later

@@ -43,10 +43,7 @@ func newBackend(t *testing.T, servers []*redistest.Server, identity string, ttl 
 	t.Helper()
 	clients := make([]Client, len(servers))
 	for i, s := range servers {
-		clients[i] = redis.NewClient(&redis.Options{
-			Addr: s.Addr(), MaxRetries: -1, DisableIdentity: true, ContextTimeoutEnabled: true,
-			DialTimeout: opTimeout(ttl),
-		})
+		clients[i] = redis.NewClient(baseClientOptions(s.Addr(), opTimeout(ttl)))
 		if wrap != nil {
 			clients[i] = wrap(clients[i])
 		}
@@ -59,12 +56,28 @@ func newBackend(t *testing.T, servers []*redistest.Server, identity string, ttl 
 	return b
 }
 
-// lossyClient subscribes to a channel nobody publishes on, so every pub/sub
-// message the backend should get is lost.
-type lossyClient struct{ Client }
+// lossyClient loses every pub/sub message (it subscribes to no channel,
+// so not even the subscription is confirmed), and counts script calls that
+// got an answer.
+type lossyClient struct {
+	Client
+	answered *atomic.Int64
+}
 
 func (c lossyClient) Subscribe(ctx context.Context, _ ...string) *redis.PubSub {
-	return c.Client.Subscribe(ctx, "nobody-publishes-here")
+	return c.Client.Subscribe(ctx)
+}
+
+func (c lossyClient) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
+	cmd := c.Client.EvalSha(ctx, sha, keys, args...)
+	c.answered.Add(1)
+	return cmd
+}
+
+func (c lossyClient) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	cmd := c.Client.Eval(ctx, script, keys, args...)
+	c.answered.Add(1)
+	return cmd
 }
 
 // switchClient fails every script call while down is set, like a node that

@@ -141,22 +141,29 @@ func (o Options) clientOptions(opTimeout time.Duration) ([]*redis.Options, error
 	}
 	out := make([]*redis.Options, len(o.Addrs))
 	for i, addr := range o.Addrs {
-		out[i] = &redis.Options{
-			Addr:      addr,
-			Username:  o.Username,
-			Password:  password,
-			DB:        o.DB,
-			TLSConfig: tlsConfig,
-			// Every call carries its own deadline; a lock request is not
-			// retried blindly, the algorithm decides what to do next.
-			ContextTimeoutEnabled: true,
-			DialTimeout:           opTimeout,
-			MaxRetries:            -1,
-			PoolSize:              4,
-			DisableIdentity:       true,
-		}
+		out[i] = baseClientOptions(addr, opTimeout)
+		out[i].Username = o.Username
+		out[i].Password = password
+		out[i].DB = o.DB
+		out[i].TLSConfig = tlsConfig
 	}
 	return out, nil
+}
+
+// baseClientOptions are the go-redis settings every node's client uses.
+func baseClientOptions(addr string, opTimeout time.Duration) *redis.Options {
+	return &redis.Options{
+		Addr: addr,
+		// Every call carries its own deadline, and nothing is retried
+		// blindly: the lock algorithm decides what to do next, and a node
+		// that is down must cost one refused dial, not a retry loop.
+		ContextTimeoutEnabled: true,
+		DialTimeout:           opTimeout,
+		DialerRetries:         1,
+		MaxRetries:            -1,
+		PoolSize:              4,
+		DisableIdentity:       true,
+	}
 }
 
 func (o Options) tlsConfig() (*tls.Config, error) {

@@ -93,8 +93,12 @@ func TestScripts(t *testing.T) {
 	if err := c.PExpire(ctx, lock, 5*time.Second).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if n := run(s.renew, []string{lock, counter}, "b", 60000, 1); n != 0 {
+	if n := run(s.renew, []string{lock, counter}, "b", 60000, 3); n != 0 {
 		t.Fatalf("renew foreign = %d, want 0", n)
+	}
+	// Counters only grow, so even a foreign renew raises it to its token.
+	if n, _ := c.Get(ctx, counter).Int64(); n != 3 {
+		t.Fatalf("counter after foreign renew with token 3 = %d, want 3", n)
 	}
 	if ttl := c.PTTL(ctx, lock).Val(); ttl > 5*time.Second {
 		t.Fatalf("foreign renew extended the lock to %s", ttl)
