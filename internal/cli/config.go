@@ -15,6 +15,7 @@ import (
 
 	"github.com/leader-elector/leader-elector/pkg/election"
 	"github.com/leader-elector/leader-elector/pkg/election/etcd"
+	redislock "github.com/leader-elector/leader-elector/pkg/election/redis"
 )
 
 // EnvPrefix prefixes the environment variable of every flag:
@@ -26,6 +27,10 @@ const (
 	defaultHTTP    = ":4040"
 	defaultBackend = "etcd"
 )
+
+// minRedisTTL leaves room for renewals every TTL/3 inside the validity
+// window after drift and the scheduling margin.
+const minRedisTTL = time.Second
 
 // config is the sidecar's parsed command line.
 type config struct {
@@ -39,7 +44,8 @@ type config struct {
 	LogLevel          slog.Level
 	HistoryFile       string
 
-	Etcd etcd.Options
+	Etcd  etcd.Options
+	Redis redislock.Options
 }
 
 // envFunc reads an environment variable.
@@ -53,7 +59,7 @@ func newFlagSet(cfg *config, logLevel *string) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("sidecar", pflag.ContinueOnError)
 	fs.SortFlags = false
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&cfg.Backend, "backend", defaultBackend, "election backend: etcd")
+	fs.StringVar(&cfg.Backend, "backend", defaultBackend, "election backend: etcd, or redis (see the README for what each guarantees)")
 	fs.StringVar(&cfg.Election, "election", "", "name of the election (required)")
 	fs.StringVar(&cfg.ElectionNamespace, "election-namespace", "", "Kubernetes namespace of the election's pods (default: the pod's namespace)")
 	fs.StringVar(&cfg.ID, "id", "", "this candidate's identity (default: $POD_NAME, else the hostname)")
@@ -63,6 +69,8 @@ func newFlagSet(cfg *config, logLevel *string) *pflag.FlagSet {
 	fs.StringVar(logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&cfg.HistoryFile, "history-file", "", "append every status change to this file as JSON lines stamped with CLOCK_MONOTONIC (audits, safety checks)")
 	cfg.Etcd.AddFlags(fs)
+	cfg.Redis = redislock.DefaultOptions()
+	cfg.Redis.AddFlags(fs)
 	return fs
 }
 
@@ -83,6 +91,9 @@ func parseConfig(args []string, getenv envFunc) (*config, error) {
 	}
 	if err := cfg.Etcd.Complete(getenv(EnvPrefix + "ETCD_PASSWORD")); err != nil {
 		return nil, err
+	}
+	if cfg.Redis.PasswordFile == "" {
+		cfg.Redis.Password = getenv(EnvPrefix + "REDIS_PASSWORD")
 	}
 	if cfg.ID == "" {
 		cfg.ID = getenv("POD_NAME")
@@ -128,8 +139,13 @@ func (c *config) validate() error {
 			return fmt.Errorf("--ttl %v: etcd leases are whole seconds", c.TTL)
 		}
 		return c.Etcd.Validate()
+	case "redis":
+		if c.TTL < minRedisTTL {
+			return fmt.Errorf("--ttl %v is below the Redis backend's minimum of %v", c.TTL, minRedisTTL)
+		}
+		return c.Redis.Validate()
 	default:
-		return fmt.Errorf("--backend %q: want etcd", c.Backend)
+		return fmt.Errorf("--backend %q: want etcd or redis", c.Backend)
 	}
 }
 
@@ -181,5 +197,5 @@ func usage(w io.Writer) {
 	fmt.Fprintf(w, "Usage: sidecar [flags]        run the sidecar\n       sidecar demo [flags]   run a local demo on an embedded etcd\n       sidecar version\n\nFlags (each also settable as %s<FLAG>, e.g. %sELECTION):\n", EnvPrefix, EnvPrefix)
 	fs.SetOutput(w)
 	fs.PrintDefaults()
-	fmt.Fprintf(w, "\nSecrets come from the environment or a file, never a flag: %sETCD_PASSWORD or --etcd-password-file.\n", EnvPrefix)
+	fmt.Fprintf(w, "\nSecrets come from the environment or a file, never a flag: %sETCD_PASSWORD or --etcd-password-file,\n%sREDIS_PASSWORD or --redis-password-file.\n", EnvPrefix, EnvPrefix)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/leader-elector/leader-elector/internal/demo"
 	"github.com/leader-elector/leader-elector/pkg/election"
 	"github.com/leader-elector/leader-elector/pkg/election/etcd"
+	redislock "github.com/leader-elector/leader-elector/pkg/election/redis"
 	"github.com/leader-elector/leader-elector/pkg/history"
 	"github.com/leader-elector/leader-elector/pkg/httpapi"
 	"github.com/leader-elector/leader-elector/pkg/metrics"
@@ -70,7 +71,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // run wires the backend, engine and publishers and runs them until ctx ends.
 func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	m := metrics.New(metrics.Info{Version: version(), Backend: cfg.Backend})
-	backend, err := etcd.New(cfg.Etcd, cfg.Election, cfg.ID, cfg.TTL, log)
+	backend, err := newBackend(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -136,6 +137,15 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		log.Info("stopped")
 	}
 	return runErr
+}
+
+// newBackend builds the configured backend. None of them contacts its
+// servers here; the engine does, and retries.
+func newBackend(cfg *config, log *slog.Logger) (election.Backend, error) {
+	if cfg.Backend == "redis" {
+		return redislock.New(cfg.Redis, cfg.Election, cfg.ID, cfg.TTL, log)
+	}
+	return etcd.New(cfg.Etcd, cfg.Election, cfg.ID, cfg.TTL, log)
 }
 
 func newLogger(cfg *config, w io.Writer) *slog.Logger {

@@ -92,6 +92,21 @@ func agree(t *testing.T, ps []*sidecartest.Process) (*sidecartest.Process, sidec
 	return nil, sidecartest.Status{}
 }
 
+// successor polls until a process other than old claims leadership.
+func successor(t *testing.T, ps []*sidecartest.Process, old *sidecartest.Process) (*sidecartest.Process, sidecartest.Status) {
+	t.Helper()
+	deadline := time.Now().Add(generous)
+	for time.Now().Before(deadline) {
+		if p := sidecartest.Leader(t, ps); p != nil && p != old {
+			if s, err := p.Status(t.Context()); err == nil && s.IsLeader {
+				return p, s
+			}
+		}
+	}
+	t.Fatalf("no successor to %s", old.ID)
+	return nil, sidecartest.Status{}
+}
+
 func TestOneLeaderAmongThreeAndAllAgree(t *testing.T) {
 	cluster := etcdtest.Single(t)
 	ps := startN(t, cluster.ClientURLs(), "a", "b", "c")
@@ -144,16 +159,7 @@ func TestGracefulHandoverOnSIGTERM(t *testing.T) {
 
 	start := time.Now()
 	leader.Signal(syscall.SIGTERM)
-	var next sidecartest.Status
-	for {
-		if p := sidecartest.Leader(t, ps); p != nil && p != leader {
-			next, _ = p.Status(t.Context())
-			break
-		}
-		if time.Since(start) > generous {
-			t.Fatal("no successor")
-		}
-	}
+	_, next := successor(t, ps, leader)
 	took := time.Since(start)
 	if code := leader.Wait(generous); code != 0 {
 		t.Errorf("SIGTERM exit code %d, want 0", code)
@@ -286,7 +292,7 @@ func assertNoOverlap(t *testing.T, ps []*sidecartest.Process) {
 	t.Helper()
 	var all []history.Interval
 	for _, p := range ps {
-		all = append(all, history.Intervals(p.ReadHistory())...)
+		all = append(all, p.Intervals()...)
 	}
 	for i, x := range all {
 		for _, y := range all[i+1:] {

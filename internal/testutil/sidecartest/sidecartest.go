@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/leader-elector/leader-elector/pkg/history"
 )
 
@@ -78,6 +80,7 @@ type Process struct {
 	cmd    *exec.Cmd
 	done   chan struct{}
 	exit   int
+	exited int64 // CLOCK_MONOTONIC ns when the exit was noticed
 	mu     sync.Mutex
 	stderr bytes.Buffer
 }
@@ -147,6 +150,7 @@ func (p *Process) readLog(r io.Reader, addr chan<- string) {
 		}
 	}
 	err := p.cmd.Wait()
+	p.exited = monotonicNow()
 	p.exit = p.cmd.ProcessState.ExitCode()
 	if err != nil && p.exit == 0 {
 		p.exit = -1
@@ -243,6 +247,26 @@ func (p *Process) WaitStatus(what string, timeout time.Duration, ok func(Status)
 	}
 	p.t.Fatalf("%s: timed out after %v waiting for %s; last status %+v, error %v", p.ID, timeout, what, last, lastErr)
 	return Status{}
+}
+
+// Intervals returns the process's leadership intervals. An interval still
+// open when the process died (SIGKILL) ends when its exit was noticed, which
+// is no earlier than the death.
+func (p *Process) Intervals() []history.Interval {
+	p.t.Helper()
+	iv := history.Intervals(p.ReadHistory())
+	if n := len(iv); n > 0 && iv[n-1].End == 0 && p.Exited() {
+		iv[n-1].End = p.exited
+	}
+	return iv
+}
+
+func monotonicNow() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		panic(err)
+	}
+	return ts.Nano()
 }
 
 // ReadHistory returns the status changes the process recorded.
