@@ -56,12 +56,17 @@ func (c *candidacy) Campaign(ctx context.Context) (election.Term, error) {
 	defer stop()
 	retry := newBackoff(min(c.b.poll*2, 2*time.Second))
 	failing := false
+	// woke is when the wait before the current attempt ended: a release
+	// message, the holder's expiry, or a poll. If that attempt wins after
+	// another candidate held the lock, it is when the vacancy was seen.
+	var woke time.Time
 	for {
 		a, err := c.attempt(ctx)
 		if err != nil {
 			return election.Term{}, err
 		}
 		if a.won {
+			a.term.Vacant = woke
 			return c.take(ctx, a)
 		}
 		wait, waitWake := c.b.poll, wake
@@ -93,6 +98,7 @@ func (c *candidacy) Campaign(ctx context.Context) (election.Term, error) {
 		if err := waitFor(ctx, wait, waitWake); err != nil {
 			return election.Term{}, err
 		}
+		woke = time.Now()
 	}
 }
 

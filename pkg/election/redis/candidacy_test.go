@@ -161,6 +161,13 @@ func TestOnlyOneWinsAndHandover(t *testing.T) {
 		t.Errorf("handover took %s, want well under the %s poll interval", d, b2.poll)
 	}
 	t.Logf("handover took %s", d)
+	if first.Vacant != (time.Time{}) {
+		t.Errorf("first term Vacant = %v, want zero: it won without waiting", first.Vacant)
+	}
+	if o.term.Vacant.Before(resigned) || o.term.Vacant.After(o.at) {
+		t.Errorf("second term Vacant = %v, want between the resign (%v) and the win (%v)",
+			o.term.Vacant, resigned, o.at)
+	}
 	if o.term.Token <= first.Token {
 		t.Errorf("second token %d is not above first %d", o.term.Token, first.Token)
 	}
