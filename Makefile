@@ -5,13 +5,17 @@ BIN       := $(CURDIR)/bin
 export PATH := $(BIN):$(PATH)
 
 include hack/tools.mk
+# Packaging (image binary, manifests) and the long fault-injection runs.
+-include hack/packaging.mk hack/chaos.mk
 
 .PHONY: all build test test-short bench demo fmt vet
 
 all: build
 
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/sidecar ./cmd/sidecar
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X github.com/leader-elector/leader-elector/internal/cli.buildVersion=$(VERSION)" -o $(BIN)/sidecar ./cmd/sidecar
 
 ## test: install test dependencies, then run every test with the race detector.
 test: test-deps
