@@ -1,0 +1,355 @@
+// Package demo runs a local election between real sidecar processes on an
+// in-process etcd and narrates it: who leads, and how long a graceful
+// handover and a crash failover take.
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/leader-elector/leader-elector/internal/etcdembed"
+)
+
+// Defaults, written once.
+const (
+	DefaultCandidates   = 3
+	DefaultTTL          = 2 * time.Second
+	DefaultPollInterval = 15 * time.Millisecond
+	election            = "demo"
+	// startAttempts bounds how often a sidecar is started again on a new
+	// port after it exited at once (another process took its port).
+	startAttempts = 3
+	// stopGrace is how long a sidecar has to exit after SIGTERM before it
+	// is killed.
+	stopGrace = 10 * time.Second
+)
+
+// Options configures Run.
+type Options struct {
+	// KeepRunning keeps etcd and the surviving sidecars running after the
+	// scripted part, with the timeline, until ctx ends.
+	KeepRunning bool
+	// Candidates is the number of sidecar processes; default 3, at least 2.
+	Candidates int
+	// TTL is the sidecars' lease TTL; default 2s, etcd's minimum.
+	TTL time.Duration
+	// Executable is the sidecar binary; default the running program.
+	Executable string
+	// ChildArgs builds a sidecar's command line; default DefaultChildArgs.
+	ChildArgs func(Child) []string
+	// PollInterval is how often every sidecar's /status is read; default
+	// 15ms, so the measured times are accurate to about that.
+	PollInterval time.Duration
+}
+
+// Child describes one sidecar process of the demo.
+type Child struct {
+	ID            string
+	HTTPAddr      string // 127.0.0.1:port
+	EtcdEndpoints []string
+	Election      string
+	TTL           time.Duration
+}
+
+// DefaultChildArgs is the sidecar command line for c.
+func DefaultChildArgs(c Child) []string {
+	return []string{
+		"--backend", "etcd",
+		"--election", c.Election,
+		"--id", c.ID,
+		"--ttl", c.TTL.String(),
+		"--http", c.HTTPAddr,
+		"--etcd-endpoints", strings.Join(c.EtcdEndpoints, ","),
+		"--log-format", "json",
+		"--log-level", "warn",
+	}
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.Candidates == 0 {
+		o.Candidates = DefaultCandidates
+	}
+	if o.Candidates < 2 {
+		return o, fmt.Errorf("demo: %d candidates: at least 2 are needed for a handover", o.Candidates)
+	}
+	if o.TTL == 0 {
+		o.TTL = DefaultTTL
+	}
+	if o.TTL < 0 {
+		return o, fmt.Errorf("demo: negative TTL %v", o.TTL)
+	}
+	if o.Executable == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return o, fmt.Errorf("demo: find the sidecar executable: %w", err)
+		}
+		o.Executable = exe
+	}
+	if o.ChildArgs == nil {
+		o.ChildArgs = DefaultChildArgs
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = DefaultPollInterval
+	}
+	return o, nil
+}
+
+// Run starts etcd and the sidecars, shows the timeline, hands leadership
+// over with SIGTERM, crashes the next leader with SIGKILL, prints both
+// measured times and stops everything it started, also when ctx ends early.
+// An interrupted demo (ctx cancelled) is not an error.
+func Run(ctx context.Context, opts Options, out io.Writer) error {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return err
+	}
+	tl := newTimeline(out, time.Now())
+	err = run(ctx, opts, tl)
+	if err != nil && errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		tl.printf("Interrupted. ")
+		err = nil
+	}
+	if err == nil {
+		tl.printf("Stopped the sidecars and etcd and removed their files.\n")
+	}
+	return err
+}
+
+func run(ctx context.Context, opts Options, tl *timeline) error {
+	dir, err := os.MkdirTemp("", "leader-elector-demo-")
+	if err != nil {
+		return fmt.Errorf("demo: temp dir: %w", err)
+	}
+	defer os.RemoveAll(dir)
+
+	cluster, err := etcdembed.StartCluster(ctx, etcdembed.Options{Dir: filepath.Join(dir, "etcd")})
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	defer cluster.Close()
+
+	var children []*child
+	// Sidecars stop before etcd does, so they can resign cleanly.
+	defer func() { stopAll(children) }()
+	for i := range opts.Candidates {
+		c, err := startInstance(ctx, opts, fmt.Sprintf("demo-%d", i+1), cluster.ClientURLs(), dir)
+		if err != nil {
+			return err
+		}
+		children = append(children, c)
+	}
+
+	tl.printf("leader-elector demo: %d sidecar processes in election %q on an in-process etcd\n", len(children), election)
+	tl.printf("  etcd      %s (single member; lease TTL %v)\n", strings.Join(cluster.ClientURLs(), ","), opts.TTL)
+	for _, c := range children {
+		tl.printf("  %-8s  http://%s/status  (pid %d)\n", c.id, c.addr, c.pid())
+	}
+	tl.printf("\nTimeline (every sidecar's /status polled every %v; >>> marks what the demo does):\n", opts.PollInterval)
+
+	targets := make([]target, len(children))
+	for i, c := range children {
+		targets[i] = target{ID: c.id, Addr: c.addr}
+	}
+	mon := newMonitor(targets, opts.PollInterval, tl.observe)
+	monCtx, stopMon := context.WithCancel(ctx)
+	var monWG sync.WaitGroup
+	monWG.Go(func() { mon.run(monCtx) })
+	defer monWG.Wait()
+	defer stopMon()
+
+	byID := make(map[string]*child, len(children))
+	for _, c := range children {
+		byID[c.id] = c
+	}
+	res, err := script(ctx, opts, tl, mon, byID)
+	if err != nil {
+		return err
+	}
+
+	tl.printf("\nSummary\n")
+	tl.printf("  graceful handover: SIGTERM %s -> %s led after %v\n", res.handover.from, res.handover.to, round(res.handover.took))
+	tl.printf("  crash failover:    SIGKILL %s -> %s led after %v (lease TTL %v)\n", res.failover.from, res.failover.to, round(res.failover.took), opts.TTL)
+	if n := tl.splitClaims(); n > 0 {
+		tl.printf("  !! %d polls saw more than one instance claim leadership\n", n)
+	} else {
+		tl.printf("  no poll saw two instances claim leadership at once\n")
+	}
+	tl.printf("  times are from the signal to the first poll that showed the new leader (+/- %v)\n", opts.PollInterval)
+
+	if opts.KeepRunning {
+		tl.printf("\nStill running until Ctrl-C; try:\n")
+		for _, c := range children {
+			if !c.exited() {
+				tl.printf("  curl http://%s/status\n", c.addr)
+			}
+		}
+		tl.printf("  etcd: %s\n\n", strings.Join(cluster.ClientURLs(), ","))
+		<-ctx.Done()
+		return nil
+	}
+	return nil
+}
+
+// takeover is one measured change of leader.
+type takeover struct {
+	from, to string
+	took     time.Duration
+}
+
+type scriptResult struct {
+	handover, failover takeover
+}
+
+// script waits for a leader, hands over with SIGTERM and fails over with
+// SIGKILL.
+func script(ctx context.Context, opts Options, tl *timeline, mon *monitor, byID map[string]*child) (scriptResult, error) {
+	var res scriptResult
+	s, err := waitPhase(ctx, mon, time.Time{}, 30*time.Second+2*opts.TTL, "a single agreed leader",
+		func(s snapshot) bool { _, ok := s.agreedLeader(); return ok })
+	if err != nil {
+		return res, err
+	}
+	first, _ := s.agreedLeader()
+	tl.event(s.Start, "%s leads with fencing token %d; every instance agrees", first.ID, first.St.FencingToken)
+
+	res.handover, err = replace(ctx, opts, tl, mon, byID[first.ID], syscall.SIGTERM, "graceful handover")
+	if err != nil {
+		return res, err
+	}
+	old := byID[first.ID]
+	select {
+	case <-old.done:
+		tl.event(time.Now(), "%s exited (%s)", old.id, exitText(old.err))
+	case <-time.After(stopGrace):
+		tl.event(time.Now(), "%s has not exited %v after SIGTERM", old.id, stopGrace)
+	case <-ctx.Done():
+		return res, ctx.Err()
+	}
+
+	res.failover, err = replace(ctx, opts, tl, mon, byID[res.handover.to], syscall.SIGKILL, "crash")
+	return res, err
+}
+
+// replace signals the leader and measures how long it takes until another
+// instance claims leadership.
+func replace(ctx context.Context, opts Options, tl *timeline, mon *monitor, leader *child, sig syscall.Signal, what string) (takeover, error) {
+	sent := time.Now()
+	tl.event(sent, "%s %s (%s)", signalName(sig), leader.id, what)
+	if err := leader.signal(sig); err != nil {
+		return takeover{}, fmt.Errorf("demo: %w", err)
+	}
+	limit := 10*time.Second + 3*opts.TTL
+	s, err := waitPhase(ctx, mon, sent, limit, "a new leader after "+signalName(sig),
+		func(s snapshot) bool { _, ok := otherLeader(s, leader.id); return ok })
+	if err != nil {
+		return takeover{}, err
+	}
+	next, _ := otherLeader(s, leader.id)
+	took := next.At.Sub(sent)
+	tl.event(next.At, "%s leads with fencing token %d, %v after %s", next.ID, next.St.FencingToken, round(took), signalName(sig))
+	return takeover{from: leader.id, to: next.ID, took: took}, nil
+}
+
+// waitPhase waits for cond with a time limit, so a broken sidecar ends the
+// demo with an error rather than a hang.
+func waitPhase(ctx context.Context, mon *monitor, since time.Time, limit time.Duration, what string, cond func(snapshot) bool) (snapshot, error) {
+	pctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	s, err := mon.wait(pctx, since, cond)
+	if err != nil && ctx.Err() == nil {
+		return s, fmt.Errorf("demo: no %s within %v; last poll: %s", what, limit, describe(s))
+	}
+	return s, err
+}
+
+// startInstance starts one sidecar and waits until its HTTP API answers. A
+// sidecar that exits at once (its port was taken) is started again on a
+// new port.
+func startInstance(ctx context.Context, opts Options, id string, endpoints []string, dir string) (*child, error) {
+	var lastErr error
+	for attempt := range startAttempts {
+		addr, err := freeAddr()
+		if err != nil {
+			return nil, fmt.Errorf("demo: %w", err)
+		}
+		args := opts.ChildArgs(Child{ID: id, HTTPAddr: addr, EtcdEndpoints: endpoints, Election: election, TTL: opts.TTL})
+		c, err := startChild(id, addr, opts.Executable, args, logPath(dir, id, attempt))
+		if err != nil {
+			return nil, fmt.Errorf("demo: %w", err)
+		}
+		err = waitAnswering(ctx, c, 20*time.Second)
+		if err == nil {
+			return c, nil
+		}
+		c.stop(stopGrace)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		lastErr = err
+	}
+	return nil, fmt.Errorf("demo: %w", lastErr)
+}
+
+// waitAnswering waits until c's GET /status answers, c exits, or limit
+// passes.
+func waitAnswering(ctx context.Context, c *child, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	client := &http.Client{Timeout: 250 * time.Millisecond}
+	defer client.CloseIdleConnections()
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if _, err := fetchStatus(ctx, client, c.addr); err == nil {
+			return nil
+		}
+		select {
+		case <-c.done:
+			return fmt.Errorf("%s exited at start (%s); its output:\n%s", c.id, exitText(c.err), c.logTail())
+		case <-ctx.Done():
+			return fmt.Errorf("%s did not answer on http://%s/status: %w; its output:\n%s", c.id, c.addr, ctx.Err(), c.logTail())
+		case <-t.C:
+		}
+	}
+}
+
+// stopAll stops the sidecars together, each with SIGTERM and a grace
+// period.
+func stopAll(children []*child) {
+	var wg sync.WaitGroup
+	for _, c := range children {
+		wg.Go(func() { c.stop(stopGrace) })
+	}
+	wg.Wait()
+}
+
+func signalName(sig syscall.Signal) string {
+	switch sig {
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	case syscall.SIGKILL:
+		return "SIGKILL"
+	}
+	return sig.String()
+}
+
+func exitText(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
+}
+
+// round shortens d for people: milliseconds below 10s.
+func round(d time.Duration) time.Duration {
+	return d.Round(time.Millisecond)
+}
