@@ -89,7 +89,8 @@ func (m *monitor) wait(ctx context.Context, since time.Time, cond func(snapshot)
 		m.mu.Lock()
 		s, polled := m.latest, m.polled
 		m.mu.Unlock()
-		if !s.Start.Before(since) && cond(s) {
+		polledYet := !s.Start.IsZero()
+		if polledYet && !s.Start.Before(since) && cond(s) {
 			return s, nil
 		}
 		select {
