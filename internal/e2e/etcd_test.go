@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/leader-elector/leader-elector/internal/testutil/etcdtest"
 	"github.com/leader-elector/leader-elector/internal/testutil/sidecartest"
 	"github.com/leader-elector/leader-elector/internal/testutil/tcpproxy"
@@ -36,6 +38,12 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 
