@@ -113,6 +113,10 @@ func Start(t testing.TB, bin string, opts Options) *Process {
 	t.Cleanup(func() {
 		p.cmd.Process.Kill()
 		<-p.done
+		// The binary is built with -race; a report means a real race.
+		if strings.Contains(p.Log(), "WARNING: DATA RACE") {
+			t.Errorf("%s reported a data race", p.ID)
+		}
 		if t.Failed() {
 			t.Logf("log of %s:\n%s", p.ID, p.Log())
 		}
