@@ -1,0 +1,256 @@
+{{/*
+Reusable pieces for putting the sidecar into any pod template. A parent chart
+that depends on this chart includes them into its own pod spec:
+
+  {{- $le := dict "Values" (index .Values "leader-elector") "Release" .Release "Chart" (dict "Name" "leader-elector" "Version" "" "AppVersion" "") }}
+  spec:
+    serviceAccountName: {{ include "leader-elector.serviceAccountName" $le }}
+    {{- if (index .Values "leader-elector").sidecar.native }}
+    initContainers:
+      {{- include "leader-elector.container" $le | nindent 6 }}
+    {{- end }}
+    containers:
+      - name: app
+        ...
+      {{- if not (index .Values "leader-elector").sidecar.native }}
+      {{- include "leader-elector.container" $le | nindent 6 }}
+      {{- end }}
+    volumes:
+      {{- include "leader-elector.volumes" $le | nindent 6 }}
+    readinessGates:
+      {{- include "leader-elector.readinessGates" $le | nindent 6 }}
+
+Give the parent's Chart dict the real Version and AppVersion when image.tag
+is empty, since the image tag defaults to this chart's appVersion.
+*/}}
+
+{{/*
+leader-elector.container: the sidecar container as one list item. With
+sidecar.native it carries restartPolicy: Always and belongs in
+initContainers; otherwise it belongs in containers.
+*/}}
+{{- define "leader-elector.container" -}}
+{{- $_ := include "leader-elector.validate" . }}
+{{- $v := .Values -}}
+- name: leader-elector
+  image: {{ include "leader-elector.image" . | quote }}
+  imagePullPolicy: {{ $v.image.pullPolicy }}
+  {{- if $v.sidecar.native }}
+  # A native sidecar: started before the application and stopped after it,
+  # so leadership is released only once the application has exited.
+  restartPolicy: Always
+  {{- end }}
+  args:
+    - --election={{ include "leader-elector.electionName" . }}
+    - --backend={{ $v.backend }}
+    - --ttl={{ $v.election.ttl }}
+    - --http=:{{ $v.sidecar.port }}
+    - --log-format={{ $v.sidecar.logFormat }}
+    - --log-level={{ $v.sidecar.logLevel }}
+    {{- if eq $v.backend "etcd" }}
+    - --etcd-endpoints={{ join "," $v.etcd.endpoints }}
+    {{- with $v.etcd.prefix }}
+    - --etcd-prefix={{ . }}
+    {{- end }}
+    {{- with $v.etcd.dialTimeout }}
+    - --etcd-dial-timeout={{ . }}
+    {{- end }}
+    {{- if $v.etcd.tls.enabled }}
+    - --etcd-cacert={{ include "leader-elector.etcdTLSDir" . }}/{{ $v.etcd.tls.caKey }}
+    {{- if $v.etcd.tls.clientCert }}
+    - --etcd-cert={{ include "leader-elector.etcdTLSDir" . }}/{{ $v.etcd.tls.certKey }}
+    - --etcd-key={{ include "leader-elector.etcdTLSDir" . }}/{{ $v.etcd.tls.keyKey }}
+    {{- end }}
+    {{- end }}
+    {{- with $v.etcd.auth.username }}
+    - --etcd-username={{ . }}
+    {{- end }}
+    {{- if and $v.etcd.auth.existingSecret (eq $v.etcd.auth.passwordFrom "file") }}
+    - --etcd-password-file={{ include "leader-elector.etcdAuthDir" . }}/{{ $v.etcd.auth.passwordKey }}
+    {{- end }}
+    {{- else }}
+    - --redis-addr={{ join "," $v.redis.addrs }}
+    {{- with $v.redis.db }}
+    - --redis-db={{ . }}
+    {{- end }}
+    {{- with $v.redis.keyPrefix }}
+    - --redis-key-prefix={{ . }}
+    {{- end }}
+    {{- if $v.redis.tls.enabled }}
+    - --redis-tls
+    {{- if and $v.redis.tls.secretName $v.redis.tls.caKey }}
+    - --redis-cacert={{ include "leader-elector.redisTLSDir" . }}/{{ $v.redis.tls.caKey }}
+    {{- end }}
+    {{- if $v.redis.tls.clientCert }}
+    - --redis-cert={{ include "leader-elector.redisTLSDir" . }}/{{ $v.redis.tls.certKey }}
+    - --redis-key={{ include "leader-elector.redisTLSDir" . }}/{{ $v.redis.tls.keyKey }}
+    {{- end }}
+    {{- end }}
+    {{- with $v.redis.auth.username }}
+    - --redis-username={{ . }}
+    {{- end }}
+    {{- if and $v.redis.auth.existingSecret (eq $v.redis.auth.passwordFrom "file") }}
+    - --redis-password-file={{ include "leader-elector.redisAuthDir" . }}/{{ $v.redis.auth.passwordKey }}
+    {{- end }}
+    {{- end }}
+    {{- if $v.kube.enabled }}
+    - --role-label={{ $v.kube.roleLabel }}
+    - --leader-value={{ $v.kube.leaderValue }}
+    - --follower-value={{ $v.kube.followerValue }}
+    - --election-label={{ $v.kube.electionLabel }}
+    - --kube-events={{ $v.kube.events }}
+    - --kube-resync={{ $v.kube.resync }}
+    {{- if eq $v.readiness.mode "gate" }}
+    - --readiness-gate={{ $v.readiness.gateConditionType }}
+    {{- end }}
+    {{- end }}
+    {{- range $v.sidecar.extraArgs }}
+    - {{ . | quote }}
+    {{- end }}
+  env:
+    {{- if $v.kube.enabled }}
+    # The pod's name is the candidate's identity and, with the namespace,
+    # tells the sidecar which pod to publish leadership on.
+    - name: POD_NAME
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.name
+    - name: POD_NAMESPACE
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.namespace
+    {{- else }}
+    # Identity only: without POD_NAME the sidecar leaves the pod alone.
+    - name: LEADER_ELECTOR_ID
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.name
+    {{- end }}
+    {{- if and (eq $v.backend "etcd") $v.etcd.auth.existingSecret (eq $v.etcd.auth.passwordFrom "env") }}
+    - name: LEADER_ELECTOR_ETCD_PASSWORD
+      valueFrom:
+        secretKeyRef:
+          name: {{ $v.etcd.auth.existingSecret }}
+          key: {{ $v.etcd.auth.passwordKey }}
+    {{- end }}
+    {{- if and (eq $v.backend "redis") $v.redis.auth.existingSecret (eq $v.redis.auth.passwordFrom "env") }}
+    - name: LEADER_ELECTOR_REDIS_PASSWORD
+      valueFrom:
+        secretKeyRef:
+          name: {{ $v.redis.auth.existingSecret }}
+          key: {{ $v.redis.auth.passwordKey }}
+    {{- end }}
+    {{- with $v.sidecar.extraEnv }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  ports:
+    - name: elector-http
+      containerPort: {{ $v.sidecar.port }}
+      protocol: TCP
+  {{- with $v.sidecar.livenessProbe }}
+  livenessProbe:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $v.sidecar.readinessProbe }}
+  readinessProbe:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $v.sidecar.resources }}
+  resources:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $v.sidecar.securityContext }}
+  securityContext:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- $mounts := include "leader-elector.volumeMounts" . | trim }}
+  {{- if $mounts }}
+  volumeMounts:
+    {{- $mounts | nindent 4 }}
+  {{- end }}
+{{- end }}
+
+{{/* leader-elector.volumeMounts: the sidecar's Secret mounts (possibly none). */}}
+{{- define "leader-elector.volumeMounts" -}}
+{{- $v := .Values }}
+{{- if and (eq $v.backend "etcd") $v.etcd.tls.enabled }}
+- name: leader-elector-etcd-tls
+  mountPath: {{ include "leader-elector.etcdTLSDir" . }}
+  readOnly: true
+{{- end }}
+{{- if and (eq $v.backend "etcd") $v.etcd.auth.existingSecret (eq $v.etcd.auth.passwordFrom "file") }}
+- name: leader-elector-etcd-auth
+  mountPath: {{ include "leader-elector.etcdAuthDir" . }}
+  readOnly: true
+{{- end }}
+{{- if and (eq $v.backend "redis") $v.redis.tls.enabled $v.redis.tls.secretName }}
+- name: leader-elector-redis-tls
+  mountPath: {{ include "leader-elector.redisTLSDir" . }}
+  readOnly: true
+{{- end }}
+{{- if and (eq $v.backend "redis") $v.redis.auth.existingSecret (eq $v.redis.auth.passwordFrom "file") }}
+- name: leader-elector-redis-auth
+  mountPath: {{ include "leader-elector.redisAuthDir" . }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/*
+leader-elector.volumes: the pod volumes behind those mounts (possibly none).
+Mode 0444 lets the sidecar's non-root user read them without an fsGroup;
+only the sidecar container mounts them.
+*/}}
+{{- define "leader-elector.volumes" -}}
+{{- $v := .Values }}
+{{- if and (eq $v.backend "etcd") $v.etcd.tls.enabled }}
+- name: leader-elector-etcd-tls
+  secret:
+    secretName: {{ $v.etcd.tls.secretName }}
+    defaultMode: 0444
+{{- end }}
+{{- if and (eq $v.backend "etcd") $v.etcd.auth.existingSecret (eq $v.etcd.auth.passwordFrom "file") }}
+- name: leader-elector-etcd-auth
+  secret:
+    secretName: {{ $v.etcd.auth.existingSecret }}
+    defaultMode: 0444
+    items:
+      - key: {{ $v.etcd.auth.passwordKey }}
+        path: {{ $v.etcd.auth.passwordKey }}
+{{- end }}
+{{- if and (eq $v.backend "redis") $v.redis.tls.enabled $v.redis.tls.secretName }}
+- name: leader-elector-redis-tls
+  secret:
+    secretName: {{ $v.redis.tls.secretName }}
+    defaultMode: 0444
+{{- end }}
+{{- if and (eq $v.backend "redis") $v.redis.auth.existingSecret (eq $v.redis.auth.passwordFrom "file") }}
+- name: leader-elector-redis-auth
+  secret:
+    secretName: {{ $v.redis.auth.existingSecret }}
+    defaultMode: 0444
+    items:
+      - key: {{ $v.redis.auth.passwordKey }}
+        path: {{ $v.redis.auth.passwordKey }}
+{{- end }}
+{{- end }}
+
+{{/* leader-elector.readinessGates: the pod's readiness gate in mode gate (else nothing). */}}
+{{- define "leader-elector.readinessGates" -}}
+{{- if eq .Values.readiness.mode "gate" }}
+- conditionType: {{ .Values.readiness.gateConditionType }}
+{{- end }}
+{{- end }}
+
+{{/*
+leader-elector.leaderProbe: a readiness probe for the application container
+in mode probe: the sidecar's /leader answers 200 only while this pod leads.
+*/}}
+{{- define "leader-elector.leaderProbe" -}}
+httpGet:
+  path: /leader
+  port: {{ .Values.sidecar.port }}
+periodSeconds: 2
+timeoutSeconds: 1
+failureThreshold: 1
+successThreshold: 1
+{{- end }}
