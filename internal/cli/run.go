@@ -143,6 +143,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 // servers here; the engine does, and retries.
 func newBackend(cfg *config, log *slog.Logger) (election.Backend, error) {
 	if cfg.Backend == "redis" {
+		redislock.RouteClientLogs(log)
 		return redislock.New(cfg.Redis, cfg.Election, cfg.ID, cfg.TTL, log)
 	}
 	return etcd.New(cfg.Etcd, cfg.Election, cfg.ID, cfg.TTL, log)

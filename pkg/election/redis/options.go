@@ -1,10 +1,12 @@
 package redislock
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"strconv"
@@ -187,3 +189,15 @@ func (o Options) tlsConfig() (*tls.Config, error) {
 	}
 	return c, nil
 }
+
+// slogPrintf adapts a slog.Logger to go-redis's logger, which only prints.
+type slogPrintf struct{ log *slog.Logger }
+
+func (l slogPrintf) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis client: "+fmt.Sprintf(format, v...))
+}
+
+// RouteClientLogs sends go-redis's own messages (dial failures and the
+// like, which the backend already reports) to log at debug level. go-redis
+// has one process-wide logger, so only a program's main should call this.
+func RouteClientLogs(log *slog.Logger) { redis.SetLogger(slogPrintf{log}) }
