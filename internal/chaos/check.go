@@ -1,0 +1,237 @@
+package chaos
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/leader-elector/leader-elector/pkg/history"
+)
+
+// Result is what Check found in one trial.
+type Result struct {
+	// Violations describes every safety or liveness violation; empty means
+	// the trial passed.
+	Violations []string
+
+	Overlaps        int // leadership claims that overlapped (violations)
+	StaleWakes      int // overlaps with a process paused past its deadline (expected, see Check)
+	TokenViolations int // a term whose token was not above its predecessor's
+	// KnownRegressions are token regressions that the documented limit of
+	// Redis without persistence explains (not violations).
+	KnownRegressions int
+	Accepted         int // register writes accepted
+	Rejected         int // stale writes the fence rejected
+	StaleAccepted    int // stale writes accepted (violations)
+	Settled          time.Duration
+	SettleViolation  bool
+}
+
+// Passed reports whether the trial found no violation.
+func (r Result) Passed() bool { return len(r.Violations) == 0 }
+
+func (r *Result) violate(format string, args ...any) {
+	r.Violations = append(r.Violations, fmt.Sprintf(format, args...))
+}
+
+// claim is one leadership interval of one run, closed.
+type claim struct {
+	run *Run
+	history.Interval
+}
+
+func (c claim) String() string {
+	return fmt.Sprintf("%s token %d [%d, %d]", c.run.Name(), c.Token, c.Start, c.End)
+}
+
+func claims(rec *Record) []claim {
+	var out []claim
+	for i := range rec.Runs {
+		r := &rec.Runs[i]
+		for _, iv := range r.Intervals {
+			if iv.End == 0 {
+				iv.End = rec.End
+			}
+			out = append(out, claim{run: r, Interval: iv})
+		}
+	}
+	slices.SortFunc(out, func(a, b claim) int { return cmpInt(a.Start, b.Start) })
+	return out
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Check runs the four checks over rec.
+//
+// The paused span. A process stopped by SIGSTOP cannot act, answer or
+// record anything, so its history shows it leading from before the pause
+// until it records its step-down after SIGCONT. Once its validity deadline
+// has passed — at the latest Validity after the pause began, because every
+// request it sent was sent before — its own status reads refuse to report
+// leadership, but the record of that comes only on wake. So an overlap
+// between a paused process's claim and a successor's is counted as a stale
+// wake, not a violation, when all of these hold: the pause began while the
+// claim was held, the successor's claim began at least Validity after the
+// pause began (the paused process could no longer have said it led), and
+// the paused process recorded its step-down within WakeGrace of being
+// continued. A successor that won sooner, or a process that wakes and goes
+// on claiming, is a violation. The data in that span is protected only by
+// the fencing token, which check 3 exercises: the client of a paused
+// sidecar holds a write it decided on before the pause and sends it on wake.
+func Check(rec *Record) Result {
+	var res Result
+	cs := claims(rec)
+	checkOverlaps(rec, cs, &res)
+	checkWakes(rec, cs, &res)
+	checkTokens(rec, cs, &res)
+	checkRegister(rec, cs, &res)
+	res.Settled = rec.Settled
+	switch {
+	case rec.Settled < 0:
+		res.SettleViolation = true
+		res.violate("liveness: no single agreed leader after the faults healed")
+	case rec.Settled > rec.SettleBound:
+		res.SettleViolation = true
+		res.violate("liveness: one agreed leader only %v after the faults healed, bound %v", rec.Settled, rec.SettleBound)
+	}
+	return res
+}
+
+func checkOverlaps(rec *Record, cs []claim, res *Result) {
+	for i, x := range cs {
+		for _, y := range cs[i+1:] {
+			if x.run == y.run {
+				continue
+			}
+			lo, hi := max(x.Start, y.Start), min(x.End, y.End)
+			if lo >= hi {
+				continue
+			}
+			if staleWake(rec, x, y) || staleWake(rec, y, x) {
+				res.StaleWakes++
+				continue
+			}
+			res.Overlaps++
+			res.violate("overlap: %v and %v both claimed leadership for %v", x, y, time.Duration(hi-lo))
+		}
+	}
+}
+
+// staleWake reports whether old's overlap with successor is explained by a
+// pause of old that outlasted its validity (see Check).
+func staleWake(rec *Record, old, successor claim) bool {
+	for _, p := range rec.Pauses {
+		if p.Run != old.run.Name() || p.Stop < old.Start || p.Stop > old.End {
+			continue
+		}
+		if successor.Start >= p.Stop+int64(rec.Validity) && old.End <= p.Cont+int64(rec.WakeGrace) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkWakes: a process paused past its deadline while leading must record
+// its step-down promptly once continued, successor or not.
+func checkWakes(rec *Record, cs []claim, res *Result) {
+	for _, p := range rec.Pauses {
+		if p.Cont-p.Stop < int64(rec.Validity) {
+			continue
+		}
+		for _, c := range cs {
+			if c.run.Name() != p.Run || p.Stop < c.Start || p.Stop > c.End {
+				continue
+			}
+			if c.End > p.Cont+int64(rec.WakeGrace) {
+				res.violate("stale wake: %v was paused for %v, past its validity, and recorded its step-down %v after it was continued (grace %v)",
+					c, time.Duration(p.Cont-p.Stop), time.Duration(c.End-p.Cont), rec.WakeGrace)
+			}
+		}
+	}
+}
+
+func checkTokens(rec *Record, cs []claim, res *Result) {
+	for i := 1; i < len(cs); i++ {
+		prev, cur := cs[i-1], cs[i]
+		if cur.Token > prev.Token {
+			continue
+		}
+		if knownRegression(rec, prev, cur) {
+			res.KnownRegressions++
+			continue
+		}
+		res.TokenViolations++
+		res.violate("token: %v began after %v with a token not above it", cur, prev)
+	}
+}
+
+// knownRegression: on Redis without persistence a server restarted empty
+// forgets the counter; a token can go back when the winner never saw the
+// higher one (the documented limit of pkg/election/redis).
+func knownRegression(rec *Record, prev, cur claim) bool {
+	if rec.Backend == "etcd" {
+		return false
+	}
+	restarted := false
+	for _, t := range rec.RedisEmpty {
+		if t > prev.Start && t < cur.Start {
+			restarted = true
+		}
+	}
+	if !restarted {
+		return false
+	}
+	for _, e := range cur.run.History {
+		if e.Mono < cur.Start && e.Token >= prev.Token {
+			return false
+		}
+	}
+	return true
+}
+
+// checkRegister: every accepted write carries a token its writer held when
+// it answered the poll, and that term was still the latest to have begun
+// when the register accepted the write.
+func checkRegister(rec *Record, cs []claim, res *Result) {
+	for _, w := range rec.Writes {
+		if !w.Accepted {
+			res.Rejected++
+			continue
+		}
+		res.Accepted++
+		own := -1
+		for i, c := range cs {
+			if c.run.Identity == w.Writer && c.Token == w.Token && c.Start <= w.PollEnd && c.End >= w.PollStart {
+				own = i
+				break
+			}
+		}
+		if own < 0 {
+			res.violate("register: accepted a write by %s with token %d at %d, but %s held no such term when it answered (poll [%d, %d])",
+				w.Writer, w.Token, w.At, w.Writer, w.PollStart, w.PollEnd)
+			continue
+		}
+		for _, c := range cs[own+1:] {
+			if c.Start > w.At {
+				break
+			}
+			if c.Token == w.Token {
+				continue
+			}
+			if c.Token < w.Token && knownRegression(rec, cs[own], c) {
+				continue
+			}
+			res.StaleAccepted++
+			res.violate("register: accepted a stale write by %s with token %d at %d, after %v had begun", w.Writer, w.Token, w.At, c)
+			break
+		}
+	}
+}

@@ -1,0 +1,16 @@
+// Package chaos is the sidecar's fault-injection safety suite: it runs real
+// sidecar processes against real backends (a three-member etcd cluster, one
+// redis-server, or three for Redlock), injects faults chosen at random from a
+// seed (kills, pauses, partitions, delays, resets, backend restarts), heals
+// them, and checks the recorded histories:
+//
+//  1. no two processes claim leadership at overlapping instants;
+//  2. fencing tokens strictly increase from term to term;
+//  3. a token-fenced register, written by one client per sidecar with the
+//     token that sidecar reported, never accepts a stale leader's write;
+//  4. after the faults heal, exactly one leader is agreed on within a bound.
+//
+// The checker (Check) is a pure function of a Record, so it is tested on
+// hand-made histories; the trial runner (RunTrial) needs testing.TB because
+// the process and server helpers it drives report through it.
+package chaos

@@ -1,0 +1,87 @@
+package chaos
+
+import (
+	"fmt"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/leader-elector/leader-elector/pkg/history"
+)
+
+// Event is one nemesis action, stamped on CLOCK_MONOTONIC like the histories.
+type Event struct {
+	Mono   int64  `json:"mono_ns"`
+	Action string `json:"action"` // e.g. "sigstop", "blackhole", "heal"
+	Target string `json:"target"` // a sidecar identity, an etcd member or a Redis server
+	Detail string `json:"detail,omitempty"`
+}
+
+// Pause is a span during which one sidecar process was stopped (SIGSTOP).
+// Cont is when it was continued, or killed while stopped.
+type Pause struct {
+	Run        string // Run.Name of the paused process
+	Stop, Cont int64
+}
+
+// Run is one process of one candidate: a candidate killed and restarted
+// has several runs.
+type Run struct {
+	Identity  string
+	Instance  int // 0 for the first process of Identity, then 1, 2, ...
+	History   []history.Entry
+	Intervals []history.Interval // closed at the process's exit, or at Record.End
+}
+
+// Name labels the run in reports, e.g. "b#1".
+func (r Run) Name() string { return fmt.Sprintf("%s#%d", r.Identity, r.Instance) }
+
+// Write is one attempt of a client to write to the fenced register.
+type Write struct {
+	Writer    string `json:"writer"`     // identity of the sidecar whose /leader answered
+	Token     int64  `json:"token"`      // the token that answer carried
+	PollStart int64  `json:"poll_start"` // mono before GET /leader
+	PollEnd   int64  `json:"poll_end"`   // mono after its answer
+	At        int64  `json:"at"`         // mono when the register decided
+	Accepted  bool   `json:"accepted"`
+	Held      bool   `json:"held,omitempty"` // the write waited out a pause of its pod
+}
+
+// Record is everything a trial observed, the checker's input.
+type Record struct {
+	Seed    int64
+	Backend string
+	TTL     time.Duration
+	// Validity is the longest a candidate may claim leadership after sending
+	// its last acknowledged request: TTL×(1−drift) − margin.
+	Validity time.Duration
+	// WakeGrace bounds how long a process continued after a pause may take
+	// to record the step-down its passed deadline requires.
+	WakeGrace time.Duration
+
+	Runs   []Run
+	Events []Event
+	Pauses []Pause
+	Writes []Write
+	// RedisEmpty are the instants Redis servers came back empty.
+	RedisEmpty []int64
+
+	// Heal is when every fault had been removed; End when observation ended.
+	Heal, End int64
+	// Settled is how long after Heal the processes agreed on one leader;
+	// negative when they never did.
+	Settled time.Duration
+	// SettleBound is the bound Settled is held to.
+	SettleBound time.Duration
+	// RaftLeaderChanged: etcd's own Raft leader changed during the trial,
+	// which extends every lease by an election timeout.
+	RaftLeaderChanged bool
+}
+
+func monoNow() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return ts.Nano()
+}

@@ -1,0 +1,497 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/leader-elector/leader-elector/internal/etcdembed"
+	"github.com/leader-elector/leader-elector/internal/testutil/etcdtest"
+	"github.com/leader-elector/leader-elector/internal/testutil/redistest"
+	"github.com/leader-elector/leader-elector/internal/testutil/sidecartest"
+	"github.com/leader-elector/leader-elector/internal/testutil/tcpproxy"
+	"github.com/leader-elector/leader-elector/pkg/election"
+)
+
+// Timing of a trial.
+const (
+	// wakeGrace bounds how long a continued process may take to record the
+	// step-down its passed deadline requires (race-enabled binary on a
+	// loaded machine).
+	wakeGrace = time.Second
+	// settleTimeout is how long the runner waits for an agreed leader after
+	// the heal before it gives up; the bound it checks is much shorter.
+	settleTimeout = 30 * time.Second
+	// setupTimeout bounds waiting for the first leader and other set-up steps.
+	setupTimeout = 30 * time.Second
+)
+
+// Outcome is one trial's plan, record and verdict.
+type Outcome struct {
+	Plan   Plan
+	Record *Record
+	Result Result
+	// FailureDir holds the histories and timeline of a failed trial.
+	FailureDir string
+}
+
+// slot is one candidate: its identity, its proxies to the backend, and
+// the processes that ran as it.
+type slot struct {
+	id       string
+	args     []string
+	proxies  []*tcpproxy.Proxy
+	procs    []*sidecartest.Process
+	client   *client
+	killed   bool
+	paused   bool
+	pausedAt int64
+}
+
+func (s *slot) proc() *sidecartest.Process { return s.procs[len(s.procs)-1] }
+func (s *slot) run() string                { return fmt.Sprintf("%s#%d", s.id, len(s.procs)-1) }
+
+type trial struct {
+	t       testing.TB
+	bin     string
+	plan    Plan
+	ttl     time.Duration
+	cluster *etcdembed.Cluster
+	redis   []*redistest.Server
+	slots   []*slot
+	reg     *Register
+	rec     *Record
+
+	raftLeaderStopped bool
+}
+
+// RunTrial runs plan with three sidecars built as bin and a lease TTL of
+// ttl, checks what they recorded, and on any violation writes the
+// histories and a timeline under failureRoot (chaos-failure-<seed>) and
+// fails t.
+func RunTrial(t testing.TB, bin string, plan Plan, ttl time.Duration, failureRoot string) Outcome {
+	t.Helper()
+	tr := &trial{t: t, bin: bin, plan: plan, ttl: ttl, reg: &Register{}}
+	tr.rec = &Record{
+		Seed: plan.Seed, Backend: plan.Backend, TTL: ttl,
+		Validity:  time.Duration(float64(ttl)*(1-election.DefaultDrift)) - election.DefaultMargin,
+		WakeGrace: wakeGrace,
+	}
+	tr.setUp()
+
+	ctx, stopClients := context.WithCancel(context.Background())
+	hc := &http.Client{Timeout: 500 * time.Millisecond, Transport: &http.Transport{}}
+	var wg sync.WaitGroup
+	for _, s := range tr.slots {
+		s.client = newClient(s.id, tr.reg, hc)
+		s.client.setURL(s.proc().URL)
+		wg.Go(func() { s.client.run(ctx) })
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			stopClients()
+			wg.Wait()
+			hc.CloseIdleConnections()
+		}
+	}
+	t.Cleanup(stop)
+
+	leader, first, ok := tr.waitAgreed(setupTimeout)
+	if !ok {
+		t.Fatalf("%v: the sidecars never agreed on a first leader", plan)
+	}
+	tr.waitWrite(first.FencingToken)
+	raftBefore := tr.raftLeader()
+	tr.inject(leader)
+	tr.healAll()
+	tr.rec.Heal = monoNow()
+	healed := time.Now()
+	_, st, ok := tr.waitAgreed(settleTimeout)
+	tr.rec.Settled = -1
+	if ok {
+		tr.rec.Settled = time.Since(healed)
+		tr.waitWrite(st.FencingToken)
+	}
+	stop()
+	tr.rec.End = monoNow()
+	if tr.cluster != nil {
+		tr.rec.RaftLeaderChanged = tr.raftLeaderStopped || tr.raftLeader() != raftBefore
+	}
+	tr.rec.SettleBound = ttl + time.Second
+	if tr.rec.RaftLeaderChanged {
+		tr.rec.SettleBound = 2*ttl + time.Second
+	}
+	tr.collect()
+
+	out := Outcome{Plan: plan, Record: tr.rec, Result: Check(tr.rec)}
+	if !out.Result.Passed() {
+		dir, err := Dump(failureRoot, plan, tr.rec, out.Result, tr.logs())
+		if err != nil {
+			t.Errorf("write failure report: %v", err)
+		}
+		out.FailureDir = dir
+		t.Errorf("%v: %d violation(s); histories and timeline in %s\n  %s\nreplay: CHAOS_SEED=%d CHAOS_TRIALS=1 make chaos",
+			plan, len(out.Result.Violations), dir, strings.Join(out.Result.Violations, "\n  "), plan.Seed)
+	}
+	return out
+}
+
+func (tr *trial) event(action, target, detail string) {
+	tr.rec.Events = append(tr.rec.Events, Event{Mono: monoNow(), Action: action, Target: target, Detail: detail})
+}
+
+// setUp starts the backend, a proxy per sidecar and backend server, and
+// the sidecars.
+func (tr *trial) setUp() {
+	t := tr.t
+	var targets []string
+	var base []string
+	ttlFlag := fmt.Sprintf("%ds", int(tr.ttl/time.Second))
+	switch tr.plan.Backend {
+	case BackendEtcd:
+		tr.cluster = etcdtest.Cluster(t, 3)
+		for _, u := range tr.cluster.ClientURLs() {
+			targets = append(targets, strings.TrimPrefix(u, "http://"))
+		}
+		base = []string{"--backend", "etcd", "--election", "chaos", "--ttl", ttlFlag, "--etcd-dial-timeout", "1s", "--etcd-endpoints"}
+	case BackendRedis, BackendRedlock:
+		n := 1
+		if tr.plan.Backend == BackendRedlock {
+			n = 3
+		}
+		tr.redis = redistest.StartN(t, n)
+		targets = redistest.Addrs(tr.redis)
+		base = []string{"--backend", "redis", "--election", "chaos", "--ttl", ttlFlag, "--redis-addr"}
+	default:
+		t.Fatalf("unknown backend %q", tr.plan.Backend)
+	}
+	for i, id := range []string{"a", "b", "c"} {
+		s := &slot{id: id}
+		mine := targets
+		if tr.plan.Backend == BackendEtcd && tr.plan.OneMember {
+			mine = targets[i%len(targets) : i%len(targets)+1]
+		}
+		var addrs []string
+		for _, target := range mine {
+			p := tcpproxy.Start(t, target)
+			s.proxies = append(s.proxies, p)
+			addrs = append(addrs, p.Addr())
+		}
+		s.args = append(slices.Clone(base), strings.Join(addrs, ","))
+		s.procs = append(s.procs, sidecartest.Start(t, tr.bin, sidecartest.Options{ID: id, Args: s.args}))
+		tr.slots = append(tr.slots, s)
+	}
+}
+
+// waitAgreed polls until exactly one live sidecar claims leadership and
+// every other ready one names it with the same token.
+func (tr *trial) waitAgreed(timeout time.Duration) (*slot, sidecartest.Status, bool) {
+	deadline := time.Now().Add(timeout)
+	for {
+		if s, st, ok := tr.agreed(); ok {
+			return s, st, true
+		}
+		if time.Now().After(deadline) {
+			return nil, sidecartest.Status{}, false
+		}
+		tick := time.NewTimer(20 * time.Millisecond)
+		<-tick.C
+	}
+}
+
+func (tr *trial) agreed() (*slot, sidecartest.Status, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	var leader *slot
+	var ls sidecartest.Status
+	var others []sidecartest.Status
+	for _, s := range tr.slots {
+		if s.killed || s.paused || s.proc().Exited() {
+			continue
+		}
+		st, err := s.proc().Status(ctx)
+		if err != nil {
+			return nil, ls, false
+		}
+		if st.IsLeader {
+			if leader != nil {
+				return nil, ls, false
+			}
+			leader, ls = s, st
+			continue
+		}
+		others = append(others, st)
+	}
+	if leader == nil {
+		return nil, ls, false
+	}
+	for _, st := range others {
+		if st.Ready && (st.Name != leader.id || st.FencingToken != ls.FencingToken) {
+			return nil, ls, false
+		}
+	}
+	return leader, ls, true
+}
+
+// waitWrite waits until the register accepted a write with token, so the
+// final term is exercised too.
+func (tr *trial) waitWrite(token int64) {
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, w := range tr.reg.Log() {
+			if w.Accepted && w.Token == token {
+				return
+			}
+		}
+		tick := time.NewTimer(10 * time.Millisecond)
+		<-tick.C
+	}
+}
+
+func (tr *trial) raftLeader() int {
+	if tr.cluster == nil {
+		return -1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+	i, err := tr.cluster.RaftLeader(ctx)
+	if err != nil {
+		tr.t.Fatalf("etcd: %v", err)
+	}
+	return i
+}
+
+// action is one step of the fault schedule.
+type action struct {
+	at time.Duration
+	do func()
+}
+
+// inject runs the plan's faults against the current leader: each starts at
+// its offset and is healed when its hold ends.
+func (tr *trial) inject(leader *slot) {
+	var followers []*slot
+	for _, s := range tr.slots {
+		if s != leader {
+			followers = append(followers, s)
+		}
+	}
+	signalled := map[*slot]bool{}
+	var acts []action
+	for _, f := range tr.plan.Faults {
+		inj, heal := tr.fault(f, leader, followers, signalled)
+		acts = append(acts, action{f.Offset, inj}, action{f.Offset + f.Hold, heal})
+	}
+	slices.SortStableFunc(acts, func(a, b action) int { return cmpInt(int64(a.at), int64(b.at)) })
+	start := time.Now()
+	for _, a := range acts {
+		if d := time.Until(start.Add(a.at)); d > 0 {
+			// Holding a fault for its chosen time is the experiment.
+			timer := time.NewTimer(d)
+			<-timer.C
+		}
+		a.do()
+	}
+}
+
+// fault resolves f's target and returns its injection and its heal.
+func (tr *trial) fault(f Fault, leader *slot, followers []*slot, signalled map[*slot]bool) (inject, heal func()) {
+	// Two signal faults never hit one process: the second takes a follower.
+	signalTarget := func() *slot {
+		s := leader
+		if signalled[s] {
+			s = followers[f.Pick%len(followers)]
+		}
+		signalled[s] = true
+		return s
+	}
+	linkTarget := func() *slot {
+		if f.AtLeader {
+			return leader
+		}
+		return followers[f.Pick%len(followers)]
+	}
+	switch f.Kind {
+	case KillLeader:
+		s := signalTarget()
+		return func() { tr.kill(s) }, func() { tr.restart(s) }
+	case PauseShort, PauseLong:
+		s := signalTarget()
+		return func() { tr.pause(s, string(f.Kind)) }, func() { tr.resume(s) }
+	case Blackhole, Delay, Reset:
+		s := linkTarget()
+		return func() {
+				for _, p := range s.proxies {
+					switch f.Kind {
+					case Blackhole:
+						p.Blackhole()
+					case Delay:
+						p.Delay(f.Delay)
+					case Reset:
+						p.Reset()
+					}
+				}
+				detail := ""
+				if f.Kind == Delay {
+					detail = f.Delay.Round(time.Millisecond).String()
+				}
+				tr.event(string(f.Kind), s.id, detail)
+			}, func() {
+				for _, p := range s.proxies {
+					p.Pass()
+				}
+				tr.event("pass", s.id, "")
+			}
+	case KillMember, KillRaftLeader:
+		var m *etcdembed.Member
+		return func() {
+				raft := tr.raftLeader()
+				if f.Kind == KillRaftLeader {
+					m = tr.cluster.Member(raft)
+					tr.raftLeaderStopped = true
+				} else {
+					var cands []int
+					for i := range tr.cluster.Len() {
+						if i != raft && tr.cluster.Member(i).Running() {
+							cands = append(cands, i)
+						}
+					}
+					m = tr.cluster.Member(cands[f.Pick%len(cands)])
+				}
+				m.Stop()
+				tr.event("stop-member", m.Name(), string(f.Kind))
+			}, func() {
+				tr.restartMember(m)
+			}
+	case RedisRestart:
+		srv := tr.redis[f.Pick%len(tr.redis)]
+		return func() {
+				srv.Stop()
+				tr.event("stop-redis", srv.Addr(), "")
+			}, func() {
+				tr.restartRedis(srv)
+			}
+	}
+	tr.t.Fatalf("unknown fault %q", f.Kind)
+	return nil, nil
+}
+
+func (tr *trial) kill(s *slot) {
+	if s.killed {
+		return
+	}
+	s.client.setURL("")
+	s.proc().Signal(syscall.SIGKILL)
+	s.proc().Wait(setupTimeout)
+	s.killed = true
+	if s.paused {
+		tr.rec.Pauses = append(tr.rec.Pauses, Pause{Run: s.run(), Stop: s.pausedAt, Cont: monoNow()})
+		s.paused = false
+		s.client.thaw()
+	}
+	tr.event("sigkill", s.run(), "")
+}
+
+func (tr *trial) restart(s *slot) {
+	if !s.killed {
+		return
+	}
+	s.procs = append(s.procs, sidecartest.Start(tr.t, tr.bin, sidecartest.Options{ID: s.id, Args: s.args}))
+	s.killed = false
+	s.client.setURL(s.proc().URL)
+	tr.event("restart", s.run(), "")
+}
+
+// pause freezes the pod: its client stops between a poll and a write,
+// then the sidecar is stopped.
+func (tr *trial) pause(s *slot, why string) {
+	if s.killed || s.paused {
+		return
+	}
+	s.client.freeze(time.Second)
+	s.proc().Signal(syscall.SIGSTOP)
+	s.paused, s.pausedAt = true, monoNow()
+	tr.event("sigstop", s.run(), why)
+}
+
+func (tr *trial) resume(s *slot) {
+	if !s.paused {
+		return
+	}
+	s.proc().Signal(syscall.SIGCONT)
+	now := monoNow()
+	s.client.thaw()
+	tr.rec.Pauses = append(tr.rec.Pauses, Pause{Run: s.run(), Stop: s.pausedAt, Cont: now})
+	s.paused = false
+	tr.rec.Events = append(tr.rec.Events, Event{Mono: now, Action: "sigcont", Target: s.run()})
+}
+
+func (tr *trial) restartMember(m *etcdembed.Member) {
+	if m == nil || m.Running() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+	if err := m.Restart(ctx); err != nil {
+		tr.t.Fatalf("restart %s: %v", m.Name(), err)
+	}
+	tr.event("restart-member", m.Name(), "")
+}
+
+func (tr *trial) restartRedis(srv *redistest.Server) {
+	srv.Restart()
+	now := monoNow()
+	tr.rec.RedisEmpty = append(tr.rec.RedisEmpty, now)
+	tr.rec.Events = append(tr.rec.Events, Event{Mono: now, Action: "restart-redis-empty", Target: srv.Addr()})
+}
+
+// healAll removes whatever fault is left and restarts killed sidecars, so
+// there are always three candidates.
+func (tr *trial) healAll() {
+	for _, s := range tr.slots {
+		for _, p := range s.proxies {
+			if p.Mode() != tcpproxy.Pass {
+				p.Pass()
+			}
+		}
+		tr.resume(s)
+	}
+	if tr.cluster != nil {
+		for i := range tr.cluster.Len() {
+			tr.restartMember(tr.cluster.Member(i))
+		}
+	}
+	for _, s := range tr.slots {
+		tr.restart(s)
+	}
+	tr.event("healed", "all", "")
+}
+
+// collect reads every process's history into the record.
+func (tr *trial) collect() {
+	for _, s := range tr.slots {
+		for i, p := range s.procs {
+			tr.rec.Runs = append(tr.rec.Runs, Run{Identity: s.id, Instance: i, History: p.ReadHistory(), Intervals: p.Intervals()})
+		}
+	}
+	tr.rec.Writes = tr.reg.Log()
+	slices.SortStableFunc(tr.rec.Events, func(a, b Event) int { return cmpInt(a.Mono, b.Mono) })
+}
+
+func (tr *trial) logs() map[string]string {
+	out := map[string]string{}
+	for _, s := range tr.slots {
+		for i, p := range s.procs {
+			out[fmt.Sprintf("%s#%d", s.id, i)] = p.Log()
+		}
+	}
+	return out
+}
