@@ -139,3 +139,24 @@ func TestRedisWrongPasswordIsReported(t *testing.T) {
 		Env: []string{"LEADER_ELECTOR_REDIS_PASSWORD=right"}})
 	good.WaitStatus("leadership with the right password", generous, func(s sidecartest.Status) bool { return s.IsLeader })
 }
+
+// The ACL user the README documents is enough, and nothing outside the prefix is needed.
+func TestRedisACLUserLimitedToThePrefix(t *testing.T) {
+	srv := redistest.Start(t, redistest.WithACL(
+		"user default on nopass ~* &* +@all",
+		"user elector on >secret resetkeys ~leader-elector:* resetchannels &leader-elector:* -@all "+
+			"+eval +evalsha +subscribe +ping +get +set +incr +pexpire +pttl +del +publish",
+	))
+	ps := []*sidecartest.Process{}
+	for _, id := range []string{"a", "b"} {
+		ps = append(ps, sidecartest.Start(t, bin, sidecartest.Options{ID: id,
+			Args: redisArgs([]string{srv.Addr()}, "--redis-username", "elector"),
+			Env:  []string{"LEADER_ELECTOR_REDIS_PASSWORD=secret"}}))
+	}
+	leader, first := agree(t, ps)
+	leader.Signal(syscall.SIGTERM)
+	_, next := successor(t, ps, leader)
+	if next.FencingToken <= first.FencingToken {
+		t.Errorf("token %d after handover, want more than %d", next.FencingToken, first.FencingToken)
+	}
+}
