@@ -1,0 +1,199 @@
+package kube
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// Defaults, written once.
+const (
+	DefaultRoleLabel     = "leader-elector.io/role"
+	DefaultLeaderValue   = "leader"
+	DefaultFollowerValue = "follower"
+	DefaultElectionLabel = "leader-elector.io/election"
+	DefaultResync        = 30 * time.Second
+
+	// NamespaceFile is where Kubernetes mounts the pod's namespace.
+	NamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+)
+
+// Options configures the publisher. The zero value is not useful; start from
+// DefaultOptions.
+type Options struct {
+	// Kubeconfig is a kubeconfig file; empty means the in-cluster config.
+	Kubeconfig string
+	// PodName is this pod's name. Empty disables everything in this package.
+	PodName string
+	// PodNamespace is this pod's namespace; required when PodName is set.
+	PodNamespace string
+	// RoleLabel is the label key that carries the role. Default
+	// leader-elector.io/role.
+	RoleLabel string
+	// LeaderValue and FollowerValue are the role label's values. Defaults
+	// "leader" and "follower".
+	LeaderValue   string
+	FollowerValue string
+	// ElectionLabel is the label key whose value is the election name, so
+	// peers of one election can find each other. Default
+	// leader-elector.io/election.
+	ElectionLabel string
+	// ReadinessGate is a pod condition type set True while leading and False
+	// otherwise. Empty (the default) turns it off.
+	ReadinessGate string
+	// Events records BecameLeader and SteppedDown events on the pod. Default
+	// true.
+	Events bool
+	// Resync is how often the pod is checked even when nothing changed.
+	// Default 30s.
+	Resync time.Duration
+}
+
+// DefaultOptions returns the defaults.
+func DefaultOptions() Options {
+	return Options{
+		RoleLabel:     DefaultRoleLabel,
+		LeaderValue:   DefaultLeaderValue,
+		FollowerValue: DefaultFollowerValue,
+		ElectionLabel: DefaultElectionLabel,
+		Events:        true,
+		Resync:        DefaultResync,
+	}
+}
+
+// AddFlags registers the options on fs, with the current field values as
+// defaults.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig file; empty means the in-cluster configuration")
+	fs.StringVar(&o.PodName, "pod-name", o.PodName, "this pod's name; Kubernetes publishing is off when empty")
+	fs.StringVar(&o.PodNamespace, "pod-namespace", o.PodNamespace, "this pod's namespace")
+	fs.StringVar(&o.RoleLabel, "role-label", o.RoleLabel, "label key that carries this pod's role")
+	fs.StringVar(&o.LeaderValue, "leader-value", o.LeaderValue, "role label value while leading")
+	fs.StringVar(&o.FollowerValue, "follower-value", o.FollowerValue, "role label value while not leading")
+	fs.StringVar(&o.ElectionLabel, "election-label", o.ElectionLabel, "label key whose value is the election name")
+	fs.StringVar(&o.ReadinessGate, "readiness-gate", o.ReadinessGate, "pod condition type that is True only while leading; empty turns it off")
+	fs.BoolVar(&o.Events, "kube-events", o.Events, "record BecameLeader and SteppedDown events on the pod")
+	fs.DurationVar(&o.Resync, "kube-resync", o.Resync, "how often the pod's labels and condition are checked when nothing changed")
+}
+
+// FromEnvironment fills PodName and PodNamespace from POD_NAME and
+// POD_NAMESPACE when they are empty, and PodNamespace from the mounted
+// service-account namespace file when it is still empty. getenv and readFile
+// are os.Getenv and os.ReadFile outside tests.
+func (o *Options) FromEnvironment(getenv func(string) string, readFile func(string) ([]byte, error)) {
+	if o.PodName == "" {
+		o.PodName = getenv("POD_NAME")
+	}
+	if o.PodNamespace == "" {
+		o.PodNamespace = getenv("POD_NAMESPACE")
+	}
+	if o.PodNamespace == "" && o.PodName != "" {
+		if b, err := readFile(NamespaceFile); err == nil {
+			o.PodNamespace = strings.TrimSpace(string(b))
+		}
+	}
+}
+
+// Enabled reports whether Kubernetes publishing is on: only when a pod name
+// is set.
+func (o Options) Enabled() bool { return o.PodName != "" }
+
+// Validate returns one error naming the first bad flag. Options that are not
+// Enabled are always valid.
+func (o Options) Validate() error {
+	if !o.Enabled() {
+		return nil
+	}
+	if errs := validation.IsDNS1123Subdomain(o.PodName); len(errs) > 0 {
+		return flagError("pod-name", o.PodName, errs)
+	}
+	if o.PodNamespace == "" {
+		return errors.New("kube: --pod-namespace is required when --pod-name is set (or set POD_NAMESPACE)")
+	}
+	if errs := validation.IsDNS1123Label(o.PodNamespace); len(errs) > 0 {
+		return flagError("pod-namespace", o.PodNamespace, errs)
+	}
+	if errs := validation.IsQualifiedName(o.RoleLabel); len(errs) > 0 {
+		return flagError("role-label", o.RoleLabel, errs)
+	}
+	if err := labelValue("leader-value", o.LeaderValue); err != nil {
+		return err
+	}
+	if err := labelValue("follower-value", o.FollowerValue); err != nil {
+		return err
+	}
+	if o.LeaderValue == o.FollowerValue {
+		return fmt.Errorf("kube: --leader-value and --follower-value must differ (both %q)", o.LeaderValue)
+	}
+	if errs := validation.IsQualifiedName(o.ElectionLabel); len(errs) > 0 {
+		return flagError("election-label", o.ElectionLabel, errs)
+	}
+	if o.ElectionLabel == o.RoleLabel {
+		return fmt.Errorf("kube: --election-label and --role-label must differ (both %q)", o.RoleLabel)
+	}
+	if o.ReadinessGate != "" {
+		// The API server validates readiness-gate condition types as
+		// qualified names.
+		if errs := validation.IsQualifiedName(o.ReadinessGate); len(errs) > 0 {
+			return flagError("readiness-gate", o.ReadinessGate, errs)
+		}
+	}
+	if o.Resync < time.Second {
+		return fmt.Errorf("kube: --kube-resync must be at least 1s, got %s", o.Resync)
+	}
+	return nil
+}
+
+// ValidateElection checks that an election name can be used as the election
+// label's value.
+func ValidateElection(name string) error {
+	if name == "" {
+		return errors.New("kube: the election name is empty")
+	}
+	if errs := validation.IsValidLabelValue(name); len(errs) > 0 {
+		return fmt.Errorf("kube: election name %q is not a valid label value: %s", name, strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// RESTConfig loads the client configuration: the kubeconfig file when one is
+// given, the in-cluster configuration otherwise.
+func (o Options) RESTConfig() (*rest.Config, error) {
+	var (
+		cfg *rest.Config
+		err error
+	)
+	if o.Kubeconfig == "" {
+		cfg, err = rest.InClusterConfig()
+	} else {
+		if _, statErr := os.Stat(o.Kubeconfig); statErr != nil {
+			return nil, fmt.Errorf("kube: --kubeconfig: %w", statErr)
+		}
+		cfg, err = clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kube: loading client configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+func labelValue(flag, v string) error {
+	if v == "" {
+		return fmt.Errorf("kube: --%s must not be empty", flag)
+	}
+	if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
+		return flagError(flag, v, errs)
+	}
+	return nil
+}
+
+func flagError(flag, v string, errs []string) error {
+	return fmt.Errorf("kube: --%s %q is invalid: %s", flag, v, strings.Join(errs, "; "))
+}

@@ -1,0 +1,173 @@
+package kube
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/leader-elector/leader-elector/pkg/election"
+)
+
+// reconcile makes the pod match st, patching only what differs. A leader
+// demotes stale leader labels on its peers before it labels itself, and sets
+// its gate True only once its label is in place; a follower drops its gate
+// before its label.
+func (r *run) reconcile(ctx context.Context, st election.Status) error {
+	pod, err := r.getPod(ctx)
+	if err != nil {
+		r.metrics.PublishError(PublisherLabels)
+		return err
+	}
+	r.pod.uid = pod.UID
+
+	if !st.IsLeader {
+		gateErr := r.syncGate(ctx, pod, false)
+		return errors.Join(gateErr, r.syncLabels(ctx, pod, st))
+	}
+	if err := r.demotePeers(ctx, st.Election); err != nil {
+		return err
+	}
+	if err := r.syncLabels(ctx, pod, st); err != nil {
+		return err
+	}
+	return r.syncGate(ctx, pod, true)
+}
+
+func (r *run) getPod(ctx context.Context) (*corev1.Pod, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.requestTimeout)
+	defer cancel()
+	pod, err := r.client.CoreV1().Pods(r.opts.PodNamespace).Get(ctx, r.opts.PodName, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("kube: reading own pod: %w", err)
+	}
+	return pod, nil
+}
+
+func (r *run) roleValue(leader bool) string {
+	if leader {
+		return r.opts.LeaderValue
+	}
+	return r.opts.FollowerValue
+}
+
+// syncLabels sets the role and election labels with a JSON merge patch when
+// they differ.
+func (r *run) syncLabels(ctx context.Context, pod *corev1.Pod, st election.Status) error {
+	want := map[string]string{
+		r.opts.RoleLabel:     r.roleValue(st.IsLeader),
+		r.opts.ElectionLabel: st.Election,
+	}
+	if hasLabels(pod, want) {
+		return nil
+	}
+	if err := r.patchLabels(ctx, pod.Name, want); err != nil {
+		return err
+	}
+	r.log.Debug("set role label", "role", want[r.opts.RoleLabel])
+	return nil
+}
+
+func hasLabels(pod *corev1.Pod, want map[string]string) bool {
+	for k, v := range want {
+		if got, ok := pod.Labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *run) patchLabels(ctx context.Context, name string, set map[string]string) error {
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"labels": set}})
+	if err != nil {
+		return fmt.Errorf("kube: encoding label patch: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.requestTimeout)
+	defer cancel()
+	_, err = r.client.CoreV1().Pods(r.opts.PodNamespace).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
+	if err != nil {
+		if !apierrors.IsNotFound(err) {
+			r.metrics.PublishError(PublisherLabels)
+		}
+		return fmt.Errorf("kube: labelling pod %s: %w", name, err)
+	}
+	return nil
+}
+
+// demotePeers sets the follower value on every other pod of the election
+// that still says leader: a leader that was cut off cannot take its own
+// label off, so its successor does.
+func (r *run) demotePeers(ctx context.Context, election string) error {
+	selector := labels.SelectorFromSet(labels.Set{
+		r.opts.ElectionLabel: election,
+		r.opts.RoleLabel:     r.opts.LeaderValue,
+	}).String()
+	lctx, cancel := context.WithTimeout(ctx, r.requestTimeout)
+	defer cancel()
+	list, err := r.client.CoreV1().Pods(r.opts.PodNamespace).List(lctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		r.metrics.PublishError(PublisherLabels)
+		return fmt.Errorf("kube: listing peers: %w", err)
+	}
+	var errs []error
+	for _, peer := range list.Items {
+		if peer.Name == r.opts.PodName {
+			continue
+		}
+		err := r.patchLabels(ctx, peer.Name, map[string]string{r.opts.RoleLabel: r.opts.FollowerValue})
+		switch {
+		case apierrors.IsNotFound(err):
+			// Gone already: nothing left to demote.
+		case err != nil:
+			errs = append(errs, err)
+		default:
+			r.log.Info("demoted stale leader label", "peer", peer.Name)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// syncGate sets the readiness-gate condition through the pods/status
+// subresource when it differs. A strategic merge patch merges conditions by
+// type, so conditions owned by the kubelet are left alone.
+func (r *run) syncGate(ctx context.Context, pod *corev1.Pod, leading bool) error {
+	gate := corev1.PodConditionType(r.opts.ReadinessGate)
+	if gate == "" {
+		return nil
+	}
+	want, reason := corev1.ConditionFalse, "NotLeader"
+	if leading {
+		want, reason = corev1.ConditionTrue, "Leader"
+	}
+	for _, c := range pod.Status.Conditions {
+		if c.Type == gate && c.Status == want {
+			return nil
+		}
+	}
+	cond := map[string]any{
+		"type":               gate,
+		"status":             want,
+		"reason":             reason,
+		"lastTransitionTime": metav1.NewTime(time.Now()),
+	}
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{"conditions": []any{cond}}})
+	if err != nil {
+		return fmt.Errorf("kube: encoding condition patch: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.requestTimeout)
+	defer cancel()
+	_, err = r.client.CoreV1().Pods(r.opts.PodNamespace).Patch(ctx, pod.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
+	if err != nil {
+		r.metrics.PublishError(PublisherReadiness)
+		return fmt.Errorf("kube: setting condition %s=%s: %w", gate, want, err)
+	}
+	r.log.Debug("set readiness condition", "condition", gate, "status", want)
+	return nil
+}
