@@ -227,7 +227,9 @@ func TestAPIServerAway(t *testing.T) {
 			opts.ReadinessGate = gate
 			m := &metrics{}
 			p := newPublisher(t, opts, client, m)
-			kube.SetTiming(p, time.Second, 2*time.Second, time.Second)
+			// A request timeout far above the waits below: only abandoning a
+			// hung request when the status changes keeps up with the status.
+			kube.SetTiming(p, 30*time.Second, 2*time.Second, time.Second)
 			src := newSource("a")
 			run := start(t, p, src)
 			src.lead(1)
