@@ -23,6 +23,7 @@ type Result struct {
 	Accepted         int // register writes accepted
 	Rejected         int // stale writes the fence rejected
 	StaleAccepted    int // stale writes accepted (violations)
+	Races            int // sidecar processes that reported a data race (violations)
 	Settled          time.Duration
 	SettleViolation  bool
 }
@@ -73,19 +74,21 @@ func cmpInt(a, b int64) int {
 //
 // The paused span. A process stopped by SIGSTOP cannot act, answer or
 // record anything, so its history shows it leading from before the pause
-// until it records its step-down after SIGCONT. Once its validity deadline
-// has passed — at the latest Validity after the pause began, because every
-// request it sent was sent before — its own status reads refuse to report
-// leadership, but the record of that comes only on wake. So an overlap
-// between a paused process's claim and a successor's is counted as a stale
-// wake, not a violation, when all of these hold: the pause began while the
-// claim was held, the successor's claim began at least Validity after the
-// pause began (the paused process could no longer have said it led), and
-// the paused process recorded its step-down within WakeGrace of being
-// continued. A successor that won sooner, or a process that wakes and goes
-// on claiming, is a violation. The data in that span is protected only by
-// the fencing token, which check 3 exercises: the client of a paused
-// sidecar holds a write it decided on before the pause and sends it on wake.
+// until it records its step-down after SIGCONT, while a successor may have
+// won in between. Nobody can observe the frozen process, and the histories
+// do not say when its validity deadline passed inside the pause (that
+// depends on when it last sent a renewal), so check 1 cannot decide whether
+// the successor won after that deadline; the blackhole and delay faults,
+// where the old leader keeps running and records its own step-down, test
+// that property exactly. An overlap with a frozen claim is therefore
+// counted as a stale wake, not a violation, when all of these hold: the
+// successor won while the process was stopped (never before the pause), the
+// process recorded its step-down within WakeGrace of being continued, and
+// it never answered GET /leader with that term's token after it was
+// continued (checkWakes). Anything else is a violation. The data in that
+// span is protected only by the fencing token, which check 3 exercises:
+// the client of a paused sidecar holds a write it decided on before the
+// pause and sends it on wake.
 func Check(rec *Record) Result {
 	var res Result
 	cs := claims(rec)
@@ -93,6 +96,10 @@ func Check(rec *Record) Result {
 	checkWakes(rec, cs, &res)
 	checkTokens(rec, cs, &res)
 	checkRegister(rec, cs, &res)
+	for _, r := range rec.Races {
+		res.Races++
+		res.violate("data race reported by the race detector in %s (see its log)", r)
+	}
 	res.Settled = rec.Settled
 	switch {
 	case rec.Settled < 0:
@@ -132,27 +139,42 @@ func staleWake(rec *Record, old, successor claim) bool {
 		if p.Run != old.run.Name() || p.Stop < old.Start || p.Stop > old.End {
 			continue
 		}
-		if successor.Start >= p.Stop+int64(rec.Validity) && old.End <= p.Cont+int64(rec.WakeGrace) {
+		if successor.Start >= p.Stop && successor.Start <= p.Cont && old.End <= p.Cont+int64(rec.WakeGrace) {
 			return true
 		}
 	}
 	return false
 }
 
-// checkWakes: a process paused past its deadline while leading must record
-// its step-down promptly once continued, successor or not.
+// checkWakes: a process whose deadline surely passed while it was paused
+// (the pause outlasted its validity, or a successor won meanwhile, which a
+// correct backend allows only after the lease, which outlives the deadline,
+// expired) must record its step-down promptly once continued, and must not
+// answer as leader of that term again.
 func checkWakes(rec *Record, cs []claim, res *Result) {
 	for _, p := range rec.Pauses {
-		if p.Cont-p.Stop < int64(rec.Validity) {
-			continue
-		}
 		for _, c := range cs {
 			if c.run.Name() != p.Run || p.Stop < c.Start || p.Stop > c.End {
 				continue
 			}
+			stale := p.Cont-p.Stop >= int64(rec.Validity)
+			for _, o := range cs {
+				if o.run != c.run && o.Start >= p.Stop && o.Start <= p.Cont {
+					stale = true
+				}
+			}
+			if !stale {
+				continue
+			}
 			if c.End > p.Cont+int64(rec.WakeGrace) {
-				res.violate("stale wake: %v was paused for %v, past its validity, and recorded its step-down %v after it was continued (grace %v)",
+				res.violate("stale wake: %v was paused for %v past its deadline and recorded its step-down %v after it was continued (grace %v)",
 					c, time.Duration(p.Cont-p.Stop), time.Duration(c.End-p.Cont), rec.WakeGrace)
+			}
+			for _, w := range rec.Writes {
+				if w.Writer == c.run.Identity && w.Token == c.Token && w.PollStart >= p.Cont {
+					res.violate("stale wake: %v answered GET /leader at %d, after it was continued past its deadline", c, w.PollEnd)
+					break
+				}
 			}
 		}
 	}

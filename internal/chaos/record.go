@@ -76,6 +76,8 @@ type Record struct {
 	// RaftLeaderChanged: etcd's own Raft leader changed during the trial,
 	// which extends every lease by an election timeout.
 	RaftLeaderChanged bool
+	// Races names the runs whose race-enabled binary reported a data race.
+	Races []string
 }
 
 func monoNow() int64 {

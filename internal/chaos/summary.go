@@ -23,6 +23,7 @@ type Summary struct {
 	Rejected         int
 	StaleAccepted    int
 	SettleViolations int
+	Races            int
 	settled          []time.Duration
 	FailedSeeds      []int64
 }
@@ -54,6 +55,7 @@ func (s *Summary) Add(o Outcome) {
 	s.Accepted += r.Accepted
 	s.Rejected += r.Rejected
 	s.StaleAccepted += r.StaleAccepted
+	s.Races += r.Races
 	if r.SettleViolation {
 		s.SettleViolations++
 	}
@@ -95,6 +97,7 @@ func (s *Summary) Write(w io.Writer) error {
 	row("stale writes rejected by the fence", s.Rejected)
 	row("stale writes accepted", s.StaleAccepted)
 	row("liveness violations after heal", s.SettleViolations)
+	row("sidecar processes reporting a data race", s.Races)
 	row("time to one leader after heal, p99", s.percentile(0.99).Round(time.Millisecond))
 	row("time to one leader after heal, max", s.percentile(1).Round(time.Millisecond))
 	if len(s.FailedSeeds) > 0 {

@@ -483,6 +483,12 @@ func (tr *trial) collect() {
 		}
 	}
 	tr.rec.Writes = tr.reg.Log()
+	for name, log := range tr.logs() {
+		if strings.Contains(log, "WARNING: DATA RACE") {
+			tr.rec.Races = append(tr.rec.Races, name)
+		}
+	}
+	slices.Sort(tr.rec.Races)
 	slices.SortStableFunc(tr.rec.Events, func(a, b Event) int { return cmpInt(a.Mono, b.Mono) })
 }
 

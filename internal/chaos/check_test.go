@@ -1,0 +1,200 @@
+package chaos
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/leader-elector/leader-elector/pkg/history"
+)
+
+const sec = int64(time.Second)
+
+// run builds a run whose history leads in each [start, end) span, in seconds.
+func run(id string, spans ...[3]int64) Run {
+	r := Run{Identity: id}
+	r.History = append(r.History, history.Entry{Mono: 0, Identity: id})
+	for _, s := range spans {
+		start, end, token := s[0]*sec/10, s[1]*sec/10, s[2]
+		r.History = append(r.History,
+			history.Entry{Mono: start, Identity: id, IsLeader: true, Leader: id, Token: token},
+			history.Entry{Mono: end, Identity: id, Leader: "", Token: 0})
+	}
+	r.Intervals = history.Intervals(r.History)
+	return r
+}
+
+func record(runs ...Run) *Record {
+	return &Record{
+		Backend: BackendEtcd, TTL: 2 * time.Second, Validity: 1680 * time.Millisecond, WakeGrace: time.Second,
+		Runs: runs, End: 1000 * sec, Settled: time.Second, SettleBound: 3 * time.Second,
+	}
+}
+
+// ds is tenths of a second, the unit of the spans above.
+func ds(n int64) int64 { return n * sec / 10 }
+
+func wantViolation(t *testing.T, res Result, substr string) {
+	t.Helper()
+	for _, v := range res.Violations {
+		if strings.Contains(v, substr) {
+			return
+		}
+	}
+	t.Errorf("no violation containing %q in %q", substr, res.Violations)
+}
+
+func TestCleanHandoverPasses(t *testing.T) {
+	rec := record(run("a", [3]int64{10, 30, 5}), run("b", [3]int64{35, 90, 7}))
+	rec.Writes = []Write{
+		{Writer: "a", Token: 5, PollStart: ds(20), PollEnd: ds(20) + 1, At: ds(20) + 2, Accepted: true},
+		{Writer: "b", Token: 7, PollStart: ds(40), PollEnd: ds(40) + 1, At: ds(40) + 2, Accepted: true},
+		{Writer: "a", Token: 5, PollStart: ds(29), PollEnd: ds(29) + 1, At: ds(41), Accepted: false},
+	}
+	res := Check(rec)
+	if !res.Passed() || res.Accepted != 2 || res.Rejected != 1 {
+		t.Fatalf("%+v", res)
+	}
+}
+
+func TestOverlapIsAViolation(t *testing.T) {
+	res := Check(record(run("a", [3]int64{10, 40, 5}), run("b", [3]int64{35, 90, 7})))
+	if res.Overlaps != 1 {
+		t.Errorf("overlaps %d, want 1", res.Overlaps)
+	}
+	wantViolation(t, res, "overlap: a#0")
+}
+
+func TestOpenClaimsOverlap(t *testing.T) {
+	a := run("a", [3]int64{10, 20, 5})
+	a.Intervals[0].End = 0 // still leading at the end
+	res := Check(record(a, run("b", [3]int64{35, 90, 7})))
+	wantViolation(t, res, "overlap")
+}
+
+func TestPausePastDeadlineIsAStaleWake(t *testing.T) {
+	// a is stopped at 2 s, b wins at 4.2 s, a is continued at 6 s and
+	// records its step-down at 6.1 s.
+	rec := record(run("a", [3]int64{10, 61, 5}), run("b", [3]int64{42, 90, 7}))
+	rec.Pauses = []Pause{{Run: "a#0", Stop: ds(20), Cont: ds(60)}}
+	rec.Writes = []Write{{Writer: "a", Token: 5, PollStart: ds(19), PollEnd: ds(19) + 1, At: ds(60) + 1, Held: true}}
+	res := Check(rec)
+	if !res.Passed() || res.StaleWakes != 1 || res.Rejected != 1 {
+		t.Fatalf("%+v", res)
+	}
+}
+
+func TestPausedProcessThatKeepsClaimingAfterWake(t *testing.T) {
+	rec := record(run("a", [3]int64{10, 75, 5}), run("b", [3]int64{42, 90, 7}))
+	rec.Pauses = []Pause{{Run: "a#0", Stop: ds(20), Cont: ds(60)}}
+	res := Check(rec)
+	wantViolation(t, res, "overlap")
+	wantViolation(t, res, "stale wake")
+}
+
+func TestPausedProcessThatAnswersAsLeaderAfterWake(t *testing.T) {
+	rec := record(run("a", [3]int64{10, 61, 5}), run("b", [3]int64{42, 90, 7}))
+	rec.Pauses = []Pause{{Run: "a#0", Stop: ds(20), Cont: ds(60)}}
+	rec.Writes = []Write{{Writer: "a", Token: 5, PollStart: ds(60) + 5, PollEnd: ds(60) + 9, At: ds(60) + 10}}
+	wantViolation(t, Check(rec), "answered GET /leader")
+}
+
+func TestSuccessorBeforeThePauseIsAViolation(t *testing.T) {
+	rec := record(run("a", [3]int64{10, 61, 5}), run("b", [3]int64{15, 90, 7}))
+	rec.Pauses = []Pause{{Run: "a#0", Stop: ds(20), Cont: ds(60)}}
+	res := Check(rec)
+	if res.StaleWakes != 0 || res.Overlaps != 1 {
+		t.Errorf("%+v", res)
+	}
+}
+
+func TestTokensMustIncrease(t *testing.T) {
+	res := Check(record(run("a", [3]int64{10, 30, 7}), run("b", [3]int64{35, 90, 7})))
+	if res.TokenViolations != 1 {
+		t.Errorf("token violations %d, want 1", res.TokenViolations)
+	}
+	wantViolation(t, res, "token: b#0")
+}
+
+func TestRedisRestartedEmptyExplainsARegressionOnlyForAnUninformedWinner(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		sawToken bool
+		want     bool // a violation
+	}{
+		{"winner never saw the old token", false, false},
+		{"winner had seen the old token", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := run("b", [3]int64{35, 90, 1})
+			if tc.sawToken {
+				b.History[0].Token = 7
+			}
+			rec := record(run("a", [3]int64{10, 30, 7}), b)
+			rec.Backend = BackendRedis
+			rec.RedisEmpty = []int64{ds(32)}
+			res := Check(rec)
+			if got := !res.Passed(); got != tc.want {
+				t.Errorf("violation %t, want %t: %+v", got, tc.want, res)
+			}
+		})
+	}
+}
+
+func TestRegisterChecks(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		w    Write
+		want string
+	}{
+		{"a token the writer did not hold", Write{Writer: "b", Token: 5, PollStart: ds(20), PollEnd: ds(20) + 1, At: ds(20) + 2, Accepted: true}, "held no such term"},
+		{"a stale write accepted", Write{Writer: "a", Token: 5, PollStart: ds(29), PollEnd: ds(29) + 1, At: ds(36), Accepted: true}, "accepted a stale write"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := record(run("a", [3]int64{10, 30, 5}), run("b", [3]int64{35, 90, 7}))
+			rec.Writes = []Write{tc.w}
+			wantViolation(t, Check(rec), tc.want)
+		})
+	}
+}
+
+func TestLivenessBound(t *testing.T) {
+	rec := record(run("a", [3]int64{10, 30, 5}))
+	rec.Settled = 4 * time.Second
+	wantViolation(t, Check(rec), "liveness")
+	rec.Settled = -1
+	wantViolation(t, Check(rec), "no single agreed leader")
+}
+
+func TestDataRaceIsAViolation(t *testing.T) {
+	rec := record(run("a", [3]int64{10, 30, 5}))
+	rec.Races = []string{"a#0"}
+	wantViolation(t, Check(rec), "data race")
+}
+
+func TestPlansAreReproducible(t *testing.T) {
+	for seed := range int64(50) {
+		p, q := NewPlan(seed, 2*time.Second), NewPlan(seed, 2*time.Second)
+		if p.String() != q.String() {
+			t.Fatalf("seed %d: %v then %v", seed, p, q)
+		}
+		if n := len(p.Faults); n < 1 || n > 2 || (n == 2 && p.Faults[0].Kind == p.Faults[1].Kind) {
+			t.Fatalf("seed %d: %v", seed, p)
+		}
+	}
+}
+
+func TestRegisterRejectsLowerTokens(t *testing.T) {
+	var r Register
+	for _, tc := range []struct {
+		token int64
+		want  bool
+	}{{3, true}, {3, true}, {2, false}, {5, true}, {4, false}} {
+		if got := r.Write(Write{Token: tc.token}); got != tc.want {
+			t.Errorf("write %d: accepted %t, want %t", tc.token, got, tc.want)
+		}
+	}
+	if n := len(r.Log()); n != 5 {
+		t.Errorf("log has %d writes", n)
+	}
+}
