@@ -57,7 +57,7 @@ func New(cfg Config) (*Engine, error) {
 			TTL:      cfg.TTL,
 		}, cfg.OnStatus),
 	}
-	e.claimUntil.Store(&time.Time{})
+	e.setClaimUntil(time.Time{})
 	return e, nil
 }
 
@@ -73,6 +73,10 @@ func (e *Engine) Status() (Status, <-chan struct{}) {
 	}
 	return st, ch
 }
+
+// setClaimUntil publishes the instant after which IsLeader reads false.
+// It stores a copy: readers must never see a variable the loop still writes.
+func (e *Engine) setClaimUntil(t time.Time) { e.claimUntil.Store(&t) }
 
 // Healthy reports whether the election loop is running.
 func (e *Engine) Healthy() bool { return e.running.Load() }
@@ -181,7 +185,7 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 		if d.After(deadline) {
 			deadline = d
 			if leading {
-				e.claimUntil.Store(&deadline)
+				e.setClaimUntil(deadline)
 			}
 			timer.Reset(time.Until(deadline))
 		}
@@ -250,7 +254,7 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 				return end("deadline", outcomeEnded)
 			}
 			leading, token = true, r.term.Token
-			e.claimUntil.Store(&deadline)
+			e.setClaimUntil(deadline)
 			e.becomeLeader(token, r.term.Vacant)
 
 		case req := <-e.resigns:
@@ -317,7 +321,7 @@ func (e *Engine) becomeLeader(token int64, vacant time.Time) {
 // stepDown publishes that this candidate no longer leads. It runs before
 // any backend call, so an unreachable backend cannot delay it.
 func (e *Engine) stepDown(reason string) {
-	e.claimUntil.Store(&time.Time{})
+	e.setClaimUntil(time.Time{})
 	e.status.update(func(s *Status) {
 		s.IsLeader = false
 		e.applyObserved(s)

@@ -233,3 +233,26 @@ func TestConfigValidation(t *testing.T) {
 		t.Fatalf("the minimum etcd TTL with defaults must be valid: %v", err)
 	}
 }
+
+// Readers of Status run concurrently with renewals that move the deadline;
+// the race detector fails this test if the deadline is shared unsafely.
+func TestStatusIsSafeToReadWhileRenewing(t *testing.T) {
+	b := newScripted(3 * time.Second)
+	e, _ := start(t, Config{Election: "e", Identity: "a", Backend: b, TTL: 3 * time.Second, RenewInterval: 5 * time.Millisecond})
+	b.wins <- 1
+	waitFor(t, e, "leadership", func(s Status) bool { return s.IsLeader })
+	b.mu.Lock()
+	first := b.lastAck
+	b.mu.Unlock()
+	for {
+		if st, _ := e.Status(); !st.IsLeader {
+			t.Fatal("lost leadership while renewals succeed")
+		}
+		b.mu.Lock()
+		renewed := b.lastAck.Sub(first)
+		b.mu.Unlock()
+		if renewed > 200*time.Millisecond {
+			return
+		}
+	}
+}

@@ -10,7 +10,6 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
-	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
 	"github.com/leader-elector/leader-elector/internal/testutil/etcdtest"
@@ -18,7 +17,8 @@ import (
 	"github.com/leader-elector/leader-elector/pkg/election/etcd"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// Multi-member clusters leave peer connections closing for a few seconds.
+func TestMain(m *testing.M) { etcdtest.VerifyTestMain(m) }
 
 const (
 	ttl  = 2 * time.Second
@@ -360,4 +360,51 @@ func TestRenewAfterLeaseLossIsErrLost(t *testing.T) {
 	if _, err := cand.Campaign(t.Context()); !errors.Is(err, election.ErrLost) {
 		t.Fatalf("campaign after revoke: %v, want ErrLost", err)
 	}
+}
+
+// When etcd's own Raft leader changes, etcd extends every lease by its
+// election timeout, so a crashed leader's key outlives its TTL. Failover is
+// delayed, never early: the successor wins only after the crashed leader's
+// lease could have expired, and within about 2 × TTL + 1 s.
+func TestFailoverAcrossAnEtcdRaftLeaderChange(t *testing.T) {
+	cluster := etcdtest.Cluster(t, 3)
+	urls := cluster.ClientURLs()
+
+	// a wins and then "crashes": it simply stops renewing.
+	crashed, err := etcd.New(etcd.Options{Endpoints: urls, Prefix: etcd.DefaultPrefix, DialTimeout: 2 * time.Second}, "test", "a", ttl, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer crashed.Close()
+	cand, _, err := crashed.Candidate(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	term, err := cand.Campaign(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lastProof := term.Validity.Sent
+
+	b := startCandidate(t, urls, "b")
+	b.waitStatus(t, "seeing a lead", func(s election.Status) bool { return s.Leader == "a" })
+
+	raft, err := cluster.RaftLeader(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster.Member(raft).Stop()
+
+	st := b.waitStatus(t, "takeover after the crash", isLeader)
+	took := time.Since(lastProof)
+	if took < ttl {
+		t.Fatalf("b led %v after a's last proof of liveness, before a's %v lease could expire", took, ttl)
+	}
+	if limit := 2*ttl + time.Second + 10*time.Second; took > limit {
+		t.Errorf("failover took %v, beyond 2 × TTL + 1 s plus slack (%v)", took, limit)
+	}
+	if st.FencingToken <= term.Token {
+		t.Errorf("token %d, want more than %d", st.FencingToken, term.Token)
+	}
+	t.Logf("failover across a Raft leader change: %v after the crashed leader's last proof (TTL %v)", took, ttl)
 }
