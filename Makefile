@@ -6,7 +6,7 @@ export PATH := $(BIN):$(PATH)
 
 include hack/tools.mk
 # Packaging (image binary, manifests) and the long fault-injection runs.
--include hack/packaging.mk hack/chaos.mk
+-include hack/packaging.mk hack/chaos.mk hack/bench.mk
 
 .PHONY: all build test test-short bench demo fmt vet
 
