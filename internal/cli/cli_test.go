@@ -71,6 +71,11 @@ func TestBadInputIsOneClearErrorAndContactsNothing(t *testing.T) {
 		{"missing password file", append(base, "--etcd-username", "u", "--etcd-password-file", "/nonexistent"), nil, "--etcd-password-file"},
 		{"bad env value", base, map[string]string{"LEADER_ELECTOR_TTL": "soon"}, "LEADER_ELECTOR_TTL (for --ttl)"},
 		{"bad negative timeout", append(base, "--etcd-dial-timeout", "-1s"), nil, "--etcd-dial-timeout"},
+		{"pod without namespace", append(base, "--pod-name", "p"), nil, "--pod-namespace is required"},
+		{"missing kubeconfig", append(base, "--pod-name", "p", "--pod-namespace", "ns", "--kubeconfig", "/nonexistent"), nil, "--kubeconfig"},
+		{"outside a cluster", append(base, "--pod-name", "p", "--pod-namespace", "ns"), nil, "in-cluster"},
+		{"bad role label", append(base, "--pod-name", "p", "--pod-namespace", "ns", "--role-label", "not a label"), nil, "--role-label"},
+		{"bad readiness gate", append(base, "--pod-name", "p", "--pod-namespace", "ns", "--readiness-gate", "a b"), nil, "--readiness-gate"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -115,16 +120,19 @@ func TestHTTPPortInUseFailsBeforeContactingEtcd(t *testing.T) {
 }
 
 func TestContribStyleFlagsAndDefaults(t *testing.T) {
-	cfg, err := parseConfig([]string{"-election=legacy", "-http=0.0.0.0:4040", "-ttl=5s", "--etcd-endpoints=127.0.0.1:2379"},
+	kubeconfig := writeKubeconfig(t)
+	cfg, err := parseConfig([]string{"-election=legacy", "-http=0.0.0.0:4040", "-ttl=5s", "--etcd-endpoints=127.0.0.1:2379",
+		"-election-namespace=jobs", "--kubeconfig", kubeconfig},
 		env(map[string]string{"POD_NAME": "web-3"}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Election != "legacy" || cfg.HTTP != "0.0.0.0:4040" || cfg.TTL != 5*time.Second || cfg.ID != "web-3" {
+	if cfg.Election != "legacy" || cfg.HTTP != "0.0.0.0:4040" || cfg.TTL != 5*time.Second || cfg.ID != "web-3" ||
+		!cfg.Kube.Enabled() || cfg.Kube.PodName != "web-3" || cfg.Kube.PodNamespace != "jobs" || cfg.kubeREST == nil {
 		t.Errorf("parsed %+v", cfg)
 	}
 	cfg, err = parseConfig([]string{"--etcd-endpoints=127.0.0.1:2379"}, env(map[string]string{
-		"LEADER_ELECTOR_ELECTION": "from-env", "LEADER_ELECTOR_ID": "env-id", "POD_NAME": "ignored",
+		"LEADER_ELECTOR_ELECTION": "from-env", "LEADER_ELECTOR_ID": "env-id",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -137,6 +145,22 @@ func TestContribStyleFlagsAndDefaults(t *testing.T) {
 	if err != nil || cfg.Election != "flag" {
 		t.Errorf("flag did not win over the environment: %+v, %v", cfg, err)
 	}
+}
+
+func writeKubeconfig(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	const kc = `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`
+	if err := os.WriteFile(path, []byte(kc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 func TestPasswordComesFromFileOrEnvironment(t *testing.T) {

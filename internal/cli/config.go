@@ -12,10 +12,12 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/client-go/rest"
 
 	"github.com/leader-elector/leader-elector/pkg/election"
 	"github.com/leader-elector/leader-elector/pkg/election/etcd"
 	redislock "github.com/leader-elector/leader-elector/pkg/election/redis"
+	"github.com/leader-elector/leader-elector/pkg/kube"
 )
 
 // EnvPrefix prefixes the environment variable of every flag:
@@ -46,6 +48,11 @@ type config struct {
 
 	Etcd  etcd.Options
 	Redis redislock.Options
+	Kube  kube.Options
+
+	// kubeREST is the loaded Kubernetes client configuration; nil while
+	// Kubernetes publishing is off.
+	kubeREST *rest.Config
 }
 
 // envFunc reads an environment variable.
@@ -61,7 +68,7 @@ func newFlagSet(cfg *config, logLevel *string) *pflag.FlagSet {
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&cfg.Backend, "backend", defaultBackend, "election backend: etcd, or redis (see the README for what each guarantees)")
 	fs.StringVar(&cfg.Election, "election", "", "name of the election (required)")
-	fs.StringVar(&cfg.ElectionNamespace, "election-namespace", "", "Kubernetes namespace of the election's pods (default: the pod's namespace)")
+	fs.StringVar(&cfg.ElectionNamespace, "election-namespace", "", "accepted for compatibility with the contrib image: the default of --pod-namespace")
 	fs.StringVar(&cfg.ID, "id", "", "this candidate's identity (default: $POD_NAME, else the hostname)")
 	fs.DurationVar(&cfg.TTL, "ttl", election.DefaultTTL, "lease time-to-live; a crashed leader is replaced after about this long")
 	fs.StringVar(&cfg.HTTP, "http", defaultHTTP, "address of the local HTTP API; empty disables it")
@@ -71,6 +78,8 @@ func newFlagSet(cfg *config, logLevel *string) *pflag.FlagSet {
 	cfg.Etcd.AddFlags(fs)
 	cfg.Redis = redislock.DefaultOptions()
 	cfg.Redis.AddFlags(fs)
+	cfg.Kube = kube.DefaultOptions()
+	cfg.Kube.AddFlags(fs)
 	return fs
 }
 
@@ -95,6 +104,15 @@ func parseConfig(args []string, getenv envFunc) (*config, error) {
 	if cfg.Redis.PasswordFile == "" {
 		cfg.Redis.Password = getenv(EnvPrefix + "REDIS_PASSWORD")
 	}
+	// The contrib image's --election-namespace names where the election's
+	// pods live: our pod namespace unless that is given.
+	if cfg.Kube.PodNamespace == "" {
+		cfg.Kube.PodNamespace = cfg.ElectionNamespace
+	}
+	cfg.Kube.FromEnvironment(getenv, os.ReadFile)
+	if cfg.ID == "" {
+		cfg.ID = cfg.Kube.PodName
+	}
 	if cfg.ID == "" {
 		cfg.ID = getenv("POD_NAME")
 	}
@@ -108,7 +126,18 @@ func parseConfig(args []string, getenv envFunc) (*config, error) {
 	if err := cfg.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
 	}
-	return cfg, cfg.validate()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Kube.Enabled() {
+		// Reads the kubeconfig or the pod's service-account files; contacts nothing.
+		rc, err := cfg.Kube.RESTConfig()
+		if err != nil {
+			return nil, fmt.Errorf("%w (Kubernetes publishing is on because --pod-name or POD_NAME is set)", err)
+		}
+		cfg.kubeREST = rc
+	}
+	return cfg, nil
 }
 
 // validate checks everything a flag can get wrong. Each error names its flag.
@@ -129,6 +158,9 @@ func (c *config) validate() error {
 		if _, _, err := net.SplitHostPort(c.HTTP); err != nil {
 			return fmt.Errorf("--http %q: want host:port or :port", c.HTTP)
 		}
+	}
+	if err := c.Kube.Validate(); err != nil {
+		return err
 	}
 	switch c.Backend {
 	case "etcd":

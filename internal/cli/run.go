@@ -15,12 +15,15 @@ import (
 	"sync"
 	"syscall"
 
+	"k8s.io/klog/v2"
+
 	"github.com/leader-elector/leader-elector/internal/demo"
 	"github.com/leader-elector/leader-elector/pkg/election"
 	"github.com/leader-elector/leader-elector/pkg/election/etcd"
 	redislock "github.com/leader-elector/leader-elector/pkg/election/redis"
 	"github.com/leader-elector/leader-elector/pkg/history"
 	"github.com/leader-elector/leader-elector/pkg/httpapi"
+	"github.com/leader-elector/leader-elector/pkg/kube"
 	"github.com/leader-elector/leader-elector/pkg/metrics"
 )
 
@@ -118,6 +121,18 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		}
 	}
 
+	if cfg.Kube.Enabled() {
+		pub, err := newKubePublisher(cfg, log, m)
+		if err != nil {
+			return err
+		}
+		wg.Go(func() {
+			if err := pub.Run(pubCtx, engine); err != nil {
+				log.Error("kubernetes publishing stopped", "err", err)
+			}
+		})
+	}
+
 	log.Info("starting", "election", cfg.Election, "identity", cfg.ID, "backend", backend.Name(),
 		"ttl", cfg.TTL, "http", cfg.HTTP, "version", version())
 	engineCtx, stopEngine := context.WithCancel(ctx)
@@ -147,6 +162,14 @@ func newBackend(cfg *config, log *slog.Logger) (election.Backend, error) {
 		return redislock.New(cfg.Redis, cfg.Election, cfg.ID, cfg.TTL, log)
 	}
 	return etcd.New(cfg.Etcd, cfg.Election, cfg.ID, cfg.TTL, log)
+}
+
+// newKubePublisher builds the pod label, readiness-gate and event
+// publisher. It does not contact the API server.
+func newKubePublisher(cfg *config, log *slog.Logger, m *metrics.Metrics) (*kube.Publisher, error) {
+	// client-go logs through klog; send it to the same handler.
+	klog.SetSlogLogger(log.With("component", "client-go"))
+	return kube.NewForConfig(cfg.Kube, cfg.kubeREST, log, m)
 }
 
 func newLogger(cfg *config, w io.Writer) *slog.Logger {
