@@ -22,6 +22,7 @@ name=$1
 version=$2
 outdir=$3
 go=${GO:-go}
+case $name in kube-apiserver | etcd) ;; *) usage ;; esac
 
 mkdir -p "$outdir"
 outdir=$(cd "$outdir" && pwd)
@@ -34,7 +35,10 @@ cd "$work"
 # script was started from.
 export GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=0
 
-"$go" mod init "build.local/${name}" >/dev/null 2>&1
+"$go" mod init "build.local/${name}" 2>/dev/null || {
+	echo "go mod init failed in $work" >&2
+	exit 1
+}
 
 case $name in
 kube-apiserver)
