@@ -19,7 +19,7 @@ func TestMain(m *testing.M) {
 // ciTrials is how many trials `go test` runs without CHAOS_TRIALS: enough to
 // hit every fault and backend now and then, inside a few minutes with -race
 // on two cores.
-const ciTrials = 16
+const ciTrials = 30
 
 const ttl = 2 * time.Second
 

@@ -68,8 +68,8 @@ func (c *client) setURL(u string) {
 	c.url = u
 }
 
-// freeze stops the client before its next poll or write and waits, up to
-// timeout, until it has.
+// freeze stops the client after its next poll, before the write that poll
+// may call for, and waits, up to timeout, until it has.
 func (c *client) freeze(timeout time.Duration) {
 	c.mu.Lock()
 	c.frozen = true
@@ -121,21 +121,22 @@ func (c *client) run(ctx context.Context) {
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
 	for {
-		if _, ok := c.gate(ctx); !ok {
-			return
-		}
 		c.mu.Lock()
 		url := c.url
 		c.mu.Unlock()
+		w, leads := Write{}, false
 		if url != "" {
-			if w, ok := c.poll(ctx, url); ok {
-				held, ok := c.gate(ctx)
-				if !ok {
-					return
-				}
-				w.Held = held
-				c.reg.Write(w)
-			}
+			w, leads = c.poll(ctx, url)
+		}
+		// A freeze takes effect here, after a poll: a client frozen while
+		// its sidecar leads holds the write it just decided on.
+		held, ok := c.gate(ctx)
+		if !ok {
+			return
+		}
+		if leads {
+			w.Held = held
+			c.reg.Write(w)
 		}
 		select {
 		case <-ctx.Done():
