@@ -41,67 +41,67 @@ initContainers; otherwise it belongs in containers.
   restartPolicy: Always
   {{- end }}
   args:
-    - --election={{ include "leader-elector.electionName" . }}
-    - --backend={{ $v.backend }}
-    - --ttl={{ $v.election.ttl }}
-    - --http=:{{ $v.sidecar.port }}
-    - --log-format={{ $v.sidecar.logFormat }}
-    - --log-level={{ $v.sidecar.logLevel }}
+    - {{ printf "--election=%v" (include "leader-elector.electionName" .) | quote }}
+    - {{ printf "--backend=%v" $v.backend | quote }}
+    - {{ printf "--ttl=%v" $v.election.ttl | quote }}
+    - {{ printf "--http=:%v" $v.sidecar.port | quote }}
+    - {{ printf "--log-format=%v" $v.sidecar.logFormat | quote }}
+    - {{ printf "--log-level=%v" $v.sidecar.logLevel | quote }}
     {{- if eq $v.backend "etcd" }}
-    - --etcd-endpoints={{ join "," $v.etcd.endpoints }}
+    - {{ printf "--etcd-endpoints=%v" (join "," $v.etcd.endpoints) | quote }}
     {{- with $v.etcd.prefix }}
-    - --etcd-prefix={{ . }}
+    - {{ printf "--etcd-prefix=%v" . | quote }}
     {{- end }}
     {{- with $v.etcd.dialTimeout }}
-    - --etcd-dial-timeout={{ . }}
+    - {{ printf "--etcd-dial-timeout=%v" . | quote }}
     {{- end }}
     {{- if $v.etcd.tls.enabled }}
-    - --etcd-cacert={{ include "leader-elector.etcdTLSDir" . }}/{{ $v.etcd.tls.caKey }}
+    - {{ printf "--etcd-cacert=%v/%v" (include "leader-elector.etcdTLSDir" .) $v.etcd.tls.caKey | quote }}
     {{- if $v.etcd.tls.clientCert }}
-    - --etcd-cert={{ include "leader-elector.etcdTLSDir" . }}/{{ $v.etcd.tls.certKey }}
-    - --etcd-key={{ include "leader-elector.etcdTLSDir" . }}/{{ $v.etcd.tls.keyKey }}
+    - {{ printf "--etcd-cert=%v/%v" (include "leader-elector.etcdTLSDir" .) $v.etcd.tls.certKey | quote }}
+    - {{ printf "--etcd-key=%v/%v" (include "leader-elector.etcdTLSDir" .) $v.etcd.tls.keyKey | quote }}
     {{- end }}
     {{- end }}
     {{- with $v.etcd.auth.username }}
-    - --etcd-username={{ . }}
+    - {{ printf "--etcd-username=%v" . | quote }}
     {{- end }}
     {{- if and $v.etcd.auth.existingSecret (eq $v.etcd.auth.passwordFrom "file") }}
-    - --etcd-password-file={{ include "leader-elector.etcdAuthDir" . }}/{{ $v.etcd.auth.passwordKey }}
+    - {{ printf "--etcd-password-file=%v/%v" (include "leader-elector.etcdAuthDir" .) $v.etcd.auth.passwordKey | quote }}
     {{- end }}
     {{- else }}
-    - --redis-addr={{ join "," $v.redis.addrs }}
+    - {{ printf "--redis-addr=%v" (join "," $v.redis.addrs) | quote }}
     {{- with $v.redis.db }}
-    - --redis-db={{ . }}
+    - {{ printf "--redis-db=%v" . | quote }}
     {{- end }}
     {{- with $v.redis.keyPrefix }}
-    - --redis-key-prefix={{ . }}
+    - {{ printf "--redis-key-prefix=%v" . | quote }}
     {{- end }}
     {{- if $v.redis.tls.enabled }}
-    - --redis-tls
+    - "--redis-tls"
     {{- if and $v.redis.tls.secretName $v.redis.tls.caKey }}
-    - --redis-cacert={{ include "leader-elector.redisTLSDir" . }}/{{ $v.redis.tls.caKey }}
+    - {{ printf "--redis-cacert=%v/%v" (include "leader-elector.redisTLSDir" .) $v.redis.tls.caKey | quote }}
     {{- end }}
     {{- if $v.redis.tls.clientCert }}
-    - --redis-cert={{ include "leader-elector.redisTLSDir" . }}/{{ $v.redis.tls.certKey }}
-    - --redis-key={{ include "leader-elector.redisTLSDir" . }}/{{ $v.redis.tls.keyKey }}
+    - {{ printf "--redis-cert=%v/%v" (include "leader-elector.redisTLSDir" .) $v.redis.tls.certKey | quote }}
+    - {{ printf "--redis-key=%v/%v" (include "leader-elector.redisTLSDir" .) $v.redis.tls.keyKey | quote }}
     {{- end }}
     {{- end }}
     {{- with $v.redis.auth.username }}
-    - --redis-username={{ . }}
+    - {{ printf "--redis-username=%v" . | quote }}
     {{- end }}
     {{- if and $v.redis.auth.existingSecret (eq $v.redis.auth.passwordFrom "file") }}
-    - --redis-password-file={{ include "leader-elector.redisAuthDir" . }}/{{ $v.redis.auth.passwordKey }}
+    - {{ printf "--redis-password-file=%v/%v" (include "leader-elector.redisAuthDir" .) $v.redis.auth.passwordKey | quote }}
     {{- end }}
     {{- end }}
     {{- if $v.kube.enabled }}
-    - --role-label={{ $v.kube.roleLabel }}
-    - --leader-value={{ $v.kube.leaderValue }}
-    - --follower-value={{ $v.kube.followerValue }}
-    - --election-label={{ $v.kube.electionLabel }}
-    - --kube-events={{ $v.kube.events }}
-    - --kube-resync={{ $v.kube.resync }}
+    - {{ printf "--role-label=%v" $v.kube.roleLabel | quote }}
+    - {{ printf "--leader-value=%v" $v.kube.leaderValue | quote }}
+    - {{ printf "--follower-value=%v" $v.kube.followerValue | quote }}
+    - {{ printf "--election-label=%v" $v.kube.electionLabel | quote }}
+    - {{ printf "--kube-events=%v" $v.kube.events | quote }}
+    - {{ printf "--kube-resync=%v" $v.kube.resync | quote }}
     {{- if eq $v.readiness.mode "gate" }}
-    - --readiness-gate={{ $v.readiness.gateConditionType }}
+    - {{ printf "--readiness-gate=%v" $v.readiness.gateConditionType | quote }}
     {{- end }}
     {{- end }}
     {{- range $v.sidecar.extraArgs }}
