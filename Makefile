@@ -8,7 +8,7 @@ include hack/tools.mk
 # Packaging (image binary, manifests) and the long fault-injection runs.
 -include hack/packaging.mk hack/chaos.mk hack/bench.mk
 
-.PHONY: all build test test-short bench demo fmt vet
+.PHONY: all build test demo fmt fmt-check vet
 
 all: build
 
@@ -18,7 +18,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X github.com/leader-elector/leader-elector/internal/cli.buildVersion=$(VERSION)" -o $(BIN)/sidecar ./cmd/sidecar
 
 ## test: install test dependencies, then run every test with the race detector.
-test: test-deps
+test: test-deps fmt-check
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 
@@ -27,6 +27,9 @@ demo:
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 vet:
 	$(GO) vet ./...
