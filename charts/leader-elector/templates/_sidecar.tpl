@@ -15,10 +15,14 @@ that depends on this chart includes them into its own pod spec:
       {{- if not (index .Values "leader-elector").sidecar.native }}
       {{- include "leader-elector.container" $le | nindent 6 }}
       {{- end }}
+    {{- with include "leader-elector.volumes" $le | trim }}
     volumes:
-      {{- include "leader-elector.volumes" $le | nindent 6 }}
+      {{- . | nindent 6 }}
+    {{- end }}
+    {{- with include "leader-elector.readinessGates" $le | trim }}
     readinessGates:
-      {{- include "leader-elector.readinessGates" $le | nindent 6 }}
+      {{- . | nindent 6 }}
+    {{- end }}
 
 Give the parent's Chart dict the real Version and AppVersion when image.tag
 is empty, since the image tag defaults to this chart's appVersion.
