@@ -1,0 +1,90 @@
+package bench
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// procUsage is a process's resource use at one instant.
+type procUsage struct {
+	At  time.Time
+	CPU time.Duration // user + system time of all its live threads
+	RSS int64         // resident set size, bytes
+}
+
+// readUsage reads /proc/<pid>. CPU time is the sum of every thread's
+// sum_exec_runtime from /proc/<pid>/task/*/schedstat (nanoseconds), since
+// /proc/<pid>/stat counts in 10 ms ticks, too coarse for an idle process.
+func readUsage(pid int) (procUsage, error) {
+	u := procUsage{At: time.Now()}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return u, fmt.Errorf("read process status: %w", err)
+	}
+	if u.RSS, err = parseVmRSS(string(status)); err != nil {
+		return u, err
+	}
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	if err != nil || len(tasks) == 0 {
+		return u, fmt.Errorf("no threads of pid %d: %w", pid, err)
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue // the thread exited meanwhile
+		}
+		ns, err := parseSchedstat(string(b))
+		if err != nil {
+			return u, err
+		}
+		u.CPU += ns
+	}
+	return u, nil
+}
+
+// parseVmRSS returns VmRSS in bytes from /proc/<pid>/status.
+func parseVmRSS(status string) (int64, error) {
+	for line := range strings.SplitSeq(status, "\n") {
+		v, ok := strings.CutPrefix(line, "VmRSS:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, fmt.Errorf("unexpected VmRSS line %q", line)
+		}
+		kb, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("VmRSS: %w", err)
+		}
+		return kb * 1024, nil
+	}
+	return 0, fmt.Errorf("no VmRSS in process status")
+}
+
+// parseSchedstat returns the first field of a schedstat line: time spent
+// on the CPU, in nanoseconds.
+func parseSchedstat(s string) (time.Duration, error) {
+	f := strings.Fields(s)
+	if len(f) < 1 {
+		return 0, fmt.Errorf("empty schedstat")
+	}
+	ns, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("schedstat: %w", err)
+	}
+	return time.Duration(ns), nil
+}
+
+// cpuPerSecond is the CPU time used per second of wall time between a and b.
+func cpuPerSecond(a, b procUsage) time.Duration {
+	wall := b.At.Sub(a.At)
+	if wall <= 0 {
+		return 0
+	}
+	return time.Duration(float64(b.CPU-a.CPU) / wall.Seconds())
+}
