@@ -22,8 +22,9 @@ type CostResult struct {
 	// RequestsPerSec is backend requests per second per candidate.
 	RequestsPerSec float64
 	// Process figures, only for the sidecar (zero for in-process libraries).
-	LeaderRSS, FollowerRSS int64
-	LeaderCPU, FollowerCPU time.Duration // CPU time per second
+	LeaderRSS, FollowerRSS   int64
+	LeaderAnon, FollowerAnon int64         // anonymous part of RSS
+	LeaderCPU, FollowerCPU   time.Duration // CPU time per second
 }
 
 // etcdReceived returns the number of gRPC messages etcd has received (a
@@ -166,12 +167,14 @@ func measureCost(ctx context.Context, system string, spec trialSpec, queued func
 	res.Window = elapsed
 	res.RequestsPerSec = (after - before) / elapsed.Seconds() / float64(n)
 	if len(u1) == n {
-		res.LeaderRSS, res.LeaderCPU = u1[0].RSS, cpuPerSecond(u0[0], u1[0])
+		res.LeaderRSS, res.LeaderAnon, res.LeaderCPU = u1[0].RSS, u1[0].Anon, cpuPerSecond(u0[0], u1[0])
 		for i := 1; i < n; i++ {
 			res.FollowerRSS += u1[i].RSS
+			res.FollowerAnon += u1[i].Anon
 			res.FollowerCPU += cpuPerSecond(u0[i], u1[i])
 		}
 		res.FollowerRSS /= int64(n - 1)
+		res.FollowerAnon /= int64(n - 1)
 		res.FollowerCPU /= time.Duration(n - 1)
 	}
 	for _, c := range cs {

@@ -14,6 +14,9 @@ type procUsage struct {
 	At  time.Time
 	CPU time.Duration // user + system time of all its live threads
 	RSS int64         // resident set size, bytes
+	// Anon is the anonymous part of RSS (heap, stacks); the rest is mostly
+	// the binary's own pages, shared with other processes running it.
+	Anon int64
 }
 
 // readUsage reads /proc/<pid>. CPU time is the sum of every thread's
@@ -25,7 +28,10 @@ func readUsage(pid int) (procUsage, error) {
 	if err != nil {
 		return u, fmt.Errorf("read process status: %w", err)
 	}
-	if u.RSS, err = parseVmRSS(string(status)); err != nil {
+	if u.RSS, err = statusKB(string(status), "VmRSS:"); err != nil {
+		return u, err
+	}
+	if u.Anon, err = statusKB(string(status), "RssAnon:"); err != nil {
 		return u, err
 	}
 	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
@@ -46,24 +52,25 @@ func readUsage(pid int) (procUsage, error) {
 	return u, nil
 }
 
-// parseVmRSS returns VmRSS in bytes from /proc/<pid>/status.
-func parseVmRSS(status string) (int64, error) {
+// statusKB returns the field key (e.g. "VmRSS:") of /proc/<pid>/status in
+// bytes.
+func statusKB(status, key string) (int64, error) {
 	for line := range strings.SplitSeq(status, "\n") {
-		v, ok := strings.CutPrefix(line, "VmRSS:")
+		v, ok := strings.CutPrefix(line, key)
 		if !ok {
 			continue
 		}
 		f := strings.Fields(v)
 		if len(f) != 2 || f[1] != "kB" {
-			return 0, fmt.Errorf("unexpected VmRSS line %q", line)
+			return 0, fmt.Errorf("unexpected process status line %q", line)
 		}
 		kb, err := strconv.ParseInt(f[0], 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("VmRSS: %w", err)
+			return 0, fmt.Errorf("%s %w", key, err)
 		}
 		return kb * 1024, nil
 	}
-	return 0, fmt.Errorf("no VmRSS in process status")
+	return 0, fmt.Errorf("no %s in process status", key)
 }
 
 // parseSchedstat returns the first field of a schedstat line: time spent

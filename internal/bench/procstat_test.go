@@ -6,15 +6,15 @@ import (
 	"time"
 )
 
-func TestParseVmRSS(t *testing.T) {
-	got, err := parseVmRSS("Name:\tsidecar\nVmPeak:\t  1000 kB\nVmRSS:\t   12345 kB\nThreads:\t7\n")
+func TestStatusKB(t *testing.T) {
+	got, err := statusKB("Name:\tsidecar\nVmPeak:\t  1000 kB\nVmRSS:\t   12345 kB\nThreads:\t7\n", "VmRSS:")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if exp := int64(12345 * 1024); got != exp {
 		t.Errorf("exp %d, got %d", exp, got)
 	}
-	if _, err := parseVmRSS("Name:\tx\n"); err == nil {
+	if _, err := statusKB("Name:\tx\n", "VmRSS:"); err == nil {
 		t.Error("exp an error without VmRSS")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -22,9 +23,10 @@ import (
 
 // Config sets the size of a run.
 type Config struct {
-	Root   string // repository root (for go build and bin/)
-	TTL    time.Duration
-	Trials int // graceful handover trials per system
+	Command string // how the run was started, for the report
+	Root    string // repository root (for go build and bin/)
+	TTL     time.Duration
+	Trials  int // graceful handover trials per system
 	// SlowParallel is how many independent elections the polling
 	// alternatives (client-go, redsync, redislock) run at once to collect
 	// their trials faster. Ours always run one election at a time.
@@ -125,6 +127,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 			return []string{"--backend", "etcd", "--etcd-endpoints", etcd.URL, "--ttl", ttlArg}
 		}),
 		queued:     etcdQueued(etcdCli, etcdPrefix, 2),
+		phase:      cfg.TTL / 3,
 		ledTimeout: time.Minute,
 	}
 	ourRedis := trialSpec{
@@ -132,6 +135,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 			return []string{"--backend", "redis", "--redis-addr", rds.Addr, "--ttl", ttlArg}
 		}),
 		queued:     redisQueued(redisCli, redisPrefix, 3),
+		phase:      cfg.TTL / 3,
 		ledTimeout: time.Minute,
 	}
 
@@ -161,8 +165,9 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 
 	// The Redis libraries.
 	ttl := cfg.TTL
-	redsyncSpec := trialSpec{start: redsyncStarter(redisCli, ttl), ledTimeout: time.Minute}
-	redislockSpec := trialSpec{start: redislockStarter(redisCli, ttl), ledTimeout: time.Minute}
+	// Each phase spans the waiter's longest poll interval.
+	redsyncSpec := trialSpec{start: redsyncStarter(redisCli, ttl), phase: 250 * time.Millisecond, ledTimeout: time.Minute}
+	redislockSpec := trialSpec{start: redislockStarter(redisCli, ttl), phase: 100 * time.Millisecond, ledTimeout: time.Minute}
 	if err := measure("redsync v4", "Unlock → waiter's Lock returns; retry 50–250 ms", "handover-redsync", redsyncSpec, cfg.Trials, cfg.SlowParallel, &res.Handover); err != nil {
 		return nil, err
 	}
@@ -187,8 +192,11 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	}
 	var defReqs, matchedReqs atomic.Int64
 	matched := matchedTimings(ttl)
-	defSpec := trialSpec{start: clientGoStarter(kube.Config, ns.Name, clientGoDefaults, &defReqs), ledTimeout: 2 * time.Minute}
-	matchedSpec := trialSpec{start: clientGoStarter(kube.Config, ns.Name, matched, &matchedReqs), ledTimeout: time.Minute}
+	// client-go waits RetryPeriod plus up to 1.2 × RetryPeriod of jitter.
+	defSpec := trialSpec{start: clientGoStarter(kube.Config, ns.Name, clientGoDefaults, &defReqs),
+		phase: clientGoDefaults.Retry * 22 / 10, ledTimeout: 2 * time.Minute}
+	matchedSpec := trialSpec{start: clientGoStarter(kube.Config, ns.Name, matched, &matchedReqs),
+		phase: matched.Retry * 22 / 10, ledTimeout: time.Minute}
 	if err := measure("client-go leaderelection (defaults)", "15 s / 10 s / 2 s, ReleaseOnCancel; cancel → OnStartedLeading",
 		"handover-clientgo-defaults", defSpec, cfg.Trials, cfg.SlowParallel, &res.Handover); err != nil {
 		return nil, err
@@ -262,7 +270,12 @@ func describeMachine() Machine {
 		m.CPU = firstField(string(b), "model name")
 	}
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		m.Memory = firstField(string(b), "MemTotal")
+		f := strings.Fields(firstField(string(b), "MemTotal"))
+		if len(f) == 2 {
+			if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+				m.Memory = fmt.Sprintf("%.0f GiB", float64(kb)/(1<<20))
+			}
+		}
 	}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = "Linux " + strings.TrimSpace(string(b))

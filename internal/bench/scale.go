@@ -148,6 +148,9 @@ func runScale(ctx context.Context, etcd *etcdServer, cli *clientv3.Client, elect
 		if err := queued(ctx, name(i)); err != nil {
 			return res, err
 		}
+		if err := randomPause(ctx, ttl/3); err != nil {
+			return res, err
+		}
 		t := time.Now()
 		if err := p.leader.stop(false); err != nil {
 			return res, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 )
@@ -57,6 +58,12 @@ type trialSpec struct {
 	// default the sample is the time from stopping the leader (t0) until
 	// next led.
 	sample func(t0 time.Time, next *contender) (time.Duration, error)
+	// phase, if positive, is the upper bound of a random wait between a
+	// candidate getting in line and the leader being stopped. Without it the
+	// leader would always stop just after the waiter's first poll, and a
+	// polling waiter would always wait a whole interval; with it the stop
+	// falls at a random point of the poll and renewal cycles, as in real use.
+	phase time.Duration
 	// ledTimeout bounds the wait for a new leader in one trial. Exceeding it
 	// breaks the measurement.
 	ledTimeout time.Duration
@@ -131,6 +138,11 @@ func runElection(ctx context.Context, spec trialSpec, election string, trials in
 		return nil, err
 	}
 	for range trials {
+		if spec.phase > 0 {
+			if err := randomPause(ctx, spec.phase); err != nil {
+				return samples, err
+			}
+		}
 		t0 := time.Now()
 		if err := leader.stop(spec.crash); err != nil {
 			return samples, err
@@ -158,6 +170,19 @@ func runElection(ctx context.Context, spec trialSpec, election string, trials in
 		}
 	}
 	return samples, nil
+}
+
+// randomPause waits a uniformly random time in [0, limit). It sets the
+// phase of the next trial; nothing waits on it for correctness.
+func randomPause(ctx context.Context, limit time.Duration) error {
+	t := time.NewTimer(rand.N(limit))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // runParallel spreads trials over `parallel` independent elections named

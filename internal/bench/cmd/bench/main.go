@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -53,6 +54,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg.Root = root
+	cfg.Command = strings.TrimSpace("go run ./internal/bench/cmd/bench " + strings.Join(args, " "))
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, nil))
 
 	res, err := bench.Run(ctx, cfg)

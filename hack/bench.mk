@@ -1,0 +1,16 @@
+# Side-by-side benchmarks (internal/bench): leader-elector on etcd and Redis
+# against client-go's leaderelection, redsync and bsm/redislock, on real
+# local servers. Writes docs/benchmarks.md and docs/benchmarks-handover.svg.
+# Run it on a quiet machine; the full run takes about ten minutes.
+#   make bench                      the full run
+#   make bench BENCH_FLAGS='-trials 20 -scale-elections 50'   a quick check
+# The run fails only on a broken measurement (no samples, no new leader);
+# targets are reported in the tables, not enforced.
+
+BENCH_FLAGS ?=
+
+.PHONY: bench
+
+## bench: measure and write docs/benchmarks.md and its chart (needs test-deps).
+bench: test-deps
+	$(GO) run ./internal/bench/cmd/bench $(BENCH_FLAGS)
