@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // Config sets the size of a run.
@@ -82,6 +83,9 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	}
 	// client-go's leader election logs every acquisition through klog.
 	klog.SetLogger(logr.Discard())
+	// envtest logs through controller-runtime's logger, which complains
+	// when none is set.
+	ctrllog.SetLogger(logr.Discard())
 	res := &Results{Config: cfg, Started: time.Now(), Machine: describeMachine()}
 	tmp, err := os.MkdirTemp("", "leader-elector-bench-")
 	if err != nil {
