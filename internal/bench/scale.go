@@ -148,7 +148,8 @@ func runScale(ctx context.Context, etcd *etcdServer, cli *clientv3.Client, elect
 		if err := queued(ctx, name(i)); err != nil {
 			return res, err
 		}
-		if err := randomPause(ctx, ttl/3); err != nil {
+		// A random phase, capped so that 200 trials at a 10 s TTL stay short.
+		if err := randomPause(ctx, min(ttl/3, 500*time.Millisecond)); err != nil {
 			return res, err
 		}
 		t := time.Now()
