@@ -109,7 +109,9 @@ func (s *eventSink) expect(message string) <-chan struct{} {
 
 func (s *eventSink) done(ev *corev1.Event, err error) {
 	if err != nil {
-		s.failed()
+		if s.ctx.Err() == nil { // not cut off by close
+			s.failed()
+		}
 		return
 	}
 	s.mu.Lock()

@@ -151,23 +151,21 @@ func (p *Publisher) Run(ctx context.Context, src election.Source) error {
 	backoff := p.minBackoff
 
 	r.observe(st)
-	dirty := true
 	for {
-		if dirty {
-			dirty = false
-			err := r.reconcileUntil(ctx, st, changed)
-			switch {
-			case ctx.Err() != nil || errors.Is(err, errSuperseded):
-				// The loop below picks up what happened.
-			case err != nil:
-				r.failed(err, backoff)
-				retry.Reset(jitter(backoff))
-				backoff = min(2*backoff, p.maxBackoff)
-			default:
-				r.succeeded()
-				retry.Stop()
-				backoff = p.minBackoff
-			}
+		// Every wake-up below reconciles: reads are cheap and patches are
+		// sent only for differences.
+		err := r.reconcileUntil(ctx, st, changed)
+		switch {
+		case ctx.Err() != nil || errors.Is(err, errSuperseded):
+			// The select below picks up what happened.
+		case err != nil:
+			r.failed(err, backoff)
+			retry.Reset(jitter(backoff))
+			backoff = min(2*backoff, p.maxBackoff)
+		default:
+			r.succeeded()
+			retry.Stop()
+			backoff = p.minBackoff
 		}
 		select {
 		case <-ctx.Done():
@@ -180,7 +178,6 @@ func (p *Publisher) Run(ctx context.Context, src election.Source) error {
 		case <-resync.C:
 		case <-retry.C:
 		}
-		dirty = true
 	}
 }
 

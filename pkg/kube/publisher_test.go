@@ -229,7 +229,7 @@ func TestAPIServerAway(t *testing.T) {
 			p := newPublisher(t, opts, client, m)
 			// A request timeout far above the waits below: only abandoning a
 			// hung request when the status changes keeps up with the status.
-			kube.SetTiming(p, 30*time.Second, 2*time.Second, time.Second)
+			kube.SetTiming(p, 8*time.Second, 2*time.Second, time.Second)
 			src := newSource("a")
 			run := start(t, p, src)
 			src.lead(1)
@@ -249,11 +249,11 @@ func TestAPIServerAway(t *testing.T) {
 				} else {
 					v = src.lead(int64(2 + i))
 				}
-				kubetest.Eventually(t, 5*time.Second, "status consumed while the API server is away", func(context.Context) bool {
+				kubetest.Eventually(t, 4*time.Second, "status consumed while the API server is away", func(context.Context) bool {
 					return src.seen(v)
 				})
 			}
-			kubetest.Eventually(t, 20*time.Second, "failures counted", func(context.Context) bool {
+			kubetest.Eventually(t, 30*time.Second, "failures counted", func(context.Context) bool {
 				return m.errors.Load() > 0
 			})
 			// The last status says follower, but the server still has leader.

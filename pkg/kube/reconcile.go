@@ -23,7 +23,7 @@ import (
 func (r *run) reconcile(ctx context.Context, st election.Status) error {
 	pod, err := r.getPod(ctx)
 	if err != nil {
-		r.metrics.PublishError(PublisherLabels)
+		r.count(ctx, PublisherLabels)
 		return err
 	}
 	r.pod.uid = pod.UID
@@ -94,7 +94,7 @@ func (r *run) patchLabels(ctx context.Context, name string, set map[string]strin
 	_, err = r.client.CoreV1().Pods(r.opts.PodNamespace).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
 	if err != nil {
 		if !apierrors.IsNotFound(err) {
-			r.metrics.PublishError(PublisherLabels)
+			r.count(ctx, PublisherLabels)
 		}
 		return fmt.Errorf("kube: labelling pod %s: %w", name, err)
 	}
@@ -113,7 +113,7 @@ func (r *run) demotePeers(ctx context.Context, election string) error {
 	defer cancel()
 	list, err := r.client.CoreV1().Pods(r.opts.PodNamespace).List(lctx, metav1.ListOptions{LabelSelector: selector})
 	if err != nil {
-		r.metrics.PublishError(PublisherLabels)
+		r.count(ctx, PublisherLabels)
 		return fmt.Errorf("kube: listing peers: %w", err)
 	}
 	var errs []error
@@ -165,9 +165,17 @@ func (r *run) syncGate(ctx context.Context, pod *corev1.Pod, leading bool) error
 	defer cancel()
 	_, err = r.client.CoreV1().Pods(r.opts.PodNamespace).Patch(ctx, pod.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
 	if err != nil {
-		r.metrics.PublishError(PublisherReadiness)
+		r.count(ctx, PublisherReadiness)
 		return fmt.Errorf("kube: setting condition %s=%s: %w", gate, want, err)
 	}
 	r.log.Debug("set readiness condition", "condition", gate, "status", want)
 	return nil
+}
+
+// count records a failed update, unless the attempt was abandoned because
+// the status changed or the publisher is stopping: that is no failure.
+func (r *run) count(ctx context.Context, publisher string) {
+	if ctx.Err() == nil {
+		r.metrics.PublishError(publisher)
+	}
 }
