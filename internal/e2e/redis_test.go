@@ -145,7 +145,7 @@ func TestRedisACLUserLimitedToThePrefix(t *testing.T) {
 	srv := redistest.Start(t, redistest.WithACL(
 		"user default on nopass ~* &* +@all",
 		"user elector on >secret resetkeys ~leader-elector:* resetchannels &leader-elector:* -@all "+
-			"+eval +evalsha +subscribe +ping +get +set +incr +pexpire +pttl +del +publish",
+			"+eval +evalsha +subscribe +ping +get +set +incr +pexpire +pttl +del +publish +exists +time",
 	))
 	ps := []*sidecartest.Process{}
 	for _, id := range []string{"a", "b"} {

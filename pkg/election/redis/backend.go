@@ -45,6 +45,10 @@ type keys struct {
 	lock    string // holds the leader's lock value
 	counter string // the fencing-token counter
 	events  string // pub/sub channel for acquisitions and releases
+	// since holds, on the server's clock, when the node was first seen
+	// holding this election's state; a node that lost its data grants
+	// nothing for one TTL after that (see acquire.lua).
+	since string
 }
 
 // Backend is a Redis lock election: one master, or Redlock over several
@@ -141,7 +145,7 @@ func NewWithClients(clients []Client, cfg Config) (*Backend, error) {
 		nodes:     clients,
 		names:     names,
 		quorum:    len(clients)/2 + 1,
-		keys:      keys{lock: base, counter: base + ":token", events: base + ":events"},
+		keys:      keys{lock: base, counter: base + ":token", events: base + ":events", since: base + ":since"},
 		identity:  cfg.Identity,
 		ttl:       ttl,
 		validity:  ttl - drift(ttl),

@@ -140,7 +140,7 @@ func (c *candidacy) attempt(ctx context.Context) (attempt, error) {
 	ttlMillis := b.ttl.Milliseconds()
 	sent := time.Now()
 	res := fanOut(ctx, b, func(ctx context.Context, _ int, n Client) (reply, error) {
-		r, err := b.scripts.acquire.Run(ctx, n, []string{b.keys.lock, b.keys.counter, b.keys.events},
+		r, err := b.scripts.acquire.Run(ctx, n, []string{b.keys.lock, b.keys.counter, b.keys.events, b.keys.since},
 			value, ttlMillis, seen).Int64Slice()
 		if err != nil {
 			return reply{}, err

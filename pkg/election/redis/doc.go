@@ -18,8 +18,18 @@
 // 1s) and when the holder's lock is due to expire, so a lost message costs a
 // poll interval at worst. A user restricted by ACL needs the keys and channels
 // of the prefix (~leader-elector:* &leader-elector:*) and the commands EVAL,
-// EVALSHA, SUBSCRIBE and PING, plus GET, SET, INCR, PEXPIRE, PTTL, DEL and
-// PUBLISH, which the scripts call.
+// EVALSHA, SUBSCRIBE and PING, plus GET, SET, INCR, PEXPIRE, PTTL, DEL,
+// PUBLISH, EXISTS and TIME, which the scripts call.
+//
+// # Data loss
+//
+// A node that loses its data (restarted without persistence, flushed) forgets
+// a lock whose holder may still be inside its validity. So the acquire script
+// keeps <prefix><election>:since, the server time at which the node first saw
+// the election, and grants nothing until one TTL has passed since then on the
+// node's own clock, by which time any lock it granted before the loss has
+// expired (Redlock's "delayed restart"). The first election on a fresh node
+// waits one TTL too: the two cases look the same.
 //
 // # Fencing tokens
 //

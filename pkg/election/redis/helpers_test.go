@@ -43,15 +43,26 @@ func testLogger(t *testing.T) *slog.Logger {
 }
 
 // newBackend returns a backend on fresh clients of servers, closed when the
-// test ends. wrap, if set, wraps each client.
+// test ends, with the servers' warm-up skipped. wrap, if set, wraps each client.
 func newBackend(t *testing.T, servers []*redistest.Server, identity string, ttl time.Duration,
 	wrap func(Client) Client) *Backend {
+	t.Helper()
+	b := newBackendWarm(t, servers, identity, ttl, wrap)
+	skipWarmUp(t, servers)
+	return b
+}
+
+// newBackendWarm is newBackend with the servers' warm-up left in place.
+func newBackendWarm(t *testing.T, servers []*redistest.Server, identity string, ttl time.Duration,
+	wrap ...func(Client) Client) *Backend {
 	t.Helper()
 	clients := make([]Client, len(servers))
 	for i, s := range servers {
 		clients[i] = redis.NewClient(baseClientOptions(s.Addr(), opTimeout(ttl)))
-		if wrap != nil {
-			clients[i] = wrap(clients[i])
+		for _, w := range wrap {
+			if w != nil {
+				clients[i] = w(clients[i])
+			}
 		}
 	}
 	b, err := NewWithClients(clients, Config{Election: "test", Identity: identity, TTL: ttl, Logger: testLogger(t)})
@@ -60,6 +71,18 @@ func newBackend(t *testing.T, servers []*redistest.Server, identity string, ttl 
 	}
 	t.Cleanup(func() { _ = b.Close() })
 	return b
+}
+
+// skipWarmUp records on each running server that it has known the election
+// for long, so a fresh server grants at once instead of after one TTL. The
+// warm-up itself is tested in TestFreshNodeWarmsUp and end to end.
+func skipWarmUp(t *testing.T, servers []*redistest.Server) {
+	t.Helper()
+	for _, s := range servers {
+		c := newClient(t, s.Addr())
+		// A stopped server simply keeps its warm-up when it comes back.
+		_ = c.SetNX(t.Context(), DefaultKeyPrefix+"test:since", 0, 0).Err()
+	}
 }
 
 // lossyClient loses every pub/sub message (it subscribes to no channel,

@@ -17,7 +17,7 @@ func TestScripts(t *testing.T) {
 	c := newClient(t, srv.Addr())
 	ctx := t.Context()
 	s := newScripts()
-	const lock, counter, events = "p:e", "p:e:token", "p:e:events"
+	const lock, counter, events, since = "p:e", "p:e:token", "p:e:events", "p:e:since"
 
 	sub := c.Subscribe(ctx, events)
 	t.Cleanup(func() { _ = sub.Close() })
@@ -47,7 +47,7 @@ func TestScripts(t *testing.T) {
 	}
 	acquire := func(value string, seen int64) []int64 {
 		t.Helper()
-		r, err := s.acquire.Run(ctx, c, []string{lock, counter, events}, value, 60000, seen).Int64Slice()
+		r, err := s.acquire.Run(ctx, c, []string{lock, counter, events, since}, value, 60000, seen).Int64Slice()
 		if err != nil {
 			t.Fatalf("acquire: %v", err)
 		}
@@ -60,6 +60,18 @@ func TestScripts(t *testing.T) {
 			t.Fatalf("script: %v", err)
 		}
 		return n
+	}
+
+	// A node with no record of the election grants nothing for one TTL.
+	if got := acquire("a", 0); got[0] != 0 || got[2] <= 0 || got[2] > 60000 {
+		t.Fatalf("acquire on a fresh node = %v, want a refusal with the warm-up left", got)
+	}
+	if n, _ := c.Exists(ctx, lock).Result(); n != 0 {
+		t.Fatal("a warming node took the lock")
+	}
+	// Pretend the node has held the election's state for longer than the TTL.
+	if err := c.Set(ctx, since, 0, 0).Err(); err != nil {
+		t.Fatal(err)
 	}
 
 	// Free key: taken, token 1, announced.
@@ -198,4 +210,39 @@ func FuzzParseValue(f *testing.F) {
 			t.Fatalf("parseValue(%q) accepted an empty identity", s)
 		}
 	})
+}
+
+// A node that lost its data must not grant a lock while one it granted
+// before could still be valid: it waits one TTL on its own clock.
+func TestFreshNodeWarmsUp(t *testing.T) {
+	srv := redistest.Start(t)
+	const ttl = 2 * time.Second
+	a := newBackendWarm(t, []*redistest.Server{srv}, "a", ttl)
+	ca, _, err := a.Candidate(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := ca.Campaign(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < ttl-100*time.Millisecond {
+		t.Fatalf("a fresh node granted the lock after %v, before one TTL (%v)", took, ttl)
+	}
+
+	// The node restarts empty while a still believes it leads: the next
+	// candidate must wait out a's lock.
+	srv.Restart()
+	b := newBackendWarm(t, []*redistest.Server{srv}, "b", ttl)
+	cb, _, err := b.Candidate(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	restarted := time.Now()
+	if _, err := cb.Campaign(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(restarted); took < ttl-100*time.Millisecond {
+		t.Fatalf("a restarted node granted a new lock after %v, before one TTL (%v)", took, ttl)
+	}
 }
