@@ -20,18 +20,12 @@ type Result struct {
 	// KnownRegressions are token regressions that the documented limit of
 	// Redis without persistence explains (not violations).
 	KnownRegressions int
-	// LostLocks are overlaps that began because a Redis server restarted
-	// empty and forgot the lock while its holder's validity still ran; the
-	// holder stepped down by its deadline (documented limit, not violations).
-	LostLocks int
-	// LostLockWrites are stale writes accepted in such an overlap.
-	LostLockWrites  int
-	Accepted        int // register writes accepted
-	Rejected        int // stale writes the fence rejected
-	StaleAccepted   int // stale writes accepted (violations)
-	Races           int // sidecar processes that reported a data race (violations)
-	Settled         time.Duration
-	SettleViolation bool
+	Accepted         int // register writes accepted
+	Rejected         int // stale writes the fence rejected
+	StaleAccepted    int // stale writes accepted (violations)
+	Races            int // sidecar processes that reported a data race (violations)
+	Settled          time.Duration
+	SettleViolation  bool
 }
 
 // Passed reports whether the trial found no violation.
@@ -132,10 +126,6 @@ func checkOverlaps(rec *Record, cs []claim, res *Result) {
 				res.StaleWakes++
 				continue
 			}
-			if lostLock(rec, x, y) {
-				res.LostLocks++
-				continue
-			}
 			res.Overlaps++
 			res.violate("overlap: %v and %v both claimed leadership for %v", x, y, time.Duration(hi-lo))
 		}
@@ -150,22 +140,6 @@ func staleWake(rec *Record, old, successor claim) bool {
 			continue
 		}
 		if successor.Start >= p.Stop && successor.Start <= p.Cont && old.End <= p.Cont+int64(rec.WakeGrace) {
-			return true
-		}
-	}
-	return false
-}
-
-// lostLock reports whether old's overlap with successor is explained by a
-// Redis server that restarted empty after old won and before successor did:
-// the server forgot old's lock, which then cannot be renewed, so old must
-// have stepped down within its validity of the restart.
-func lostLock(rec *Record, old, successor claim) bool {
-	if rec.Backend == BackendEtcd {
-		return false
-	}
-	for _, r := range rec.RedisEmpty {
-		if r > old.Start && r < successor.Start && old.End <= r+int64(rec.Validity+rec.WakeGrace) {
 			return true
 		}
 	}
@@ -276,10 +250,6 @@ func checkRegister(rec *Record, cs []claim, res *Result) {
 			}
 			if c.Token < w.Token && knownRegression(rec, cs[own], c) {
 				continue
-			}
-			if lostLock(rec, cs[own], c) {
-				res.LostLockWrites++
-				break
 			}
 			res.StaleAccepted++
 			res.violate("register: accepted a stale write by %s with token %d at %d, after %v had begun", w.Writer, w.Token, w.At, c)

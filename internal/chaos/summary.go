@@ -17,8 +17,6 @@ type Summary struct {
 	Combined         int // trials with two faults
 	Overlaps         int
 	StaleWakes       int
-	LostLocks        int
-	LostLockWrites   int
 	TokenViolations  int
 	KnownRegressions int
 	Accepted         int
@@ -52,8 +50,6 @@ func (s *Summary) Add(o Outcome) {
 	}
 	s.Overlaps += r.Overlaps
 	s.StaleWakes += r.StaleWakes
-	s.LostLocks += r.LostLocks
-	s.LostLockWrites += r.LostLockWrites
 	s.TokenViolations += r.TokenViolations
 	s.KnownRegressions += r.KnownRegressions
 	s.Accepted += r.Accepted
@@ -95,8 +91,6 @@ func (s *Summary) Write(w io.Writer) error {
 	}
 	row("overlapping leaders", s.Overlaps)
 	row("stale wakes (paused past deadline, expected)", s.StaleWakes)
-	row("overlaps after Redis restarted empty (documented)", s.LostLocks)
-	row("  stale writes accepted in them", s.LostLockWrites)
 	row("token violations", s.TokenViolations)
 	row("token regressions, Redis restarted empty (documented)", s.KnownRegressions)
 	row("register writes accepted", s.Accepted)
