@@ -8,8 +8,6 @@ package kubetest
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -18,6 +16,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/leader-elector/leader-elector/internal/testutil/repo"
 )
 
 // Env is a running control plane.
@@ -66,23 +66,8 @@ func Start(t testing.TB) *Env {
 	return &Env{Config: cfg, Client: client}
 }
 
-// RepoRoot walks up from the working directory to the folder holding go.mod.
-func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("kubetest: %w", err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("kubetest: no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
+// RepoRoot is the folder holding go.mod.
+func RepoRoot() (string, error) { return repo.Root() }
 
 // Eventually polls cond every 20 ms until it returns true, failing the test
 // with msg if it has not within timeout. cond must not call t.Fatal.

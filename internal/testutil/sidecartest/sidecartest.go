@@ -21,13 +21,14 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/leader-elector/leader-elector/internal/testutil/repo"
 	"github.com/leader-elector/leader-elector/pkg/history"
 )
 
 // Build compiles ./cmd/sidecar with the race detector into dir and returns
 // the binary's path. Call it from TestMain.
 func Build(dir string) (string, error) {
-	root, err := repoRoot()
+	root, err := repo.Root()
 	if err != nil {
 		return "", err
 	}
@@ -40,22 +41,6 @@ func Build(dir string) (string, error) {
 	return bin, nil
 }
 
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
 
 // Status is the sidecar's GET /status body.
 type Status struct {
