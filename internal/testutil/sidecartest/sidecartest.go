@@ -41,7 +41,6 @@ func Build(dir string) (string, error) {
 	return bin, nil
 }
 
-
 // Status is the sidecar's GET /status body.
 type Status struct {
 	Name         string  `json:"name"`
