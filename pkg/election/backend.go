@@ -35,7 +35,16 @@ type Term struct {
 	// zero when it won without waiting. The engine reports the time from
 	// Vacant to leading as the takeover time.
 	Vacant time.Time
+	// Kind says how the predecessor went: Handover (it resigned) or
+	// Failover (its lease or lock expired); empty when unknown.
+	Kind string
 }
+
+// How a predecessor went, for Term.Kind and the takeover metric.
+const (
+	Handover = "handover"
+	Failover = "failover"
+)
 
 // Leader is the current leader as the backend sees it. An empty ID means no
 // leader is known. Token is the fencing token of the leader's term.

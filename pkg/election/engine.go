@@ -255,7 +255,7 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 			}
 			leading, token = true, r.term.Token
 			e.setClaimUntil(deadline)
-			e.becomeLeader(token, r.term.Vacant)
+			e.becomeLeader(token, r.term.Vacant, r.term.Kind)
 
 		case req := <-e.resigns:
 			if !leading {
@@ -302,7 +302,7 @@ func (e *Engine) renew(ctx context.Context, cand Candidacy, out chan<- renewal) 
 }
 
 // becomeLeader publishes this candidate as leader.
-func (e *Engine) becomeLeader(token int64, vacant time.Time) {
+func (e *Engine) becomeLeader(token int64, vacant time.Time, kind string) {
 	now := time.Now()
 	e.status.update(func(s *Status) {
 		s.IsLeader = true
@@ -313,9 +313,9 @@ func (e *Engine) becomeLeader(token int64, vacant time.Time) {
 	})
 	e.cfg.Metrics.SetLeader(true)
 	if !vacant.IsZero() {
-		e.cfg.Metrics.Takeover(now.Sub(vacant))
+		e.cfg.Metrics.Takeover(now.Sub(vacant), kind)
 	}
-	e.log.Info("became leader", "token", token)
+	e.log.Info("became leader", "token", token, "after", kind)
 }
 
 // stepDown publishes that this candidate no longer leads. It runs before

@@ -7,9 +7,9 @@ import "time"
 type Metrics interface {
 	// SetLeader records whether this candidate now claims leadership.
 	SetLeader(isLeader bool)
-	// Takeover records the time from observing that no leader was left to
-	// this candidate leading.
-	Takeover(d time.Duration)
+	// Takeover records the time from seeing the predecessor go to this
+	// candidate leading; kind is Handover, Failover or "" (unknown).
+	Takeover(d time.Duration, kind string)
 	// SteppedDown records why this candidate stopped leading: "resigned",
 	// "deadline", "lost" or "shutdown".
 	SteppedDown(reason string)
@@ -20,7 +20,7 @@ type Metrics interface {
 
 type nopMetrics struct{}
 
-func (nopMetrics) SetLeader(bool)         {}
-func (nopMetrics) Takeover(time.Duration) {}
-func (nopMetrics) SteppedDown(string)     {}
-func (nopMetrics) BackendError(string)    {}
+func (nopMetrics) SetLeader(bool)                 {}
+func (nopMetrics) Takeover(time.Duration, string) {}
+func (nopMetrics) SteppedDown(string)             {}
+func (nopMetrics) BackendError(string)            {}

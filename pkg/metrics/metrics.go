@@ -30,7 +30,7 @@ type Metrics struct {
 
 	isLeader      prometheus.Gauge
 	transitions   prometheus.Counter
-	takeover      prometheus.Histogram
+	takeover      *prometheus.HistogramVec
 	steppedDown   *prometheus.CounterVec
 	backendErrors *prometheus.CounterVec
 	publishErrors *prometheus.CounterVec
@@ -58,17 +58,18 @@ func New(info Info) *Metrics {
 			Name:      "leadership_transitions_total",
 			Help:      "Number of times is_leader changed value.",
 		}),
-		takeover: prometheus.NewHistogram(prometheus.HistogramOpts{
+		takeover: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace,
 			Name:      "takeover_seconds",
-			Help:      "Time from observing that no leader was left to this candidate leading.",
+			Help: "Time from seeing the predecessor go to this candidate leading, by how it went: " +
+				"handover (it resigned), failover (its lease or lock expired) or unknown.",
 			// 1 ms (a graceful hand-over on loopback) to 30 s (a crash
 			// failover with a long TTL).
 			Buckets: []float64{
 				0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 				1, 2.5, 5, 10, 20, 30,
 			},
-		}),
+		}, []string{"kind"}),
 		steppedDown: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace,
 			Name:      "stepped_down_total",
@@ -105,6 +106,9 @@ func New(info Info) *Metrics {
 	}
 	for _, op := range []string{"grant", "campaign", "renew", "resign", "observe"} {
 		m.backendErrors.WithLabelValues(op)
+	}
+	for _, k := range []string{election.Handover, election.Failover, unknownKind} {
+		m.takeover.WithLabelValues(k)
 	}
 
 	m.registry.MustRegister(
@@ -147,9 +151,17 @@ func (m *Metrics) SetLeader(isLeader bool) {
 	}
 }
 
-// Takeover records how long it took this candidate to lead after the previous
-// leader was gone.
-func (m *Metrics) Takeover(d time.Duration) { m.takeover.Observe(d.Seconds()) }
+// unknownKind labels takeovers whose predecessor's end the backend could not tell.
+const unknownKind = "unknown"
+
+// Takeover records how long it took this candidate to lead after its
+// predecessor was gone, by how it went.
+func (m *Metrics) Takeover(d time.Duration, kind string) {
+	if kind == "" {
+		kind = unknownKind
+	}
+	m.takeover.WithLabelValues(kind).Observe(d.Seconds())
+}
 
 // SteppedDown counts a loss of leadership by reason.
 func (m *Metrics) SteppedDown(reason string) { m.steppedDown.WithLabelValues(reason).Inc() }

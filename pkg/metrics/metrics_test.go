@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/leader-elector/leader-elector/pkg/election"
 )
 
 func TestSetLeaderCountsTransitions(t *testing.T) {
@@ -49,34 +51,35 @@ func TestSetLeaderConcurrent(t *testing.T) {
 	}
 }
 
-func TestTakeover(t *testing.T) {
+func TestTakeoverByKind(t *testing.T) {
 	m := New(Info{})
-	m.Takeover(3 * time.Millisecond)
-	m.Takeover(2 * time.Second)
-	want := `
-# HELP leader_elector_takeover_seconds Time from observing that no leader was left to this candidate leading.
-# TYPE leader_elector_takeover_seconds histogram
-leader_elector_takeover_seconds_bucket{le="0.001"} 0
-leader_elector_takeover_seconds_bucket{le="0.0025"} 0
-leader_elector_takeover_seconds_bucket{le="0.005"} 1
-leader_elector_takeover_seconds_bucket{le="0.01"} 1
-leader_elector_takeover_seconds_bucket{le="0.025"} 1
-leader_elector_takeover_seconds_bucket{le="0.05"} 1
-leader_elector_takeover_seconds_bucket{le="0.1"} 1
-leader_elector_takeover_seconds_bucket{le="0.25"} 1
-leader_elector_takeover_seconds_bucket{le="0.5"} 1
-leader_elector_takeover_seconds_bucket{le="1"} 1
-leader_elector_takeover_seconds_bucket{le="2.5"} 2
-leader_elector_takeover_seconds_bucket{le="5"} 2
-leader_elector_takeover_seconds_bucket{le="10"} 2
-leader_elector_takeover_seconds_bucket{le="20"} 2
-leader_elector_takeover_seconds_bucket{le="30"} 2
-leader_elector_takeover_seconds_bucket{le="+Inf"} 2
-leader_elector_takeover_seconds_sum 2.003
-leader_elector_takeover_seconds_count 2
-`
-	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "leader_elector_takeover_seconds"); err != nil {
-		t.Error(err)
+	m.Takeover(3*time.Millisecond, election.Handover)
+	m.Takeover(2*time.Second, election.Failover)
+	m.Takeover(time.Millisecond, "")
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{} // kind → sum of observations
+	for _, mf := range mfs {
+		if mf.GetName() != "leader_elector_takeover_seconds" {
+			continue
+		}
+		for _, metric := range mf.GetMetric() {
+			if metric.GetHistogram().GetSampleCount() != 1 {
+				t.Errorf("%v: %d samples, want 1", metric.GetLabel(), metric.GetHistogram().GetSampleCount())
+			}
+			got[metric.GetLabel()[0].GetValue()] = metric.GetHistogram().GetSampleSum()
+		}
+	}
+	want := map[string]float64{"handover": 0.003, "failover": 2, "unknown": 0.001}
+	if len(got) != len(want) {
+		t.Fatalf("takeover series %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("takeover{kind=%q} sum %v, want %v", k, got[k], v)
+		}
 	}
 }
 

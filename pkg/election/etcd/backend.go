@@ -168,15 +168,40 @@ func (c *candidacy) Campaign(ctx context.Context) (election.Term, error) {
 	if err != nil {
 		return election.Term{}, err
 	}
-	vacant, err := c.waitPredecessors(ctx, rev)
+	vacant, pred, err := c.waitPredecessors(ctx, rev)
 	if err != nil {
 		return election.Term{}, err
+	}
+	// Learn how the predecessor went while re-checking our own key, so the
+	// takeover waits for neither.
+	kind := make(chan string, 1)
+	if vacant.IsZero() {
+		kind <- ""
+	} else {
+		go func() { kind <- c.b.howItWent(ctx, c.cli, pred) }()
 	}
 	v, err := c.verify(ctx, rev)
+	k := <-kind
 	if err != nil {
 		return election.Term{}, err
 	}
-	return election.Term{Token: rev, Validity: v, Vacant: vacant}, nil
+	return election.Term{Token: rev, Validity: v, Vacant: vacant, Kind: k}, nil
+}
+
+// howItWent tells a resignation from an expiry by the predecessor's lease:
+// a resigning candidate deletes only its key, so its lease lives on, while
+// an expired lease takes the key with it.
+func (b *Backend) howItWent(ctx context.Context, cli *clientv3.Client, lease clientv3.LeaseID) string {
+	rctx, cancel := b.request(ctx)
+	defer cancel()
+	resp, err := cli.TimeToLive(rctx, lease)
+	switch {
+	case errors.Is(err, rpctypes.ErrLeaseNotFound) || (err == nil && resp.TTL <= 0):
+		return election.Failover
+	case err != nil:
+		return ""
+	}
+	return election.Handover
 }
 
 // create puts the key if absent and returns its create revision.
@@ -202,10 +227,13 @@ func (c *candidacy) create(ctx context.Context) (int64, error) {
 }
 
 // waitPredecessors blocks until no key under the prefix has a create
-// revision below rev. It returns when the last predecessor was seen to go,
-// or zero if there was none.
-func (c *candidacy) waitPredecessors(ctx context.Context, rev int64) (time.Time, error) {
-	var vacant time.Time
+// revision below rev. It returns when the last predecessor was seen to go
+// (zero if there was none) and that predecessor's lease.
+func (c *candidacy) waitPredecessors(ctx context.Context, rev int64) (time.Time, clientv3.LeaseID, error) {
+	var (
+		vacant time.Time
+		lease  clientv3.LeaseID
+	)
 	for {
 		rctx, cancel := c.b.request(ctx)
 		resp, err := c.cli.Get(rctx, c.b.prefix,
@@ -213,16 +241,16 @@ func (c *candidacy) waitPredecessors(ctx context.Context, rev int64) (time.Time,
 				clientv3.WithLastCreate()...)...)
 		cancel()
 		if err != nil {
-			return time.Time{}, fmt.Errorf("finding the predecessor: %w", err)
+			return time.Time{}, 0, fmt.Errorf("finding the predecessor: %w", err)
 		}
 		if len(resp.Kvs) == 0 {
-			return vacant, nil
+			return vacant, lease, nil
 		}
 		pred := string(resp.Kvs[0].Key)
 		if err := c.waitDeleted(ctx, pred, resp.Header.Revision); err != nil {
-			return time.Time{}, err
+			return time.Time{}, 0, err
 		}
-		vacant = time.Now()
+		vacant, lease = time.Now(), clientv3.LeaseID(resp.Kvs[0].Lease)
 	}
 }
 
@@ -297,9 +325,21 @@ func (c *candidacy) Renew(ctx context.Context) (election.Validity, error) {
 	return election.Validity{Sent: sent, TTL: time.Duration(resp.TTL) * time.Second}, nil
 }
 
-// Resign revokes the lease, which deletes the key in the same revision, so
-// the successor's watch fires at once.
+// Resign deletes the candidate's key, so the successor's watch fires at
+// once. The lease is left to expire: its being alive tells the successor
+// this was a handover, not a crash. A candidacy that never created its key
+// revokes its lease instead.
 func (c *candidacy) Resign(ctx context.Context) error {
+	if rev := c.createRev(); rev != 0 {
+		_, err := c.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(c.key), "=", rev)).
+			Then(clientv3.OpDelete(c.key)).
+			Commit()
+		if err != nil {
+			return fmt.Errorf("deleting the candidate key: %w", err)
+		}
+		return nil
+	}
 	_, err := c.cli.Revoke(ctx, c.lease)
 	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		return fmt.Errorf("revoking the lease: %w", err)

@@ -408,3 +408,79 @@ func TestFailoverAcrossAnEtcdRaftLeaderChange(t *testing.T) {
 	}
 	t.Logf("failover across a Raft leader change: %v after the crashed leader's last proof (TTL %v)", took, ttl)
 }
+
+// A successor tells a resignation from a crash by the predecessor's lease.
+func TestTermSaysHowThePredecessorWent(t *testing.T) {
+	cluster := etcdtest.Single(t)
+	newCandidacy := func(id string) election.Candidacy {
+		b, err := etcd.New(etcd.Options{Endpoints: cluster.ClientURLs(), Prefix: etcd.DefaultPrefix, DialTimeout: 2 * time.Second}, "test", id, ttl, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Close() })
+		c, _, err := b.Candidate(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	type result struct {
+		term election.Term
+		err  error
+	}
+	campaignAsync := func(c election.Candidacy) <-chan result {
+		out := make(chan result, 1)
+		go func() {
+			term, err := c.Campaign(t.Context())
+			out <- result{term, err}
+		}()
+		return out
+	}
+	cli := newClient(t, cluster.ClientURLs())
+	waitQueued := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(wait)
+		for {
+			resp, err := cli.Get(t.Context(), etcd.DefaultPrefix+"test/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+			if err == nil && resp.Count == int64(n) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("never saw %d candidates queued", n)
+			}
+			poll := time.NewTimer(5 * time.Millisecond)
+			<-poll.C
+		}
+	}
+
+	a, b, c := newCandidacy("a"), newCandidacy("b"), newCandidacy("c")
+	first, err := a.Campaign(t.Context())
+	if err != nil || first.Kind != "" {
+		t.Fatalf("first term %+v, %v: want no predecessor", first, err)
+	}
+	bWon := campaignAsync(b)
+	waitQueued(2)
+	if err := a.Resign(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	r := <-bWon
+	if r.err != nil || r.term.Kind != election.Handover {
+		t.Fatalf("after a resign: %+v, %v; want kind %q", r.term, r.err, election.Handover)
+	}
+
+	cWon := campaignAsync(c)
+	waitQueued(2)
+	// b "crashes": its lease goes the way an expired one does.
+	key, _ := candidateKey(t, cli, "b")
+	kv, err := cli.Get(t.Context(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Revoke(t.Context(), clientv3.LeaseID(kv.Kvs[0].Lease)); err != nil {
+		t.Fatal(err)
+	}
+	r = <-cWon
+	if r.err != nil || r.term.Kind != election.Failover {
+		t.Fatalf("after a crash: %+v, %v; want kind %q", r.term, r.err, election.Failover)
+	}
+}

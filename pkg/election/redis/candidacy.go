@@ -32,6 +32,7 @@ type attempt struct {
 	// Why it failed, which decides when to try again.
 	partial     bool          // got some nodes but no usable majority
 	unreachable bool          // too few nodes answered to ever reach a majority
+	warming     bool          // a node grants nothing yet after losing its data
 	expires     time.Duration // earliest expiry of another holder's lock; 0 if unknown
 	err         error         // first node error
 }
@@ -60,15 +61,24 @@ func (c *candidacy) Campaign(ctx context.Context) (election.Term, error) {
 	// message, the holder's expiry, or a poll. If that attempt wins after
 	// another candidate held the lock, it is when the vacancy was seen.
 	var woke time.Time
+	// held: the last attempt found another candidate holding the lock;
+	// released: a release message ended the wait after it.
+	var held, released bool
 	for {
 		a, err := c.attempt(ctx)
 		if err != nil {
 			return election.Term{}, err
 		}
 		if a.won {
-			a.term.Vacant = woke
+			if held {
+				a.term.Vacant, a.term.Kind = woke, election.Failover
+				if released {
+					a.term.Kind = election.Handover
+				}
+			}
 			return c.take(ctx, a)
 		}
+		held = !a.unreachable && !a.partial && !a.warming
 		wait, waitWake := c.b.poll, wake
 		switch {
 		case a.unreachable:
@@ -95,7 +105,7 @@ func (c *candidacy) Campaign(ctx context.Context) (election.Term, error) {
 				wait = min(wait, a.expires+time.Millisecond)
 			}
 		}
-		if err := waitFor(ctx, wait, waitWake); err != nil {
+		if released, err = waitForWake(ctx, wait, waitWake); err != nil {
 			return election.Term{}, err
 		}
 		woke = time.Now()
@@ -135,6 +145,7 @@ func (c *candidacy) attempt(ctx context.Context) (attempt, error) {
 		held    bool
 		counter int64 // the token issued, or the node's counter if not held
 		pttl    time.Duration
+		warming bool // the node grants nothing yet (see acquire.lua)
 	}
 	seen := b.seen.Load()
 	ttlMillis := b.ttl.Milliseconds()
@@ -151,6 +162,7 @@ func (c *candidacy) attempt(ctx context.Context) (attempt, error) {
 		rep := reply{held: r[0] == 1, counter: r[1]}
 		if !rep.held {
 			rep.pttl = time.Duration(r[2]) * time.Millisecond
+			rep.warming = len(r) > 3 && r[3] == 1
 		}
 		return rep, nil
 	})
@@ -167,6 +179,7 @@ func (c *candidacy) attempt(ctx context.Context) (attempt, error) {
 		}
 		b.noteToken(r.val.counter)
 		counters[i] = r.val.counter
+		a.warming = a.warming || r.val.warming
 		if r.val.held {
 			won++
 			a.term.Token = max(a.term.Token, r.val.counter)

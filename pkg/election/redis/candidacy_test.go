@@ -161,8 +161,11 @@ func TestOnlyOneWinsAndHandover(t *testing.T) {
 		t.Errorf("handover took %s, want well under the %s poll interval", d, b2.poll)
 	}
 	t.Logf("handover took %s", d)
-	if first.Vacant != (time.Time{}) {
-		t.Errorf("first term Vacant = %v, want zero: it won without waiting", first.Vacant)
+	if first.Vacant != (time.Time{}) || first.Kind != "" {
+		t.Errorf("first term Vacant = %v, Kind %q, want zero: it won without waiting", first.Vacant, first.Kind)
+	}
+	if o.term.Kind != election.Handover {
+		t.Errorf("second term Kind = %q after a resign, want %q", o.term.Kind, election.Handover)
 	}
 	if o.term.Vacant.Before(resigned) || o.term.Vacant.After(o.at) {
 		t.Errorf("second term Vacant = %v, want between the resign (%v) and the win (%v)",
@@ -216,6 +219,10 @@ func TestWaiterWinsWithoutMessages(t *testing.T) {
 			}
 			if o.err != nil {
 				t.Fatalf("second Campaign: %v", o.err)
+			}
+			// Without the release message a resignation looks like an expiry.
+			if o.term.Kind != election.Failover {
+				t.Errorf("Kind = %q after the holder went silently, want %q", o.term.Kind, election.Failover)
 			}
 			if !tc.resign && o.at.Sub(first.Validity.Sent) < first.Validity.TTL {
 				t.Errorf("waiter won %s after the holder's acquire, before its lock could expire (%s)",

@@ -103,15 +103,22 @@ func listen(ctx context.Context, ps *redis.PubSub, accept func(string) bool, not
 // waitFor waits for d to pass, a wake-up (a nil wake never fires), or the
 // end of ctx, whose error it returns.
 func waitFor(ctx context.Context, d time.Duration, wake <-chan struct{}) error {
+	_, err := waitForWake(ctx, d, wake)
+	return err
+}
+
+// waitForWake is waitFor that also says whether a wake-up ended the wait.
+func waitForWake(ctx context.Context, d time.Duration, wake <-chan struct{}) (bool, error) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-		return ctx.Err()
+		return false, ctx.Err()
 	case <-t.C:
+		return false, nil
 	case <-wake:
+		return true, nil
 	}
-	return nil
 }
 
 // backoff yields jittered, doubling delays from 50ms (or limit, if smaller)

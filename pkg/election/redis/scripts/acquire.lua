@@ -8,9 +8,9 @@
 -- ARGV[2]  lock TTL in milliseconds
 -- ARGV[3]  highest fencing token the client has seen anywhere
 --
--- Returns {1, token} when ARGV[1] now holds the lock, or
--- {0, counter, ms} when another value holds it (ms: until it expires) or
--- the node is still warming up (ms: until it may grant).
+-- Returns {1, token} when ARGV[1] now holds the lock, {0, counter, ms} when
+-- another value holds it (ms: until it expires), or {0, counter, ms, 1}
+-- while the node warms up (ms: until it may grant).
 local counter = tonumber(redis.call('GET', KEYS[2]) or '0')
 
 -- A node that lost its data (restarted without persistence, flushed) may
@@ -27,7 +27,7 @@ if not since then
 end
 local warm = since + tonumber(ARGV[2]) - now
 if warm > 0 and redis.call('EXISTS', KEYS[1]) == 0 then
-  return {0, counter, warm}
+  return {0, counter, warm, 1}
 end
 
 local current = redis.call('GET', KEYS[1])
