@@ -120,7 +120,7 @@ func TestOneLeaderAmongThreeAndAllAgree(t *testing.T) {
 	ps := startN(t, cluster.ClientURLs(), "a", "b", "c")
 	leader, st := agree(t, ps)
 	if st.Name != leader.ID || st.Identity != leader.ID || st.Backend != "etcd" || st.Election != "e2e" ||
-		st.TTLSeconds != 2 || st.FencingToken <= 0 || st.Since == "" {
+		st.TTLSeconds != 2 || st.FencingToken <= 0 || st.Since == "" || st.Caveats != "" {
 		t.Errorf("leader status %+v", st)
 	}
 	for _, p := range ps {

@@ -39,8 +39,8 @@ func TestRedisHandoverAndFailover(t *testing.T) {
 	srv := redistest.Start(t)
 	ps := startRedisN(t, []string{srv.Addr()}, "a", "b", "c")
 	leader, first := agree(t, ps)
-	if first.Backend != "redis" {
-		t.Errorf("backend %q", first.Backend)
+	if first.Backend != "redis" || !strings.Contains(first.Caveats, "wall clock") {
+		t.Errorf("backend %q, caveats %q", first.Backend, first.Caveats)
 	}
 	code, body, err := leader.Get(t.Context(), "/")
 	if err != nil || code != http.StatusOK || string(body) != `{"name":"`+leader.ID+`"}` {

@@ -70,6 +70,12 @@ type Backend interface {
 	Close() error
 }
 
+// Caveats is implemented by backends that cannot give every guarantee of
+// the etcd backend; the text is shown to users in the status.
+type Caveats interface {
+	Caveats() string
+}
+
 // Candidacy is one attempt to lead, from grant to resignation or loss.
 type Candidacy interface {
 	// Campaign blocks until this candidacy leads, or ctx ends. Before it

@@ -45,6 +45,10 @@ func New(cfg Config) (*Engine, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	var caveats string
+	if c, ok := cfg.Backend.(Caveats); ok {
+		caveats = c.Caveats()
+	}
 	e := &Engine{
 		cfg:     cfg,
 		log:     cfg.Logger.With("election", cfg.Election, "identity", cfg.Identity),
@@ -55,6 +59,7 @@ func New(cfg Config) (*Engine, error) {
 			Backend:  cfg.Backend.Name(),
 			Identity: cfg.Identity,
 			TTL:      cfg.TTL,
+			Caveats:  caveats,
 		}, cfg.OnStatus),
 	}
 	e.setClaimUntil(time.Time{})

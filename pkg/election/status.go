@@ -11,6 +11,8 @@ type Status struct {
 	Backend  string
 	Identity string // this candidate
 	TTL      time.Duration
+	// Caveats names what the backend does not guarantee; empty for etcd.
+	Caveats string
 
 	Leader       string    // the current leader's identity; empty when none is known
 	IsLeader     bool      // this candidate leads and its validity deadline has not passed

@@ -23,6 +23,7 @@ type statusJSON struct {
 	Since        string  `json:"since,omitempty"`
 	TTLSeconds   float64 `json:"ttl_seconds"`
 	Ready        bool    `json:"ready"`
+	Caveats      string  `json:"caveats,omitempty"`
 }
 
 func toJSON(st election.Status) statusJSON {
@@ -35,6 +36,7 @@ func toJSON(st election.Status) statusJSON {
 		Backend:      st.Backend,
 		TTLSeconds:   st.TTL.Seconds(),
 		Ready:        st.Ready,
+		Caveats:      st.Caveats,
 	}
 	if !st.Since.IsZero() {
 		out.Since = st.Since.UTC().Format(time.RFC3339Nano)

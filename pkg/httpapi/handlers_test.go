@@ -338,3 +338,13 @@ func FuzzIsLoopback(f *testing.F) {
 		}
 	})
 }
+
+func TestStatusShowsBackendCaveats(t *testing.T) {
+	st := leaderStatus()
+	st.Caveats = "lock expiry follows the server's wall clock"
+	s := New(Config{Elector: newFake(st)})
+	body := readBody(t, do(t, s.Handler(), http.MethodGet, "/status", ""))
+	if !strings.Contains(body, `"caveats":"lock expiry follows the server's wall clock"`) {
+		t.Errorf("body %s lacks the caveats", body)
+	}
+}

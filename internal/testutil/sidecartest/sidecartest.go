@@ -52,6 +52,7 @@ type Status struct {
 	Since        string  `json:"since"`
 	TTLSeconds   float64 `json:"ttl_seconds"`
 	Ready        bool    `json:"ready"`
+	Caveats      string  `json:"caveats"`
 }
 
 // Process is a running sidecar.
