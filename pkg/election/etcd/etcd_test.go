@@ -412,6 +412,7 @@ func TestFailoverAcrossAnEtcdRaftLeaderChange(t *testing.T) {
 // A successor tells a resignation from a crash by the predecessor's lease.
 func TestTermSaysHowThePredecessorWent(t *testing.T) {
 	cluster := etcdtest.Single(t)
+	cli := newClient(t, cluster.ClientURLs())
 	newCandidacy := func(id string) election.Candidacy {
 		b, err := etcd.New(etcd.Options{Endpoints: cluster.ClientURLs(), Prefix: etcd.DefaultPrefix, DialTimeout: 2 * time.Second}, "test", id, ttl, nil)
 		if err != nil {
@@ -424,63 +425,77 @@ func TestTermSaysHowThePredecessorWent(t *testing.T) {
 		}
 		return c
 	}
-	type result struct {
-		term election.Term
-		err  error
-	}
-	campaignAsync := func(c election.Candidacy) <-chan result {
-		out := make(chan result, 1)
-		go func() {
-			term, err := c.Campaign(t.Context())
-			out <- result{term, err}
-		}()
-		return out
-	}
-	cli := newClient(t, cluster.ClientURLs())
-	waitQueued := func(n int) {
+	// takeover makes prev lead, queues next behind it, ends prev with end
+	// and returns next's term. A term with no Vacant time is inconclusive:
+	// prev ended before next had looked for its predecessor.
+	takeover := func(end func(prev election.Candidacy, key string)) election.Term {
 		t.Helper()
+		prev, next := newCandidacy("prev"), newCandidacy("next")
+		if _, err := prev.Campaign(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		won := make(chan election.Term, 1)
+		errs := make(chan error, 1)
+		go func() {
+			term, err := next.Campaign(t.Context())
+			won <- term
+			errs <- err
+		}()
 		deadline := time.Now().Add(wait)
 		for {
 			resp, err := cli.Get(t.Context(), etcd.DefaultPrefix+"test/", clientv3.WithPrefix(), clientv3.WithCountOnly())
-			if err == nil && resp.Count == int64(n) {
-				return
+			if err == nil && resp.Count == 2 {
+				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("never saw %d candidates queued", n)
+				t.Fatal("next never queued")
 			}
 			poll := time.NewTimer(5 * time.Millisecond)
 			<-poll.C
 		}
+		key, _ := candidateKey(t, cli, "prev")
+		end(prev, key)
+		term := <-won
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+		if err := next.Resign(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		return term
 	}
-
-	a, b, c := newCandidacy("a"), newCandidacy("b"), newCandidacy("c")
-	first, err := a.Campaign(t.Context())
-	if err != nil || first.Kind != "" {
-		t.Fatalf("first term %+v, %v: want no predecessor", first, err)
+	resign := func(prev election.Candidacy, _ string) {
+		if err := prev.Resign(t.Context()); err != nil {
+			t.Fatal(err)
+		}
 	}
-	bWon := campaignAsync(b)
-	waitQueued(2)
-	if err := a.Resign(t.Context()); err != nil {
-		t.Fatal(err)
+	crash := func(_ election.Candidacy, key string) {
+		// The lease goes the way an expired one does.
+		kv, err := cli.Get(t.Context(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cli.Revoke(t.Context(), clientv3.LeaseID(kv.Kvs[0].Lease)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	r := <-bWon
-	if r.err != nil || r.term.Kind != election.Handover {
-		t.Fatalf("after a resign: %+v, %v; want kind %q", r.term, r.err, election.Handover)
-	}
-
-	cWon := campaignAsync(c)
-	waitQueued(2)
-	// b "crashes": its lease goes the way an expired one does.
-	key, _ := candidateKey(t, cli, "b")
-	kv, err := cli.Get(t.Context(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cli.Revoke(t.Context(), clientv3.LeaseID(kv.Kvs[0].Lease)); err != nil {
-		t.Fatal(err)
-	}
-	r = <-cWon
-	if r.err != nil || r.term.Kind != election.Failover {
-		t.Fatalf("after a crash: %+v, %v; want kind %q", r.term, r.err, election.Failover)
+	for _, tc := range []struct {
+		name string
+		end  func(election.Candidacy, string)
+		want string
+	}{{"resign", resign, election.Handover}, {"crash", crash, election.Failover}} {
+		t.Run(tc.name, func(t *testing.T) {
+			for range 20 {
+				term := takeover(tc.end)
+				if term.Vacant.IsZero() {
+					continue
+				}
+				if term.Kind != tc.want {
+					t.Fatalf("kind %q, want %q", term.Kind, tc.want)
+				}
+				return
+			}
+			t.Fatal("20 inconclusive takeovers")
+		})
 	}
 }
