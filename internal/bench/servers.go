@@ -21,6 +21,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/leader-elector/leader-elector/internal/freeport"
 )
 
 // startTimeout bounds how long a server may take to start.
@@ -127,26 +129,6 @@ func (p *proc) stop() {
 	}
 }
 
-// freePorts returns n distinct loopback ports that were free a moment ago.
-func freePorts(n int) ([]int, error) {
-	ls := make([]net.Listener, 0, n)
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("pick a free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
 // waitUntil polls cond every interval until it returns true or ctx ends.
 func waitUntil(ctx context.Context, interval time.Duration, cond func() bool) error {
 	t := time.NewTicker(interval)
@@ -172,7 +154,7 @@ type etcdServer struct {
 func startEtcd(ctx context.Context, bin, dir string) (*etcdServer, error) {
 	var lastErr error
 	for range 3 {
-		ports, err := freePorts(2)
+		ports, err := freeport.Ports(2)
 		if err != nil {
 			return nil, err
 		}
@@ -245,7 +227,7 @@ func startRedis(ctx context.Context, dir string) (*redisServer, error) {
 	}
 	var lastErr error
 	for range 3 {
-		ports, err := freePorts(1)
+		ports, err := freeport.Ports(1)
 		if err != nil {
 			return nil, err
 		}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -21,6 +20,8 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/leader-elector/leader-elector/internal/freeport"
 )
 
 const (
@@ -102,7 +103,7 @@ func StartCluster(ctx context.Context, opts Options) (*Cluster, error) {
 // tryStart starts a cluster on freshly picked ports; on failure it stops
 // whatever it started and removes the members' data directories.
 func tryStart(ctx context.Context, dir string, n int, logger *slog.Logger) (*Cluster, error) {
-	ports, err := freePorts(2 * n)
+	ports, err := freeport.Ports(2 * n)
 	if err != nil {
 		return nil, err
 	}
@@ -337,27 +338,6 @@ func (m *Member) waitReady(ctx context.Context) error {
 		return fmt.Errorf("etcdembed: read through %s: %w", m.cfg.name, err)
 	}
 	return nil
-}
-
-// freePorts returns n distinct ports that were free a moment ago. All n are
-// held open together so the kernel cannot hand out the same port twice.
-func freePorts(n int) ([]int, error) {
-	ls := make([]net.Listener, 0, n)
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("etcdembed: pick a free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 func isAddrInUse(err error) bool {

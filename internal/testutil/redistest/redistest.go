@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/leader-elector/leader-elector/internal/freeport"
 )
 
 // startTimeout bounds how long a server may take to accept connections.
@@ -169,7 +171,11 @@ func (s *Server) startOnFreePort() {
 	s.t.Helper()
 	var err error
 	for range 5 {
-		s.port, err = freePort()
+		var ports []int
+		ports, err = freeport.Ports(1)
+		if err == nil {
+			s.port = ports[0]
+		}
 		if err != nil {
 			continue
 		}
@@ -267,13 +273,4 @@ func ping(addr string) error {
 		return errors.New("unexpected reply " + strconv.Quote(line))
 	}
 	return nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
