@@ -16,6 +16,10 @@ const (
 	targetCPU         = time.Millisecond
 )
 
+// defaultTTLSystem is the cost row of the sidecar at its default TTL, which
+// the footprint targets are judged on.
+const defaultTTLSystem = "leader-elector (etcd), default --ttl 10s"
+
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 func check(ok bool) string {
@@ -120,12 +124,13 @@ func (r *Results) WriteMarkdown(w io.Writer, chart string) error {
 	}
 
 	p("## Steady-state cost\n\n")
-	p("Three idle candidates per system (one leader, two waiting) measured over %v. Backend requests: gRPC messages etcd received "+
-		"(its own `grpc_server_msg_received_total`), Redis commands (`INFO commandstats`), HTTP requests to the apiserver (counted in "+
-		"the client). Sidecar CPU is the sum of its threads' run time (`/proc/<pid>/task/*/schedstat`), RSS from `/proc/<pid>/status` "+
+	p("Three idle candidates per system (one leader, two waiting) measured over %v, at the TTL above unless the row says otherwise. "+
+		"Backend operations: gRPC messages etcd received (its own `grpc_server_msg_received_total`); Redis commands executed "+
+		"(`INFO commandstats`, which also counts the commands a Lua script runs: our acquire script runs about seven, so this "+
+		"overstates our round trips against the libraries'); HTTP requests to the apiserver (counted in the client). Sidecar CPU is the sum of its threads' run time (`/proc/<pid>/task/*/schedstat`), RSS from `/proc/<pid>/status` "+
 		"(in brackets its anonymous part, RssAnon: the rest is pages of the binary itself, shared by sidecars on one node). "+
 		"The in-process libraries have no process of their own to measure.\n\n", cfg.CostWindow)
-	p("| system | requests/s per candidate | leader RSS | follower RSS | leader CPU per s | follower CPU per s |\n|---|---:|---:|---:|---:|---:|\n")
+	p("| system | backend operations/s per candidate | leader RSS | follower RSS | leader CPU per s | follower CPU per s |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, c := range r.Cost {
 		if c.LeaderRSS == 0 {
 			p("| %s | %.2f | – | – | – | – |\n", c.System, c.RequestsPerSec)
@@ -135,15 +140,18 @@ func (r *Results) WriteMarkdown(w io.Writer, chart string) error {
 			mib(c.FollowerRSS), mib(c.FollowerAnon),
 			FormatDuration(c.LeaderCPU), FormatDuration(c.FollowerCPU))
 	}
-	var rssOK, cpuOK = true, true
+	// The targets are for the sidecar as users run it: the default TTL.
+	var rssOK, anonOK, cpuOK = true, true, true
 	for _, c := range r.Cost {
-		if c.LeaderRSS == 0 {
+		if c.System != defaultTTLSystem {
 			continue
 		}
-		rssOK = rssOK && c.LeaderRSS <= targetRSS && c.FollowerRSS <= targetRSS
-		cpuOK = cpuOK && c.LeaderCPU <= targetCPU && c.FollowerCPU <= targetCPU
+		rssOK = c.LeaderRSS <= targetRSS && c.FollowerRSS <= targetRSS
+		anonOK = c.LeaderAnon <= targetRSS && c.FollowerAnon <= targetRSS
+		cpuOK = c.LeaderCPU <= targetCPU && c.FollowerCPU <= targetCPU
 	}
-	p("\nTargets for the sidecar: RSS ≤ 20 MiB — %s; CPU ≤ 1 ms per second — %s.\n\n", check(rssOK), check(cpuOK))
+	p("\nTargets for the sidecar at its default TTL: RSS ≤ 20 MiB — %s (its anonymous part — %s); CPU ≤ 1 ms per second — %s. "+
+		"A shorter TTL renews more often and costs CPU in proportion.\n\n", check(rssOK), check(anonOK), check(cpuOK))
 	p("**Binary size:** %s (`CGO_ENABLED=0 go build -trimpath -ldflags \"-s -w\" ./cmd/sidecar`). It includes the embedded "+
 		"etcd server that `sidecar demo` runs, and client-go for pod labels.\n\n", mib(r.BinarySize))
 

@@ -134,6 +134,15 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		phase:      cfg.TTL / 3,
 		ledTimeout: time.Minute,
 	}
+	// The sidecar as users run it, for its idle cost.
+	ourEtcdDefault := trialSpec{
+		start: sidecarStarter(sidecar, func(string, string) []string {
+			return []string{"--backend", "etcd", "--etcd-endpoints", etcd.URL}
+		}),
+		queued:     etcdQueued(etcdCli, etcdPrefix, 2),
+		phase:      cfg.TTL / 3,
+		ledTimeout: time.Minute,
+	}
 	ourRedis := trialSpec{
 		start: sidecarStarter(sidecar, func(string, string) []string {
 			return []string{"--backend", "redis", "--redis-addr", rds.Addr, "--ttl", ttlArg}
@@ -231,6 +240,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		count  counter
 	}{
 		{"leader-elector (etcd)", ourEtcd, func(n int64) queuedCheck { return etcdQueued(etcdCli, etcdPrefix, n) }, etcdCounter(etcd.URL)},
+		{defaultTTLSystem, ourEtcdDefault, func(n int64) queuedCheck { return etcdQueued(etcdCli, etcdPrefix, n) }, etcdCounter(etcd.URL)},
 		{"leader-elector (Redis)", ourRedis, func(n int64) queuedCheck { return redisQueued(redisCli, redisPrefix, 2*n-1) }, redisCounter(redisCli)},
 		{"redsync v4", redsyncSpec, nil, redisCounter(redisCli)},
 		{"bsm/redislock", redislockSpec, nil, redisCounter(redisCli)},
