@@ -92,12 +92,26 @@ func NewForConfig(opts Options, cfg *rest.Config, logger *slog.Logger, metrics M
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = eventComponent
 	}
+	// client-go's default client-side limit (5 requests/s, burst 10) is
+	// spent by start-up alone (informer list and watch, the follower label,
+	// events), after which a takeover's few requests would queue for
+	// hundreds of milliseconds. The sidecar's traffic is tiny and bursty;
+	// the API server's own flow control still applies.
+	if cfg.QPS == 0 && cfg.Burst == 0 && cfg.RateLimiter == nil {
+		cfg.QPS, cfg.Burst = clientQPS, clientBurst
+	}
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kube: creating client: %w", err)
 	}
 	return New(opts, client, logger, metrics)
 }
+
+// Client-side rate limit of the publisher's API client.
+const (
+	clientQPS   = 20
+	clientBurst = 50
+)
 
 type nopMetrics struct{}
 
