@@ -6,16 +6,15 @@ export PATH := $(BIN):$(PATH)
 
 include hack/tools.mk
 # Packaging (image binary, manifests) and the long fault-injection runs.
--include hack/packaging.mk hack/chaos.mk hack/bench.mk
+include hack/packaging.mk hack/chaos.mk hack/bench.mk
 
 .PHONY: all build test demo fmt fmt-check vet
 
 all: build
 
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
-
+## build: the release binary into ./bin, with the image's flags (hack/packaging.mk).
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X github.com/leader-elector/leader-elector/internal/cli.buildVersion=$(VERSION)" -o $(BIN)/sidecar ./cmd/sidecar
+	CGO_ENABLED=0 $(GO) build $(IMAGE_GOFLAGS) -ldflags "$(IMAGE_LDFLAGS)" -o $(BIN)/sidecar ./cmd/sidecar
 
 ## test: install test dependencies, then run every test with the race detector.
 test: test-deps fmt-check
