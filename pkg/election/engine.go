@@ -89,6 +89,9 @@ func (e *Engine) Healthy() bool { return e.running.Load() }
 // Resign gives up leadership now. The candidate campaigns again after the
 // configured hold-off. It returns ErrNotLeader when there is nothing to give up.
 func (e *Engine) Resign(ctx context.Context) error {
+	if st, _ := e.Status(); !st.IsLeader {
+		return ErrNotLeader
+	}
 	req := resignRequest{ctx: ctx, reply: make(chan error, 1)}
 	select {
 	case e.resigns <- req:
@@ -123,9 +126,9 @@ func (e *Engine) Run(ctx context.Context) error {
 		switch outcome {
 		case outcomeResigned:
 			retry.reset()
-			e.wait(ctx, e.cfg.ResignHoldoff)
+			e.between(ctx, e.cfg.ResignHoldoff)
 		case outcomeFailed:
-			e.wait(ctx, retry.next())
+			e.between(ctx, retry.next())
 		default:
 			retry.reset()
 		}
@@ -379,7 +382,17 @@ func (e *Engine) observe(ctx context.Context) {
 		e.observOK = false
 		e.mu.Unlock()
 		e.publishObserved()
-		e.wait(ctx, retry.next())
+		sleep(ctx, retry.next())
+	}
+}
+
+// sleep blocks for d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
 	}
 }
 
@@ -427,13 +440,20 @@ func (e *Engine) backendFailed(op string, err error) {
 	}
 }
 
-// wait blocks for d or until ctx ends.
-func (e *Engine) wait(ctx context.Context, d time.Duration) {
+// between waits between candidacies for d or until ctx ends. Nothing is
+// led meanwhile, so a resign request is answered at once.
+func (e *Engine) between(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			return
+		case req := <-e.resigns:
+			req.reply <- ErrNotLeader
+		}
 	}
 }
 

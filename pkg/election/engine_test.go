@@ -256,3 +256,20 @@ func TestStatusIsSafeToReadWhileRenewing(t *testing.T) {
 		}
 	}
 }
+
+// Between candidacies (the hold-off after a resign, a retry backoff) there
+// is nothing to resign, and saying so must not wait for the next candidacy.
+func TestResignBetweenCandidaciesIsNotLeader(t *testing.T) {
+	b := newScripted(10 * time.Second)
+	e, _ := start(t, Config{Election: "e", Identity: "a", Backend: b, ResignHoldoff: time.Hour})
+	b.wins <- 1
+	waitFor(t, e, "leadership", func(s Status) bool { return s.IsLeader })
+	if err := e.Resign(t.Context()); err != nil {
+		t.Fatalf("resign: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := e.Resign(ctx); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("resign during the hold-off: %v, want ErrNotLeader", err)
+	}
+}
