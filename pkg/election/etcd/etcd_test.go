@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -370,21 +371,50 @@ func TestFailoverAcrossAnEtcdRaftLeaderChange(t *testing.T) {
 	cluster := etcdtest.Cluster(t, 3)
 	urls := cluster.ClientURLs()
 
-	// a wins and then "crashes": it simply stops renewing.
+	// a wins and renews until it "crashes": it simply stops renewing.
 	crashed, err := etcd.New(etcd.Options{Endpoints: urls, Prefix: etcd.DefaultPrefix, DialTimeout: 2 * time.Second}, "test", "a", ttl, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer crashed.Close()
-	cand, _, err := crashed.Candidate(t.Context())
-	if err != nil {
-		t.Fatal(err)
+	var (
+		cand election.Candidacy
+		term election.Term
+	)
+	for attempt := 0; ; attempt++ {
+		// A loaded machine can let the fresh lease expire before the first
+		// renewal; that is setup failing, not the behaviour under test.
+		cand, _, err = crashed.Candidate(t.Context())
+		if err == nil {
+			term, err = cand.Campaign(t.Context())
+		}
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, election.ErrLost) || attempt == 4 {
+			t.Fatal(err)
+		}
 	}
-	term, err := cand.Campaign(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	lastProof := term.Validity.Sent
+	var lastProof atomic.Int64 // send time of a's last acknowledged renewal, ns since start
+	start := time.Now()
+	lastProof.Store(int64(term.Validity.Sent.Sub(start)))
+	renewCtx, crash := context.WithCancel(t.Context())
+	renewing := make(chan struct{})
+	go func() {
+		defer close(renewing)
+		tick := time.NewTicker(ttl / 4)
+		defer tick.Stop()
+		for {
+			select {
+			case <-renewCtx.Done():
+				return
+			case <-tick.C:
+			}
+			if v, err := cand.Renew(renewCtx); err == nil {
+				lastProof.Store(int64(v.Sent.Sub(start)))
+			}
+		}
+	}()
 
 	b := startCandidate(t, urls, "b")
 	b.waitStatus(t, "seeing a lead", func(s election.Status) bool { return s.Leader == "a" })
@@ -393,10 +423,12 @@ func TestFailoverAcrossAnEtcdRaftLeaderChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	crash()
+	<-renewing
 	cluster.Member(raft).Stop()
 
 	st := b.waitStatus(t, "takeover after the crash", isLeader)
-	took := time.Since(lastProof)
+	took := time.Since(start.Add(time.Duration(lastProof.Load())))
 	if took < ttl {
 		t.Fatalf("b led %v after a's last proof of liveness, before a's %v lease could expire", took, ttl)
 	}
