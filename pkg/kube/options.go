@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -66,21 +65,6 @@ func DefaultOptions() Options {
 		Events:        true,
 		Resync:        DefaultResync,
 	}
-}
-
-// AddFlags registers the options on fs, with the current field values as
-// defaults.
-func (o *Options) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig file; empty means the in-cluster configuration")
-	fs.StringVar(&o.PodName, "pod-name", o.PodName, "this pod's name; Kubernetes publishing is off when empty")
-	fs.StringVar(&o.PodNamespace, "pod-namespace", o.PodNamespace, "this pod's namespace")
-	fs.StringVar(&o.RoleLabel, "role-label", o.RoleLabel, "label key that carries this pod's role")
-	fs.StringVar(&o.LeaderValue, "leader-value", o.LeaderValue, "role label value while leading")
-	fs.StringVar(&o.FollowerValue, "follower-value", o.FollowerValue, "role label value while not leading")
-	fs.StringVar(&o.ElectionLabel, "election-label", o.ElectionLabel, "label key whose value is the election name")
-	fs.StringVar(&o.ReadinessGate, "readiness-gate", o.ReadinessGate, "pod condition type that is True only while leading; empty turns it off")
-	fs.BoolVar(&o.Events, "kube-events", o.Events, "record BecameLeader and SteppedDown events on the pod")
-	fs.DurationVar(&o.Resync, "kube-resync", o.Resync, "how often the pod's labels and condition are checked when nothing changed")
 }
 
 // FromEnvironment fills PodName and PodNamespace from POD_NAME and

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -70,36 +69,6 @@ func TestValidateElection(t *testing.T) {
 	}
 }
 
-func TestAddFlags(t *testing.T) {
-	o := kube.DefaultOptions()
-	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
-	o.AddFlags(fs)
-	err := fs.Parse([]string{
-		"--kubeconfig=/k", "--pod-name=p", "--pod-namespace=n", "--role-label=r.io/role",
-		"--leader-value=primary", "--follower-value=replica", "--election-label=r.io/e",
-		"--readiness-gate=r.io/g", "--kube-events=false", "--kube-resync=5s",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := kube.Options{
-		Kubeconfig: "/k", PodName: "p", PodNamespace: "n", RoleLabel: "r.io/role",
-		LeaderValue: "primary", FollowerValue: "replica", ElectionLabel: "r.io/e",
-		ReadinessGate: "r.io/g", Events: false, Resync: 5 * time.Second,
-	}
-	if o != want {
-		t.Errorf("got %+v, want %+v", o, want)
-	}
-
-	d := kube.DefaultOptions()
-	if err := pflag.NewFlagSet("x", pflag.ContinueOnError).Parse(nil); err != nil {
-		t.Fatal(err)
-	}
-	if !d.Events || d.Resync != 30*time.Second || d.RoleLabel != "leader-elector.io/role" || d.Enabled() {
-		t.Errorf("unexpected defaults: %+v", d)
-	}
-}
-
 func TestFromEnvironment(t *testing.T) {
 	env := map[string]string{"POD_NAME": "p"}
 	readFile := func(path string) ([]byte, error) {
@@ -153,7 +122,7 @@ func TestNewRejects(t *testing.T) {
 	}
 	src := newSource("p")
 	src.st.Election = "not/valid"
-	if err := p.Run(t.Context(), src); err == nil {
+	if err := p.Publish(t.Context(), src); err == nil {
 		t.Error("Run with an invalid election name: got nil error")
 	}
 }
@@ -183,7 +152,7 @@ func TestPatchesOnlyDifferences(t *testing.T) {
 	src := newSource("p")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx, src) }()
+	go func() { done <- p.Publish(ctx, src) }()
 
 	kubetest.Eventually(t, 10*time.Second, "follower label", func(ctx context.Context) bool {
 		got, err := podLabel(ctx, client, "ns", "p", roleKey)
