@@ -160,25 +160,27 @@ func (c *candidacy) attempt(ctx context.Context) (attempt, error) {
 
 	a := attempt{value: value}
 	won, failed := 0, 0
-	counters := make([]int64, len(res)) // -1: unknown
+	// granted[i]: the token node i issued for this round; -1 where it
+	// did not grant the lock.
+	granted := make([]int64, len(res))
 	for i, r := range res {
-		counters[i] = -1
+		granted[i] = -1
 		if r.err != nil {
 			failed++
 			a.err = keepFirst(a.err, r.err)
 			continue
 		}
 		b.noteToken(r.val.counter)
-		counters[i] = r.val.counter
 		a.warming = a.warming || r.val.warming
 		if r.val.held {
+			granted[i] = r.val.counter
 			won++
 			a.term.Token = max(a.term.Token, r.val.counter)
 		} else if r.val.pttl > 0 && (a.expires == 0 || r.val.pttl < a.expires) {
 			a.expires = r.val.pttl
 		}
 	}
-	if won >= b.quorum && time.Since(sent) < b.validity && c.commit(ctx, a.term.Token, counters) &&
+	if won >= b.quorum && time.Since(sent) < b.validity && c.commit(ctx, a.term.Token, granted) &&
 		time.Since(sent) < b.validity {
 		a.won = true
 		a.term.Validity = election.Validity{Sent: sent, TTL: b.validity}
@@ -194,14 +196,21 @@ func (c *candidacy) attempt(ctx context.Context) (attempt, error) {
 	return a, nil
 }
 
-// commit makes sure a majority of nodes has a counter at or above token
-// before the term is used, raising the counters of nodes that are behind or
-// did not answer. Any later majority shares a node with this one, and that
-// node's counter makes the next token larger (see the package doc).
-func (c *candidacy) commit(ctx context.Context, token int64, counters []int64) bool {
+// commit makes sure that a majority of the nodes that granted this round
+// have a counter at or above token before the term is used, raising the
+// granting nodes that are behind. granted holds each node's issued token,
+// or -1 where it did not grant.
+//
+// Only granting nodes count: each of them held this round's lock from its
+// grant until the term began, so a later term that wins on such a node was
+// granted there after this term began, when the counter was already at
+// token, and issues more. A node that did not grant may have granted a
+// competing round before this one, whose token this commit must not rely
+// on (see the package doc and TestRedlockTokenOrderCountsOnlyGrantingNodes).
+func (c *candidacy) commit(ctx context.Context, token int64, granted []int64) bool {
 	b := c.b
 	have := 0
-	for _, n := range counters {
+	for _, n := range granted {
 		if n >= token {
 			have++
 		}
@@ -210,8 +219,8 @@ func (c *candidacy) commit(ctx context.Context, token int64, counters []int64) b
 		return true
 	}
 	res := fanOut(ctx, b, func(ctx context.Context, i int, n Client) (bool, error) {
-		if counters[i] >= token {
-			return false, nil // already counted
+		if granted[i] < 0 || granted[i] >= token {
+			return false, nil // not granting, or already counted
 		}
 		got, err := b.scripts.raise.Run(ctx, n, []string{b.keys.counter}, token).Int64()
 		return err == nil && got >= token, err

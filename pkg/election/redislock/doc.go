@@ -42,16 +42,24 @@
 //  1. The acquire script sets the node's counter to max(counter, seen)+1,
 //     where seen is the highest token this process has read anywhere, and the
 //     term's token T is the highest answer of the nodes that granted the lock.
-//  2. Before the term is used, a majority of nodes must have a counter ≥ T
-//     (committed): nodes that are behind, or did not answer, are raised to T.
-//     If that fails the lock is released and the round retried. Every
-//     renewal raises every node it reaches to T again, including nodes that
-//     restarted empty.
+//  2. Before the term is used, a majority of nodes that granted this round
+//     must have a counter ≥ T (committed): granting nodes that are behind
+//     are raised to T. If that fails the lock is released and the round
+//     retried. Every renewal raises every node it reaches to T again,
+//     including nodes that restarted empty.
 //
-// Any two majorities share a node. That shared node's counter was ≥ T when
-// the earlier term was committed, counters never decrease, and so the later
-// term's acquire answer on it is ≥ T+1, making its token > T. Failed and
-// partial rounds only raise counters, which cannot hurt.
+// Any two majorities share a node. Take the shared node n of an earlier
+// term's committed set and a later term's granting set, the later term won
+// after the earlier one ended. n held the earlier round's lock from its grant
+// until the earlier term began, so it granted the later round either after
+// that (its counter was ≥ T, so it issued ≥ T+1, making the later token > T)
+// or before the earlier grant, in which case the later round's lock on n
+// had expired before the earlier term began, so the later round, which
+// wins only within its validity (less than one TTL after it was sent), was
+// won before the earlier term even began. Failed and partial rounds only
+// raise counters, which cannot hurt. Counting a node that did not grant
+// the round would break this: it may have granted a competing round just
+// before, whose token the earlier term then does not exceed on a majority.
 //
 // The limit: the argument needs the shared node to keep its counter. A node
 // that restarts empty (no persistence) forgets it; the next commit or renewal
