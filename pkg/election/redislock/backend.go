@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -316,10 +319,17 @@ func (b *Backend) read(ctx context.Context) (election.Leader, time.Duration, err
 }
 
 // release deletes value's lock on every node; it returns how many nodes
-// answered and the first error.
-func (b *Backend) release(ctx context.Context, value string) (int, error) {
+// answered and the first error. announce publishes the release, waking
+// waiting candidates; a round that never reached a majority withdraws
+// without it, or every failed round would wake every waiter (a retry storm
+// while a restarted master lets each waiter take it alone).
+func (b *Backend) release(ctx context.Context, value string, announce bool) (int, error) {
+	flag := "0"
+	if announce {
+		flag = "1"
+	}
 	res := fanOut(ctx, b, func(ctx context.Context, _ int, c Client) (int64, error) {
-		return b.scripts.release.Run(ctx, c, []string{b.keys.lock, b.keys.events}, value).Int64()
+		return b.scripts.release.Run(ctx, c, []string{b.keys.lock, b.keys.events}, value, flag).Int64()
 	})
 	answered := 0
 	var firstErr error
@@ -335,8 +345,8 @@ func (b *Backend) release(ctx context.Context, value string) (int, error) {
 
 // releaseDetached releases value even if ctx was cancelled: a lock this
 // process grabbed but will not use must not block others until it expires.
-func (b *Backend) releaseDetached(ctx context.Context, value string) {
-	if _, err := b.release(context.WithoutCancel(ctx), value); err != nil {
+func (b *Backend) releaseDetached(ctx context.Context, value string, announce bool) {
+	if _, err := b.release(context.WithoutCancel(ctx), value, announce); err != nil {
 		b.logger.Debug("release of an unused lock failed; it expires on its own", "err", err)
 	}
 }
@@ -348,25 +358,50 @@ type result[T any] struct {
 }
 
 // fanOut calls fn on every node at once, each call bounded by opTimeout, and
-// waits for all of them.
+// waits for all of them. fn must be idempotent: it is tried again once when
+// it met a connection that had died while idle.
 func fanOut[T any](ctx context.Context, b *Backend, fn func(ctx context.Context, i int, c Client) (T, error)) []result[T] {
+	return fanOutRetry(ctx, b, true, fn)
+}
+
+// fanOutOnce is fanOut for a call whose repetition would not say the same
+// (a renewal that took the lock back answers "extended" the second time).
+func fanOutOnce[T any](ctx context.Context, b *Backend, fn func(ctx context.Context, i int, c Client) (T, error)) []result[T] {
+	return fanOutRetry(ctx, b, false, fn)
+}
+
+func fanOutRetry[T any](ctx context.Context, b *Backend, retry bool, fn func(ctx context.Context, i int, c Client) (T, error)) []result[T] {
 	ctx, cancel := context.WithTimeout(ctx, b.opTimeout)
 	defer cancel()
 	res := make([]result[T], len(b.nodes))
+	call := func(i int, c Client) {
+		v, err := fn(ctx, i, c)
+		if retry && staleConn(err) && ctx.Err() == nil {
+			// A pooled connection that died while idle (the server
+			// restarted, a proxy reset it) fails its first use; the
+			// scripts are idempotent, so one try on a fresh connection
+			// tells a dead connection from a dead node.
+			v, err = fn(ctx, i, c)
+		}
+		res[i] = result[T]{v, b.nodeErr(i, err)}
+	}
 	if len(b.nodes) == 1 {
-		v, err := fn(ctx, 0, b.nodes[0])
-		res[0] = result[T]{v, b.nodeErr(0, err)}
+		call(0, b.nodes[0])
 		return res
 	}
 	var wg sync.WaitGroup
 	for i, c := range b.nodes {
-		wg.Go(func() {
-			v, err := fn(ctx, i, c)
-			res[i] = result[T]{v, b.nodeErr(i, err)}
-		})
+		wg.Go(func() { call(i, c) })
 	}
 	wg.Wait()
 	return res
+}
+
+// staleConn reports whether err is what a connection closed by the peer
+// gives on its next use.
+func staleConn(err error) bool {
+	return err != nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed))
 }
 
 // nodeErr names the node an error came from.

@@ -30,12 +30,13 @@ type attempt struct {
 	value string
 	term  election.Term
 	// Why it failed, which decides when to try again.
-	partial     bool          // got some nodes but no usable majority
-	unreachable bool          // too few nodes answered to ever reach a majority
-	warming     bool          // a node grants nothing yet after losing its data
-	expires     time.Duration // earliest expiry of another holder's lock; 0 if unknown
-	failed      int           // nodes that did not answer
-	err         error         // first node error
+	partial       bool          // got some nodes but no usable majority
+	heldElsewhere bool          // another value holds a majority of the nodes
+	unreachable   bool          // too few nodes answered to ever reach a majority
+	warming       bool          // a node grants nothing yet after losing its data
+	expires       time.Duration // earliest expiry of another holder's lock; 0 if unknown
+	failed        int           // nodes that did not answer
+	err           error         // first node error
 }
 
 // Campaign implements election.Candidacy. It attempts until it holds the
@@ -85,10 +86,10 @@ func (c *candidacy) Campaign(ctx context.Context) (election.Term, error) {
 			return election.Term{}, classify(fmt.Errorf("redis: reached %d of %d nodes, need %d: %w",
 				len(c.b.nodes)-a.failed, len(c.b.nodes), c.b.quorum, a.err))
 		}
-		held = !a.partial && !a.warming
+		held = a.heldElsewhere || (!a.partial && !a.warming)
 		wait, waitWake := c.b.poll, wake
 		switch {
-		case a.partial:
+		case a.partial && !a.heldElsewhere:
 			// Candidates that split the nodes between them back off by a
 			// random amount, ignoring the release messages their own
 			// rollbacks publish, so one of them gets ahead.
@@ -114,14 +115,23 @@ func (c *candidacy) take(ctx context.Context, a attempt) (election.Term, error) 
 	c.mu.Unlock()
 	switch {
 	case resigned:
-		c.b.releaseDetached(ctx, a.value)
+		c.b.releaseDetached(ctx, a.value, true)
 		return election.Term{}, fmt.Errorf("redis: resigned during campaign: %w", election.ErrLost)
 	case ctx.Err() != nil:
-		c.b.releaseDetached(ctx, a.value)
+		c.b.releaseDetached(ctx, a.value, true)
 		return election.Term{}, ctx.Err()
 	}
 	c.b.logger.Info("acquired the lock", "token", a.term.Token)
 	return a.term, nil
+}
+
+// acquireReply is one node's answer to the acquire script.
+type acquireReply struct {
+	held    bool
+	counter int64 // the token issued, or the node's counter if not held
+	pttl    time.Duration
+	warming bool   // the node grants nothing yet (see acquire.lua)
+	holder  string // the value that holds the lock instead
 }
 
 // attempt runs one acquisition round on every node. It fails only if no
@@ -132,34 +142,21 @@ func (c *candidacy) attempt(ctx context.Context) (attempt, error) {
 	if err != nil {
 		return attempt{}, err
 	}
-	type reply struct {
-		held    bool
-		counter int64 // the token issued, or the node's counter if not held
-		pttl    time.Duration
-		warming bool // the node grants nothing yet (see acquire.lua)
-	}
 	seen := b.seen.Load()
 	ttlMillis := b.ttl.Milliseconds()
 	sent := time.Now()
-	res := fanOut(ctx, b, func(ctx context.Context, _ int, n Client) (reply, error) {
-		r, err := b.scripts.acquire.Run(ctx, n, []string{b.keys.lock, b.keys.counter, b.keys.events, b.keys.since},
-			value, ttlMillis, seen).Int64Slice()
+	res := fanOut(ctx, b, func(ctx context.Context, _ int, n Client) (acquireReply, error) {
+		r, err := b.scripts.acquire.Run(ctx, n, []string{b.keys.lock, b.keys.counter, b.keys.since},
+			value, ttlMillis, seen).Slice()
 		if err != nil {
-			return reply{}, err
+			return acquireReply{}, err
 		}
-		if len(r) < 2 || (r[0] == 0 && len(r) < 3) {
-			return reply{}, fmt.Errorf("acquire script returned %v", r)
-		}
-		rep := reply{held: r[0] == 1, counter: r[1]}
-		if !rep.held {
-			rep.pttl = time.Duration(r[2]) * time.Millisecond
-			rep.warming = len(r) > 3 && r[3] == 1
-		}
-		return rep, nil
+		return parseAcquire(r)
 	})
 
 	a := attempt{value: value}
 	won, failed := 0, 0
+	holders := map[string]int{}
 	// granted[i]: the token node i issued for this round; -1 where it
 	// did not grant the lock.
 	granted := make([]int64, len(res))
@@ -179,6 +176,10 @@ func (c *candidacy) attempt(ctx context.Context) (attempt, error) {
 		} else if r.val.pttl > 0 && (a.expires == 0 || r.val.pttl < a.expires) {
 			a.expires = r.val.pttl
 		}
+		if r.val.holder != "" {
+			holders[r.val.holder]++
+			a.heldElsewhere = a.heldElsewhere || holders[r.val.holder] >= b.quorum
+		}
 	}
 	if won >= b.quorum && time.Since(sent) < b.validity && c.commit(ctx, a.term.Token, granted) &&
 		time.Since(sent) < b.validity {
@@ -187,7 +188,7 @@ func (c *candidacy) attempt(ctx context.Context) (attempt, error) {
 		return a, nil
 	}
 	if won > 0 {
-		b.releaseDetached(ctx, value)
+		b.releaseDetached(ctx, value, false)
 		a.partial = true
 	} else if failed > len(b.nodes)-b.quorum {
 		a.unreachable = true
@@ -196,35 +197,27 @@ func (c *candidacy) attempt(ctx context.Context) (attempt, error) {
 	return a, nil
 }
 
-// commit makes sure that a majority of the nodes that granted this round
-// have a counter at or above token before the term is used, raising the
-// granting nodes that are behind. granted holds each node's issued token,
-// or -1 where it did not grant.
+// commit writes the round's token to the counters of the nodes that
+// granted it (acquire.lua only proposes), and succeeds when a majority of
+// the nodes has it before the term is used. granted holds each node's
+// proposal, or -1 where it did not grant.
 //
 // Only granting nodes count: each of them held this round's lock from its
 // grant until the term began, so a later term that wins on such a node was
 // granted there after this term began, when the counter was already at
-// token, and issues more. A node that did not grant may have granted a
+// token, and proposes more. A node that did not grant may have granted a
 // competing round before this one, whose token this commit must not rely
 // on (see the package doc and TestRedlockTokenOrderCountsOnlyGrantingNodes).
 func (c *candidacy) commit(ctx context.Context, token int64, granted []int64) bool {
 	b := c.b
-	have := 0
-	for _, n := range granted {
-		if n >= token {
-			have++
-		}
-	}
-	if have >= b.quorum {
-		return true
-	}
 	res := fanOut(ctx, b, func(ctx context.Context, i int, n Client) (bool, error) {
-		if granted[i] < 0 || granted[i] >= token {
-			return false, nil // not granting, or already counted
+		if granted[i] < 0 {
+			return false, nil
 		}
-		got, err := b.scripts.raise.Run(ctx, n, []string{b.keys.counter}, token).Int64()
+		got, err := b.scripts.raise.Run(ctx, n, []string{b.keys.counter, b.keys.events}, token).Int64()
 		return err == nil && got >= token, err
 	})
+	have := 0
 	for _, r := range res {
 		if r.val {
 			have++
@@ -247,17 +240,24 @@ func (c *candidacy) Renew(ctx context.Context) (election.Validity, error) {
 	b := c.b
 	ttlMillis := b.ttl.Milliseconds()
 	sent := time.Now()
-	res := fanOut(ctx, b, func(ctx context.Context, _ int, n Client) (int64, error) {
-		return b.scripts.renew.Run(ctx, n, []string{b.keys.lock, b.keys.counter}, value, ttlMillis, token).Int64()
+	res := fanOutOnce(ctx, b, func(ctx context.Context, _ int, n Client) (int64, error) {
+		return b.scripts.renew.Run(ctx, n, []string{b.keys.lock, b.keys.counter, b.keys.since},
+			value, ttlMillis, token, "1").Int64()
 	})
 	held, gone := 0, 0
 	var firstErr error
-	for _, r := range res {
+	for i, r := range res {
 		switch {
 		case r.err != nil:
 			firstErr = keepFirst(firstErr, r.err)
 		case r.val == 1:
 			held++
+		case r.val == 2:
+			// Taken back: it was missing, so it proves nothing about the
+			// time since the last renewal; from the next renewal on it
+			// counts again.
+			gone++
+			b.logger.Info("took the lock back on a node that had lost it", "node", b.names[i], "token", token)
 		default:
 			gone++
 		}
@@ -271,7 +271,7 @@ func (c *candidacy) Renew(ctx context.Context) (election.Validity, error) {
 			c.value, c.token = "", 0
 		}
 		c.mu.Unlock()
-		b.releaseDetached(ctx, value) // free the nodes that still hold it
+		b.releaseDetached(ctx, value, true) // free the nodes that still hold it
 		b.logger.Warn("lost the lock", "token", token, "held", held, "nodes", len(b.nodes))
 		return election.Validity{}, fmt.Errorf("redis: lock %s gone on %d of %d nodes: %w",
 			b.keys.lock, gone, len(b.nodes), election.ErrLost)
@@ -292,10 +292,40 @@ func (c *candidacy) Resign(ctx context.Context) error {
 	if value == "" {
 		return nil
 	}
-	answered, err := c.b.release(ctx, value)
+	answered, err := c.b.release(ctx, value, true)
 	if answered < c.b.quorum {
 		return fmt.Errorf("redis: released the lock on %d of %d nodes: %w", answered, len(c.b.nodes), err)
 	}
 	c.b.logger.Info("released the lock")
 	return nil
+}
+
+// parseAcquire reads the acquire script's reply (see acquire.lua).
+func parseAcquire(r []any) (acquireReply, error) {
+	ints := make([]int64, 0, 4)
+	var holder string
+	for i, v := range r {
+		switch v := v.(type) {
+		case int64:
+			ints = append(ints, v)
+		case string:
+			if i == 4 {
+				holder = v
+				continue
+			}
+			return acquireReply{}, fmt.Errorf("acquire script returned %v", r)
+		default:
+			return acquireReply{}, fmt.Errorf("acquire script returned %v", r)
+		}
+	}
+	if len(ints) < 2 || (ints[0] == 0 && len(ints) < 4) {
+		return acquireReply{}, fmt.Errorf("acquire script returned %v", r)
+	}
+	rep := acquireReply{held: ints[0] == 1, counter: ints[1]}
+	if !rep.held {
+		rep.pttl = time.Duration(ints[2]) * time.Millisecond
+		rep.warming = ints[3] == 1
+		rep.holder = holder
+	}
+	return rep, nil
 }

@@ -45,13 +45,25 @@ func TestScripts(t *testing.T) {
 			t.Fatalf("publish: %v", err)
 		}
 	}
+	// acquire returns the script's numbers, and the holder it names.
+	var holder string
 	acquire := func(value string, seen int64) []int64 {
 		t.Helper()
-		r, err := s.acquire.Run(ctx, c, []string{lock, counter, events, since}, value, 60000, seen).Int64Slice()
+		r, err := s.acquire.Run(ctx, c, []string{lock, counter, since}, value, 60000, seen).Slice()
 		if err != nil {
 			t.Fatalf("acquire: %v", err)
 		}
-		return r
+		holder = ""
+		var ints []int64
+		for _, v := range r {
+			switch v := v.(type) {
+			case int64:
+				ints = append(ints, v)
+			case string:
+				holder = v
+			}
+		}
+		return ints
 	}
 	run := func(sc *redis.Script, keys []string, args ...any) int64 {
 		t.Helper()
@@ -63,7 +75,7 @@ func TestScripts(t *testing.T) {
 	}
 
 	// A node with no record of the election grants nothing for one TTL.
-	if got := acquire("a", 0); got[0] != 0 || got[2] <= 0 || got[2] > 60000 {
+	if got := acquire("a", 0); got[0] != 0 || got[2] <= 0 || got[2] > 60000 || got[3] != 1 {
 		t.Fatalf("acquire on a fresh node = %v, want a refusal with the warm-up left", got)
 	}
 	if n, _ := c.Exists(ctx, lock).Result(); n != 0 {
@@ -74,12 +86,19 @@ func TestScripts(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Free key: taken, token 1, announced.
+	// Free key: taken, token 1 proposed; the counter is written, and the
+	// acquisition announced, only by the commit (raise).
 	if got, want := acquire("a", 0), []int64{1, 1}; !slices.Equal(got, want) {
 		t.Fatalf("acquire free = %v, want %v", got, want)
 	}
+	if n, _ := c.Get(ctx, counter).Int64(); n != 0 {
+		t.Fatalf("counter after acquire = %d, want 0 until the commit", n)
+	}
+	if n := run(s.raise, []string{counter, events}, 1); n != 1 {
+		t.Fatalf("commit of token 1 = %d, want 1", n)
+	}
 	if got := nextMessage(); got != "acquired" {
-		t.Fatalf("message after acquire = %q, want acquired", got)
+		t.Fatalf("message after commit = %q, want acquired", got)
 	}
 	if v, _ := c.Get(ctx, lock).Result(); v != "a" {
 		t.Fatalf("lock value = %q, want a", v)
@@ -87,16 +106,16 @@ func TestScripts(t *testing.T) {
 
 	// Held key: refused with the counter and remaining TTL; nothing changes.
 	got := acquire("b", 0)
-	if len(got) != 3 || got[0] != 0 || got[1] != 1 || got[2] <= 0 || got[2] > 60000 {
-		t.Fatalf("acquire held = %v, want [0 1 0<pttl<=60000]", got)
+	if len(got) != 4 || got[0] != 0 || got[1] != 1 || got[2] <= 0 || got[2] > 60000 || got[3] != 0 || holder != "a" {
+		t.Fatalf("acquire held = %v %q, want [0 1 0<pttl<=60000 0] a", got, holder)
 	}
 	marker()
 	if got := nextMessage(); got != "marker" {
 		t.Fatalf("refused acquire published %q", got)
 	}
 
-	// The holder retrying its own acquire (a lost reply) keeps its token.
-	if got, want := acquire("a", 0), []int64{1, 1}; !slices.Equal(got, want) {
+	// The holder retrying its own acquire (a lost reply) keeps the lock.
+	if got, want := acquire("a", 0), []int64{1, 2}; !slices.Equal(got, want) {
 		t.Fatalf("repeated acquire = %v, want %v", got, want)
 	}
 
@@ -105,7 +124,7 @@ func TestScripts(t *testing.T) {
 	if err := c.PExpire(ctx, lock, 5*time.Second).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if n := run(s.renew, []string{lock, counter}, "b", 60000, 3); n != 0 {
+	if n := run(s.renew, []string{lock, counter, since}, "b", 60000, 3, "1"); n != 0 {
 		t.Fatalf("renew foreign = %d, want 0", n)
 	}
 	// Counters only grow, so even a foreign renew raises it to its token.
@@ -115,7 +134,7 @@ func TestScripts(t *testing.T) {
 	if ttl := c.PTTL(ctx, lock).Val(); ttl > 5*time.Second {
 		t.Fatalf("foreign renew extended the lock to %s", ttl)
 	}
-	if n := run(s.renew, []string{lock, counter}, "a", 60000, 7); n != 1 {
+	if n := run(s.renew, []string{lock, counter, since}, "a", 60000, 7, "1"); n != 1 {
 		t.Fatalf("renew own = %d, want 1", n)
 	}
 	if ttl := c.PTTL(ctx, lock).Val(); ttl <= 5*time.Second {
@@ -126,14 +145,14 @@ func TestScripts(t *testing.T) {
 	}
 
 	// Release: a foreign value neither deletes nor publishes.
-	if n := run(s.release, []string{lock, events}, "b"); n != 0 {
+	if n := run(s.release, []string{lock, events}, "b", "1"); n != 0 {
 		t.Fatalf("release foreign = %d, want 0", n)
 	}
 	marker()
 	if got := nextMessage(); got != "marker" {
 		t.Fatalf("refused release published %q", got)
 	}
-	if n := run(s.release, []string{lock, events}, "a"); n != 1 {
+	if n := run(s.release, []string{lock, events}, "a", "1"); n != 1 {
 		t.Fatalf("release own = %d, want 1", n)
 	}
 	if got := nextMessage(); got != "released" {
@@ -142,24 +161,40 @@ func TestScripts(t *testing.T) {
 	if n := c.Exists(ctx, lock).Val(); n != 0 {
 		t.Fatal("released lock still exists")
 	}
-	if n := run(s.renew, []string{lock, counter}, "a", 60000, 1); n != 0 {
-		t.Fatalf("renew after release = %d, want 0", n)
+	if n := run(s.renew, []string{lock, counter, since}, "a", 60000, 1, "0"); n != 0 {
+		t.Fatalf("renew after release, not taking back = %d, want 0", n)
+	}
+	// Taking back a missing lock (a node that restarted empty) is allowed
+	// once the node's warm-up has passed, which it has here.
+	if n := run(s.renew, []string{lock, counter, since}, "a", 60000, 1, "1"); n != 2 {
+		t.Fatalf("renew of a missing lock after the warm-up = %d, want 2 (taken back)", n)
+	}
+	if v := c.Get(ctx, lock).Val(); v != "a" {
+		t.Fatalf("lock value after taking back = %q, want a", v)
+	}
+	// A round that never led withdraws without waking anyone.
+	if n := run(s.release, []string{lock, events}, "a", "0"); n != 1 {
+		t.Fatalf("silent release own = %d, want 1", n)
+	}
+	marker()
+	if got := nextMessage(); got != "marker" {
+		t.Fatalf("silent release published %q", got)
 	}
 
-	// Tokens increase, and never fall below what the client has seen.
+	// Proposals increase, and never fall below what the client has seen.
 	if got, want := acquire("c", 0), []int64{1, 8}; !slices.Equal(got, want) {
 		t.Fatalf("acquire after release = %v, want %v", got, want)
 	}
-	run(s.release, []string{lock, events}, "c")
+	run(s.release, []string{lock, events}, "c", "1")
 	if got, want := acquire("d", 20), []int64{1, 21}; !slices.Equal(got, want) {
 		t.Fatalf("acquire with seen 20 = %v, want %v", got, want)
 	}
 
 	// Raise only ever raises; read reports value, counter and TTL.
-	if n := run(s.raise, []string{counter}, 5); n != 21 {
-		t.Fatalf("raise to 5 = %d, want 21 (unchanged)", n)
+	if n := run(s.raise, []string{counter, events}, 5); n != 7 {
+		t.Fatalf("raise to 5 = %d, want 7 (unchanged)", n)
 	}
-	if n := run(s.raise, []string{counter}, 30); n != 30 {
+	if n := run(s.raise, []string{counter, events}, 30); n != 30 {
 		t.Fatalf("raise to 30 = %d, want 30", n)
 	}
 	r, err := s.read.Run(ctx, c, []string{lock, counter}).Slice()
@@ -169,7 +204,7 @@ func TestScripts(t *testing.T) {
 	if len(r) != 3 || r[0] != "d" || r[1] != int64(30) || r[2].(int64) <= 0 {
 		t.Fatalf("read = %v, want [d 30 pttl>0]", r)
 	}
-	run(s.release, []string{lock, events}, "d")
+	run(s.release, []string{lock, events}, "d", "1")
 	r, err = s.read.Run(ctx, c, []string{lock, counter}).Slice()
 	if err != nil {
 		t.Fatalf("read: %v", err)
