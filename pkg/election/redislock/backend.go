@@ -361,22 +361,12 @@ type result[T any] struct {
 // waits for all of them. fn must be idempotent: it is tried again once when
 // it met a connection that had died while idle.
 func fanOut[T any](ctx context.Context, b *Backend, fn func(ctx context.Context, i int, c Client) (T, error)) []result[T] {
-	return fanOutRetry(ctx, b, true, fn)
-}
-
-// fanOutOnce is fanOut for a call whose repetition would not say the same
-// (a renewal that took the lock back answers "extended" the second time).
-func fanOutOnce[T any](ctx context.Context, b *Backend, fn func(ctx context.Context, i int, c Client) (T, error)) []result[T] {
-	return fanOutRetry(ctx, b, false, fn)
-}
-
-func fanOutRetry[T any](ctx context.Context, b *Backend, retry bool, fn func(ctx context.Context, i int, c Client) (T, error)) []result[T] {
 	ctx, cancel := context.WithTimeout(ctx, b.opTimeout)
 	defer cancel()
 	res := make([]result[T], len(b.nodes))
 	call := func(i int, c Client) {
 		v, err := fn(ctx, i, c)
-		if retry && staleConn(err) && ctx.Err() == nil {
+		if staleConn(err) && ctx.Err() == nil {
 			// A pooled connection that died while idle (the server
 			// restarted, a proxy reset it) fails its first use; the
 			// scripts are idempotent, so one try on a fresh connection

@@ -240,9 +240,17 @@ func (c *candidacy) Renew(ctx context.Context) (election.Validity, error) {
 	b := c.b
 	ttlMillis := b.ttl.Milliseconds()
 	sent := time.Now()
-	res := fanOutOnce(ctx, b, func(ctx context.Context, _ int, n Client) (int64, error) {
-		return b.scripts.renew.Run(ctx, n, []string{b.keys.lock, b.keys.counter, b.keys.since},
+	tries := make([]int, len(b.nodes)) // each entry is written by its node's goroutine only
+	res := fanOut(ctx, b, func(ctx context.Context, i int, n Client) (int64, error) {
+		tries[i]++
+		r, err := b.scripts.renew.Run(ctx, n, []string{b.keys.lock, b.keys.counter, b.keys.since},
 			value, ttlMillis, token, "1").Int64()
+		if r == 1 && tries[i] > 1 {
+			// The first try may have taken the lock back before its
+			// connection failed; then "extended" proves nothing either.
+			r = 2
+		}
+		return r, err
 	})
 	held, gone := 0, 0
 	var firstErr error

@@ -2,6 +2,7 @@ package redislock
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,22 +13,39 @@ import (
 	"github.com/leader-elector/leader-elector/pkg/election"
 )
 
-// keepRenewing renews c every ttl/3 until ctx ends, failing the test on any
-// error: the term must survive whatever the test does meanwhile.
-func keepRenewing(t *testing.T, ctx context.Context, c election.Candidacy, ttl time.Duration) (wait func()) {
+// keepRenewing renews c every ttl/3 until ctx ends, failing the test if
+// the term ends: the lock is lost, or no renewal succeeds within the
+// validity of the last one (a transient failure of one renewal is fine,
+// as it is for the engine).
+func keepRenewing(t *testing.T, ctx context.Context, c election.Candidacy, term election.Term,
+	ttl time.Duration) (wait func()) {
 	t.Helper()
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		tick := time.NewTicker(ttl / 3)
 		defer tick.Stop()
+		valid := term.Validity
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
 			}
-			if _, err := c.Renew(ctx); err != nil && ctx.Err() == nil {
+			v, err := c.Renew(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+			switch {
+			case errors.Is(err, election.ErrLost):
 				t.Errorf("Renew: %v", err)
+				return
+			case err != nil:
+				t.Logf("Renew (transient): %v", err)
+			default:
+				valid = v
+			}
+			if time.Since(valid.Sent) > valid.TTL {
+				t.Errorf("no renewal succeeded within the validity of the last one (%v): the term ended", valid.TTL)
 				return
 			}
 		}
@@ -46,7 +64,7 @@ func TestRedlockLeaderKeepsTermThroughRestarts(t *testing.T) {
 	c := candidate(t, b)
 	term := campaign(t, c, 10*time.Second)
 	ctx, cancel := context.WithCancel(t.Context())
-	wait := keepRenewing(t, ctx, c, ttl)
+	wait := keepRenewing(t, ctx, c, term, ttl)
 	defer wait()
 	defer cancel()
 
