@@ -20,6 +20,11 @@ var (
 	// operator may fix the permissions) but reports it in Status.Problem
 	// and logs it once per change.
 	ErrDenied = errors.New("election: permission denied")
+	// ErrMisconfigured means the backend's server is set up in a way that
+	// breaks the election's guarantees (for example a Redis that may evict
+	// the lock). The engine retries like ErrDenied, since an operator may
+	// fix it, and reports it in Status.Problem.
+	ErrMisconfigured = errors.New("election: backend misconfigured")
 )
 
 // Params is what every backend is told about the candidate, once, when it
@@ -140,8 +145,9 @@ type Leader struct {
 //   - Errors name what failed and where (the endpoint or node) and keep the
 //     underlying cause (connection refused, a timeout, an ACL denial)
 //     wrapped. ErrLost (wrapped) means the candidacy is gone; ErrDenied
-//     (wrapped) means credentials or permissions were refused; anything else
-//     is a transient failure.
+//     (wrapped) means credentials or permissions were refused;
+//     ErrMisconfigured (wrapped) means the server's settings break the
+//     guarantees; anything else is a transient failure.
 //   - A backend validates its own limits at construction and contacts
 //     nothing there; Candidate is the first call that does.
 type Backend interface {

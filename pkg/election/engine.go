@@ -581,8 +581,11 @@ func (e *Engine) callAnswered() {
 // e.mu held.
 func (e *Engine) noteProblem(p *string, err error) bool {
 	problem := ProblemUnreachable
-	if errors.Is(err, ErrDenied) {
+	switch {
+	case errors.Is(err, ErrDenied):
 		problem = ProblemDenied
+	case errors.Is(err, ErrMisconfigured):
+		problem = ProblemMisconfigured
 	}
 	changed := *p != problem
 	*p = problem

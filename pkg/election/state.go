@@ -97,4 +97,7 @@ const (
 	ProblemUnreachable = "backend unreachable"
 	// ProblemDenied: the backend refused the credentials or permissions.
 	ProblemDenied = "permission denied"
+	// ProblemMisconfigured: the backend's server settings break the
+	// election's guarantees (ErrMisconfigured).
+	ProblemMisconfigured = "backend misconfigured"
 )

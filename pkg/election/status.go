@@ -25,8 +25,8 @@ type Status struct {
 	Ready bool
 	// State is where the engine is in its cycle (see the package doc).
 	State State
-	// Problem says why the backend is failing: ProblemUnreachable or
-	// ProblemDenied; empty while it answers. The logs carry the details.
+	// Problem says why the backend is failing: ProblemUnreachable,
+	// ProblemDenied or ProblemMisconfigured; empty while it answers. The logs carry the details.
 	Problem string
 	// DuplicateIdentity means another running instance uses this
 	// instance's identity: the backend has shown a leader with our name

@@ -23,6 +23,9 @@ import (
 type Client interface {
 	redis.Scripter
 	Subscribe(ctx context.Context, channels ...string) *redis.PubSub
+	// ConfigGet and Info read the server's maxmemory-policy (see checkNode).
+	ConfigGet(ctx context.Context, parameter string) *redis.MapStringStringCmd
+	Info(ctx context.Context, section ...string) *redis.StringCmd
 	Close() error
 }
 
@@ -37,6 +40,8 @@ type Config struct {
 	KeyPrefix string
 	// Logger receives the backend's logs. Nil discards them.
 	Logger *slog.Logger
+	// AssumeNoEviction: see Options.AssumeNoEviction.
+	AssumeNoEviction bool
 }
 
 // Limits of the lock's TTL.
@@ -91,6 +96,14 @@ type Backend struct {
 	poll    time.Duration
 	scripts scripts
 	logger  *slog.Logger
+	prefix  string
+
+	// assumeNoEviction accepts masters whose policy cannot be read.
+	assumeNoEviction bool
+	// verified[i]: node i passed checkNode and has not failed a call since.
+	verified []atomic.Bool
+	checkMu  sync.Mutex
+	checkMsg []string // each node's last check result, to log changes only
 
 	// seen is the highest fencing token read from any node. It is passed to
 	// the acquire script so a node that lost its counter cannot issue an
@@ -122,7 +135,8 @@ func New(opts Options, p election.Params, logger *slog.Logger) (*Backend, error)
 	for i, o := range copts {
 		clients[i] = redis.NewClient(o)
 	}
-	b, err := NewWithClients(clients, Config{Params: p, KeyPrefix: opts.KeyPrefix, Logger: logger})
+	b, err := NewWithClients(clients, Config{Params: p, KeyPrefix: opts.KeyPrefix, Logger: logger,
+		AssumeNoEviction: opts.AssumeNoEviction})
 	if err != nil {
 		for _, c := range clients {
 			_ = c.Close()
@@ -177,6 +191,11 @@ func NewWithClients(clients []Client, cfg Config) (*Backend, error) {
 		poll:      min(max(ttl/4, 10*time.Millisecond), time.Second),
 		scripts:   newScripts(),
 		logger:    logger.With("backend", "redis", "election", cfg.Election),
+		prefix:    prefix,
+
+		assumeNoEviction: cfg.AssumeNoEviction,
+		verified:         make([]atomic.Bool, len(clients)),
+		checkMsg:         make([]string, len(clients)),
 	}, nil
 }
 
@@ -191,9 +210,15 @@ func opTimeout(ttl time.Duration) time.Duration {
 func (b *Backend) Name() string { return "redis" }
 
 // Candidate implements election.Backend. Redis holds nothing for a
-// candidate until it wins, so the returned Validity is zero; it reads the
-// lock on every node, so that an unreachable Redis is an error here.
+// candidate until it wins, so the returned Validity is zero. It checks
+// every master that answers (checkNode: no eviction policy that could
+// delete the lock, every needed command allowed) and fails with the first
+// problem, naming the master; then it reads the lock on every node, so
+// that an unreachable Redis is an error here.
 func (b *Backend) Candidate(ctx context.Context) (election.Candidacy, election.Validity, error) {
+	if err := b.checkAll(ctx); err != nil {
+		return nil, election.Validity{}, err
+	}
 	if _, _, err := b.read(ctx); err != nil {
 		return nil, election.Validity{}, err
 	}
@@ -371,7 +396,14 @@ func fanOut[T any](ctx context.Context, b *Backend, fn func(ctx context.Context,
 			// restarted, a proxy reset it) fails its first use; the
 			// scripts are idempotent, so one try on a fresh connection
 			// tells a dead connection from a dead node.
+			b.verified[i].Store(false)
 			v, err = fn(ctx, i, c)
+		}
+		var reply redis.Error
+		if err != nil && !errors.As(err, &reply) {
+			// No answer: the node may come back as another server (a
+			// restart, a failover), to be checked again before use.
+			b.verified[i].Store(false)
 		}
 		res[i] = result[T]{v, b.nodeErr(i, err)}
 	}
@@ -392,6 +424,15 @@ func fanOut[T any](ctx context.Context, b *Backend, fn func(ctx context.Context,
 func staleConn(err error) bool {
 	return err != nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed))
+}
+
+// ensureChecked runs checkNode on node i unless it passed since its last
+// failed call.
+func (b *Backend) ensureChecked(ctx context.Context, i int, c Client) error {
+	if b.verified[i].Load() {
+		return nil
+	}
+	return b.checkNode(ctx, i, c)
 }
 
 // nodeErr names the node an error came from.

@@ -145,7 +145,10 @@ func (c *candidacy) attempt(ctx context.Context) (attempt, error) {
 	seen := b.seen.Load()
 	ttlMillis := b.ttl.Milliseconds()
 	sent := time.Now()
-	res := fanOut(ctx, b, func(ctx context.Context, _ int, n Client) (acquireReply, error) {
+	res := fanOut(ctx, b, func(ctx context.Context, i int, n Client) (acquireReply, error) {
+		if err := b.ensureChecked(ctx, i, n); err != nil {
+			return acquireReply{}, err
+		}
 		r, err := b.scripts.acquire.Run(ctx, n, []string{b.keys.lock, b.keys.counter, b.keys.since},
 			value, ttlMillis, seen).Slice()
 		if err != nil {
@@ -243,6 +246,9 @@ func (c *candidacy) Renew(ctx context.Context) (election.Validity, error) {
 	tries := make([]int, len(b.nodes)) // each entry is written by its node's goroutine only
 	res := fanOut(ctx, b, func(ctx context.Context, i int, n Client) (int64, error) {
 		tries[i]++
+		if err := b.ensureChecked(ctx, i, n); err != nil {
+			return 0, err
+		}
 		r, err := b.scripts.renew.Run(ctx, n, []string{b.keys.lock, b.keys.counter, b.keys.since},
 			value, ttlMillis, token, "1").Int64()
 		if r == 1 && tries[i] > 1 {

@@ -43,6 +43,13 @@ type Options struct {
 	CACert, Cert, Key string
 	// KeyPrefix is prepended to every key and channel. Default DefaultKeyPrefix.
 	KeyPrefix string
+	// AssumeNoEviction is the operator's word that every master runs
+	// maxmemory-policy noeviction, for servers where the user may read
+	// neither CONFIG GET nor INFO (some managed services). It is used only
+	// when the policy cannot be read: a policy that is read and can evict
+	// the lock is refused whatever this says. Default false: such a master
+	// is refused.
+	AssumeNoEviction bool
 }
 
 // DefaultOptions returns Options with every default filled in.

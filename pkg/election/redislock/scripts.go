@@ -18,13 +18,15 @@ var (
 	raiseLua string
 	//go:embed scripts/read.lua
 	readLua string
+	//go:embed scripts/check.lua
+	checkLua string
 )
 
 // scripts holds each script wrapped once, so its SHA is computed once and
 // calls go out as EVALSHA (falling back to EVAL on a server that restarted
 // with an empty script cache).
 type scripts struct {
-	acquire, renew, release, raise, read *redis.Script
+	acquire, renew, release, raise, read, check *redis.Script
 }
 
 func newScripts() scripts {
@@ -34,5 +36,6 @@ func newScripts() scripts {
 		release: redis.NewScript(releaseLua),
 		raise:   redis.NewScript(raiseLua),
 		read:    redis.NewScript(readLua),
+		check:   redis.NewScript(checkLua),
 	}
 }

@@ -12,8 +12,9 @@
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
+-- Delete first: a PUBLISH the user may not run must not keep the lock.
+redis.call('DEL', KEYS[1])
 if ARGV[2] == '1' then
   redis.call('PUBLISH', KEYS[2], 'released')
 end
-redis.call('DEL', KEYS[1])
 return 1
