@@ -28,11 +28,17 @@ const (
 	KillMember     Kind = "kill-member"      // stop an etcd member that does not lead etcd's Raft group
 	KillRaftLeader Kind = "kill-raft-leader" // stop etcd's Raft leader
 	RedisRestart   Kind = "redis-restart"    // kill a redis-server and start it again empty
+	// Redis faults; see redis.go.
+	RedisEvict          Kind = "redis-evict"           // a master turns to an evicting maxmemory-policy under memory pressure
+	RedisDeny           Kind = "redis-deny"            // the sidecars' Redis user loses one command the election needs
+	RedlockLink         Kind = "redlock-link"          // delay or drop between one candidate and one Redlock master
+	RedlockRollRestarts Kind = "redlock-roll-restarts" // restart every Redlock master empty, one at a time
 )
 
 // Kinds lists every fault, in the order summaries print them.
 func Kinds() []Kind {
-	return []Kind{KillLeader, PauseShort, PauseLong, Blackhole, Delay, Reset, KillMember, KillRaftLeader, RedisRestart}
+	return []Kind{KillLeader, PauseShort, PauseLong, Blackhole, Delay, Reset, KillMember, KillRaftLeader, RedisRestart,
+		RedisEvict, RedisDeny, RedlockLink, RedlockRollRestarts}
 }
 
 func kindsFor(backend string) []Kind {
@@ -40,7 +46,7 @@ func kindsFor(backend string) []Kind {
 	if backend == BackendEtcd {
 		return append(common, KillMember, KillRaftLeader)
 	}
-	return append(common, RedisRestart)
+	return append(append(common, RedisRestart), redisKinds(backend)...)
 }
 
 // Fault is one planned fault.
@@ -150,6 +156,8 @@ func newFault(rng *rand.Rand, k Kind, ttl time.Duration) Fault {
 		f.Delay = between(rng, 100*time.Millisecond, ttl*3/4)
 	case KillMember, KillRaftLeader, RedisRestart:
 		f.Hold = between(rng, 0, ttl+time.Second)
+	default:
+		newRedisFault(rng, &f, ttl)
 	}
 	return f
 }

@@ -69,6 +69,8 @@ type trial struct {
 	rec     *Record
 
 	raftLeaderStopped bool
+	// redisHeals undo Redis faults still in place (see redis.go).
+	redisHeals []func()
 }
 
 // RunTrial runs plan with three sidecars built as bin and a lease TTL of
@@ -129,6 +131,7 @@ func RunTrial(t testing.TB, bin string, plan Plan, ttl time.Duration, failureRoo
 	if tr.rec.RaftLeaderChanged {
 		tr.rec.SettleBound = 2*ttl + time.Second
 	}
+	tr.rec.SettleBound += redisSettleExtra(plan)
 	tr.collect()
 
 	out := Outcome{Plan: plan, Record: tr.rec, Result: Check(tr.rec)}
@@ -380,6 +383,9 @@ func (tr *trial) fault(f Fault, leader *slot, followers []*slot, signalled map[*
 				tr.restartRedis(srv)
 			}
 	}
+	if inject, heal, ok := tr.redisFault(f, leader, followers); ok {
+		return inject, heal
+	}
 	tr.t.Fatalf("unknown fault %q", f.Kind)
 	return nil, nil
 }
@@ -472,6 +478,7 @@ func (tr *trial) healAll() {
 	for _, s := range tr.slots {
 		tr.restart(s)
 	}
+	tr.healRedis()
 	tr.event("healed", "all", "")
 }
 

@@ -80,6 +80,7 @@ func backendRegistry() map[string]backendSpec {
 				"Addrs": "--redis-addr", "Username": "--redis-username", "PasswordFile": "--redis-password-file",
 				"Password": EnvPrefix + "REDIS_PASSWORD", "DB": "--redis-db", "TLS": "--redis-tls",
 				"CACert": "--redis-cacert", "Cert": "--redis-cert", "Key": "--redis-key", "KeyPrefix": "--redis-key-prefix",
+				"AssumeNoEviction": "--redis-assume-noeviction",
 			},
 		},
 	}

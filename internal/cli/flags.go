@@ -36,6 +36,8 @@ func addRedisFlags(fs *pflag.FlagSet, o *redislock.Options) {
 	fs.StringVar(&o.Cert, "redis-cert", o.Cert, "PEM client certificate for Redis (needs --redis-key)")
 	fs.StringVar(&o.Key, "redis-key", o.Key, "PEM private key of --redis-cert")
 	fs.StringVar(&o.KeyPrefix, "redis-key-prefix", o.KeyPrefix, "prefix of every Redis key and channel this elector uses")
+	fs.BoolVar(&o.AssumeNoEviction, "redis-assume-noeviction", o.AssumeNoEviction,
+		"vouch that every Redis master runs maxmemory-policy noeviction, for users that may read neither CONFIG GET nor INFO; a policy that is read and can evict the lock is refused regardless")
 }
 
 // addKubeFlags registers the Kubernetes publisher's flags, with o's

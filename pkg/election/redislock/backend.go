@@ -100,8 +100,10 @@ type Backend struct {
 
 	// assumeNoEviction accepts masters whose policy cannot be read.
 	assumeNoEviction bool
-	// verified[i]: node i passed checkNode and has not failed a call since.
-	verified []atomic.Bool
+	// verified[i]: when node i last passed checkNode (UnixNano), 0 if it
+	// has failed a call since. A pass is trusted for recheck.
+	verified []atomic.Int64
+	recheck  time.Duration
 	checkMu  sync.Mutex
 	checkMsg []string // each node's last check result, to log changes only
 
@@ -194,7 +196,8 @@ func NewWithClients(clients []Client, cfg Config) (*Backend, error) {
 		prefix:    prefix,
 
 		assumeNoEviction: cfg.AssumeNoEviction,
-		verified:         make([]atomic.Bool, len(clients)),
+		verified:         make([]atomic.Int64, len(clients)),
+		recheck:          recheckInterval(ttl),
 		checkMsg:         make([]string, len(clients)),
 	}, nil
 }
@@ -396,14 +399,14 @@ func fanOut[T any](ctx context.Context, b *Backend, fn func(ctx context.Context,
 			// restarted, a proxy reset it) fails its first use; the
 			// scripts are idempotent, so one try on a fresh connection
 			// tells a dead connection from a dead node.
-			b.verified[i].Store(false)
+			b.verified[i].Store(0)
 			v, err = fn(ctx, i, c)
 		}
 		var reply redis.Error
 		if err != nil && !errors.As(err, &reply) {
 			// No answer: the node may come back as another server (a
 			// restart, a failover), to be checked again before use.
-			b.verified[i].Store(false)
+			b.verified[i].Store(0)
 		}
 		res[i] = result[T]{v, b.nodeErr(i, err)}
 	}
@@ -426,14 +429,19 @@ func staleConn(err error) bool {
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed))
 }
 
-// ensureChecked runs checkNode on node i unless it passed since its last
-// failed call.
+// ensureChecked runs checkNode on node i unless it passed less than one
+// re-check interval ago and has not failed a call since.
 func (b *Backend) ensureChecked(ctx context.Context, i int, c Client) error {
-	if b.verified[i].Load() {
+	if at := b.verified[i].Load(); at != 0 && time.Since(time.Unix(0, at)) < b.recheck {
 		return nil
 	}
 	return b.checkNode(ctx, i, c)
 }
+
+// recheckInterval is how long a master's check is trusted while its
+// connection stays up: a maxmemory-policy or ACL changed at runtime is
+// noticed within it (two TTLs: two commands per master per interval).
+func recheckInterval(ttl time.Duration) time.Duration { return 2 * ttl }
 
 // nodeErr names the node an error came from.
 func (b *Backend) nodeErr(i int, err error) error {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -23,21 +24,21 @@ const safePolicy = "noeviction"
 
 // checkNode verifies what node i must allow before it takes part: its
 // eviction policy, and every command the scripts and subscriptions use. A
-// node passes once per connection life: any failed call to it clears the
-// mark (see fanOut), so a restarted or reconfigured server is checked again
-// before the lock is written there.
+// pass is trusted for recheckInterval, and any call to the node that gets
+// no answer clears it (see fanOut), so a restarted, failed-over or
+// reconfigured server is checked again before the lock is written there.
 func (b *Backend) checkNode(ctx context.Context, i int, c Client) error {
 	if err := b.checkPolicy(ctx, c); err != nil {
-		b.verified[i].Store(false)
+		b.verified[i].Store(0)
 		b.noteCheck(i, err)
 		return err
 	}
 	if err := b.checkACL(ctx, c); err != nil {
-		b.verified[i].Store(false)
+		b.verified[i].Store(0)
 		b.noteCheck(i, err)
 		return err
 	}
-	b.verified[i].Store(true)
+	b.verified[i].Store(time.Now().UnixNano())
 	b.noteCheck(i, nil)
 	return nil
 }
@@ -80,8 +81,8 @@ func (b *Backend) checkPolicy(ctx context.Context, c Client) error {
 			return nil
 		}
 		return fmt.Errorf("%w: cannot read maxmemory-policy (CONFIG GET and INFO are denied: %v); allow the user "+
-			"+config|get or +info, or, if every master runs maxmemory-policy %s, say so with the "+
-			"assume-noeviction setting", ErrAuth, err, safePolicy)
+			"+config|get or +info, or, if every master runs maxmemory-policy %s, say so with "+
+			"AssumeNoEviction (flag --redis-assume-noeviction)", ErrAuth, err, safePolicy)
 	}
 	if policy != safePolicy {
 		return fmt.Errorf("%w: maxmemory-policy is %q; set it to %q on every master the election uses",

@@ -194,7 +194,7 @@ func TestScriptErrorLeavesNoLock(t *testing.T) {
 	b := newFromOptions(t, Options{Addrs: []string{srv.Addr()}, Username: "elector", Password: "pw"}, "pod-a")
 	skipWarmUp(t, []*redistest.Server{srv})
 	for i := range b.verified {
-		b.verified[i].Store(true)
+		b.verified[i].Store(time.Now().UnixNano())
 	}
 	c := &candidacy{b: b}
 	a, err := c.attempt(t.Context())
@@ -206,5 +206,31 @@ func TestScriptErrorLeavesNoLock(t *testing.T) {
 	}
 	if n := newClient(t, srv.Addr()).Exists(t.Context(), "leader-elector:test").Val(); n != 0 {
 		t.Fatal("a failed round left the lock behind")
+	}
+}
+
+// TestPolicyRecheckedWhileLeading: a policy changed at runtime, with no
+// reconnect and no new candidacy, is noticed within the re-check interval:
+// the term stops renewing its lock on that master, so the lock there is
+// never one that eviction could take while a waiter counts on it.
+func TestPolicyRecheckedWhileLeading(t *testing.T) {
+	const ttl = time.Second
+	servers := redistest.StartN(t, 3)
+	b := newBackend(t, servers, "pod-a", ttl, nil)
+	c := candidate(t, b)
+	campaign(t, c, 10*time.Second)
+	admin := newClient(t, servers[0].Addr())
+	if err := admin.ConfigSet(t.Context(), "maxmemory-policy", "allkeys-lru").Err(); err != nil {
+		t.Fatal(err)
+	}
+	changed := time.Now()
+	for time.Since(changed) < recheckInterval(ttl)+2*ttl {
+		if _, err := c.Renew(t.Context()); err != nil {
+			t.Fatalf("Renew: %v", err)
+		}
+		pause(t, ttl/4)
+	}
+	if n := admin.Exists(t.Context(), "leader-elector:test").Val(); n != 0 {
+		t.Fatal("the lock is still renewed on a master that can evict it")
 	}
 }

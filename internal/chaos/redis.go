@@ -1,0 +1,208 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/leader-elector/leader-elector/internal/testutil/redistest"
+	"github.com/leader-elector/leader-elector/pkg/election"
+)
+
+// The Redis faults: the configurations and partial failures of issue 11
+// that used to break the lock, injected at random.
+//
+//   - redis-evict: a master's maxmemory-policy turns to one that evicts the
+//     lock (volatile-ttl evicts the key with the shortest TTL first: the
+//     lock), the sidecars' connections to it break (as on a failover or a
+//     proxy restart), and after the backend's re-check interval the master
+//     is filled past its maxmemory. The backend must refuse the master.
+//   - redis-deny: the sidecars' user loses one command the scripts use. A
+//     failing script must leave no lock behind and no term may overlap.
+//   - redlock-link: one candidate's link to one Redlock master is delayed
+//     or dropped, the interleavings that once reordered tokens.
+//   - redlock-roll-restarts: every Redlock master is restarted empty, one
+//     at a time, each after the previous one's warm-up and one renewal.
+func redisKinds(backend string) []Kind {
+	kinds := []Kind{RedisEvict, RedisDeny}
+	if backend == BackendRedlock {
+		kinds = append(kinds, RedlockLink, RedlockRollRestarts)
+	}
+	return kinds
+}
+
+// recheck is how long the Redis backend trusts a master's check (see
+// redislock's checkNode); the evict fault waits it out before the memory
+// pressure, since a policy changed at runtime is noticed only then.
+func recheck(ttl time.Duration) time.Duration { return 2 * ttl }
+
+// deniable are the commands redis-deny takes away, one per fault.
+var deniable = []string{"publish", "pexpire", "set", "del", "time", "evalsha"}
+
+func newRedisFault(rng *rand.Rand, f *Fault, ttl time.Duration) {
+	switch f.Kind {
+	case RedisEvict:
+		f.Hold = between(rng, recheck(ttl)+ttl, recheck(ttl)+2*ttl)
+	case RedisDeny:
+		f.Hold = between(rng, 500*time.Millisecond, 2*ttl)
+	case RedlockLink:
+		f.Hold = between(rng, 500*time.Millisecond, ttl+2*time.Second)
+		if rng.IntN(2) == 0 {
+			f.Delay = between(rng, 50*time.Millisecond, ttl/2)
+		}
+	case RedlockRollRestarts:
+		f.Hold = 0 // the restarts take their own time
+	}
+}
+
+// redisSettleExtra is what the bound on the time to one leader after the
+// heal grows by when every candidate was refused by Redis: each backs off
+// (up to election.DefaultRetryMax) before it tries again.
+func redisSettleExtra(p Plan) time.Duration {
+	for _, f := range p.Faults {
+		if f.Kind == RedisEvict || f.Kind == RedisDeny {
+			return election.DefaultRetryMax
+		}
+	}
+	return 0
+}
+
+// admin returns a client for srv, closed when the trial ends.
+func (tr *trial) admin(srv *redistest.Server) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DisableIdentity: true})
+	tr.t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// must runs a Redis admin command of a fault; the fault is the experiment,
+// so a failure to inject it fails the trial.
+func (tr *trial) must(err error, what string) {
+	if err != nil {
+		tr.t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// redisFault resolves a Redis fault; ok is false for other kinds.
+func (tr *trial) redisFault(f Fault, leader *slot, followers []*slot) (inject, heal func(), ok bool) {
+	if len(tr.redis) == 0 {
+		return nil, nil, false
+	}
+	pick := f.Pick % len(tr.redis)
+	srv := tr.redis[pick]
+	ctx := context.Background()
+	switch f.Kind {
+	case RedisEvict:
+		c := tr.admin(srv)
+		undo := func() {
+			_ = c.ConfigSet(ctx, "maxmemory", "0").Err()
+			_ = c.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err()
+			keys, _ := c.Keys(ctx, "chaos-filler:*").Result()
+			for _, k := range keys {
+				_ = c.Del(ctx, k).Err()
+			}
+		}
+		return func() {
+				tr.must(c.ConfigSet(ctx, "maxmemory-policy", "volatile-ttl").Err(), "CONFIG SET maxmemory-policy")
+				for _, s := range tr.slots {
+					s.proxies[pick].Reset()
+					s.proxies[pick].Pass()
+				}
+				tr.event("redis-evict-policy", srv.Addr(), "volatile-ttl")
+				tr.redisHeals = append(tr.redisHeals, undo)
+				wait(recheck(tr.ttl) + 500*time.Millisecond)
+				tr.fill(c)
+				tr.event("redis-memory-full", srv.Addr(), "")
+			}, func() {
+				undo()
+				tr.event("redis-noeviction", srv.Addr(), "")
+			}, true
+	case RedisDeny:
+		c := tr.admin(srv)
+		cmd := deniable[(f.Pick/len(tr.redis))%len(deniable)]
+		undo := func() { _ = c.Do(ctx, "ACL", "SETUSER", "default", "+@all").Err() }
+		return func() {
+				tr.must(c.Do(ctx, "ACL", "SETUSER", "default", "-"+cmd).Err(), "ACL SETUSER")
+				tr.redisHeals = append(tr.redisHeals, undo)
+				tr.event("redis-deny", srv.Addr(), cmd)
+			}, func() {
+				undo()
+				tr.event("redis-allow", srv.Addr(), cmd)
+			}, true
+	case RedlockLink:
+		s := leader
+		if !f.AtLeader {
+			s = followers[f.Pick%len(followers)]
+		}
+		p := s.proxies[pick]
+		return func() {
+				what := "drop"
+				if f.Delay > 0 {
+					p.Delay(f.Delay)
+					what = "delay " + f.Delay.Round(time.Millisecond).String()
+				} else {
+					p.Blackhole()
+				}
+				tr.event("redlock-link", fmt.Sprintf("%s->%s", s.id, srv.Addr()), what)
+			}, func() {
+				p.Pass()
+				tr.event("pass", fmt.Sprintf("%s->%s", s.id, srv.Addr()), "")
+			}, true
+	case RedlockRollRestarts:
+		// One master's warm-up (one TTL) plus one renewal (TTL/3) and the
+		// engine's margin, so the leader has taken its lock back on the
+		// last master before the next one goes.
+		gap := tr.ttl + tr.ttl/3 + 500*time.Millisecond
+		return func() {
+			for i := range tr.redis {
+				srv := tr.redis[(pick+i)%len(tr.redis)]
+				if i > 0 {
+					wait(gap)
+				}
+				tr.restartRedis(srv)
+			}
+		}, func() {}, true
+	}
+	return nil, nil, false
+}
+
+// fill sets maxmemory a little above what c's server uses and writes keys
+// with a long TTL until the server evicts, so the volatile-ttl policy
+// evicts the short-lived lock first.
+func (tr *trial) fill(c *redis.Client) {
+	ctx := context.Background()
+	info, err := c.Info(ctx, "memory").Result()
+	tr.must(err, "INFO memory")
+	var used int64
+	for line := range strings.SplitSeq(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
+			_, _ = fmt.Sscan(v, &used)
+		}
+	}
+	tr.must(c.ConfigSet(ctx, "maxmemory", fmt.Sprint(used+256<<10)).Err(), "CONFIG SET maxmemory")
+	value := strings.Repeat("x", 4<<10)
+	for i := range 200 {
+		// Past maxmemory a write evicts first; an error means nothing is
+		// left to evict, which is pressure enough.
+		if c.Set(ctx, fmt.Sprintf("chaos-filler:%d", i), value, time.Hour).Err() != nil {
+			return
+		}
+	}
+}
+
+// healRedis undoes the Redis faults still in place.
+func (tr *trial) healRedis() {
+	for _, undo := range tr.redisHeals {
+		undo()
+	}
+	tr.redisHeals = nil
+}
+
+// wait sleeps for d: holding a fault for its time is the experiment.
+func wait(d time.Duration) {
+	t := time.NewTimer(d)
+	<-t.C
+}
