@@ -174,14 +174,9 @@ func (tr *trial) redisFault(f Fault, leader *slot, followers []*slot) (inject, h
 // evicts the short-lived lock first.
 func (tr *trial) fill(c *redis.Client) {
 	ctx := context.Background()
-	info, err := c.Info(ctx, "memory").Result()
-	tr.must(err, "INFO memory")
 	var used int64
-	for line := range strings.SplitSeq(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
-			_, _ = fmt.Sscan(v, &used)
-		}
-	}
+	_, err := fmt.Sscan(stat(c, "memory", "used_memory"), &used)
+	tr.must(err, "INFO memory used_memory")
 	tr.must(c.ConfigSet(ctx, "maxmemory", fmt.Sprint(used+256<<10)).Err(), "CONFIG SET maxmemory")
 	value := strings.Repeat("x", 4<<10)
 	for i := range 200 {
@@ -191,6 +186,20 @@ func (tr *trial) fill(c *redis.Client) {
 			return
 		}
 	}
+}
+
+// stat returns one field of c's INFO section, or "?".
+func stat(c *redis.Client, section, field string) string {
+	info, err := c.Info(context.Background(), section).Result()
+	if err != nil {
+		return "?"
+	}
+	for line := range strings.SplitSeq(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
+			return v
+		}
+	}
+	return "?"
 }
 
 // healRedis undoes the Redis faults still in place.
