@@ -145,7 +145,7 @@ func TestRedisACLUserLimitedToThePrefix(t *testing.T) {
 	srv := redistest.Start(t, redistest.WithACL(
 		"user default on nopass ~* &* +@all",
 		"user elector on >secret resetkeys ~leader-elector:* resetchannels &leader-elector:* -@all "+
-			"+eval +evalsha +subscribe +ping +get +set +incr +pexpire +pttl +del +publish +exists +time",
+			"+eval +evalsha +subscribe +ping +get +set +pexpire +pttl +del +publish +exists +time +config|get",
 	))
 	ps := []*sidecartest.Process{}
 	for _, id := range []string{"a", "b"} {
@@ -158,5 +158,45 @@ func TestRedisACLUserLimitedToThePrefix(t *testing.T) {
 	_, next := successor(t, ps, leader)
 	if next.FencingToken <= first.FencingToken {
 		t.Errorf("token %d after handover, want more than %d", next.FencingToken, first.FencingToken)
+	}
+}
+
+// A user missing one command the election needs (here PUBLISH) makes the
+// sidecar not ready, with the problem in /status and the command named in
+// the log, and it never claims leadership. (It used to stay ready and leave
+// its lock behind.)
+func TestRedisMissingPermissionNotReady(t *testing.T) {
+	srv := redistest.Start(t, redistest.WithACL(
+		"user default on nopass ~* &* +@all",
+		"user elector on >secret resetkeys ~leader-elector:* resetchannels &leader-elector:* -@all "+
+			"+eval +evalsha +subscribe +ping +get +set +pexpire +pttl +del +exists +time +config|get",
+	))
+	p := sidecartest.Start(t, bin, sidecartest.Options{ID: "a",
+		Args: redisArgs([]string{srv.Addr()}, "--redis-username", "elector"),
+		Env:  []string{"LEADER_ELECTOR_REDIS_PASSWORD=secret"}})
+	st := p.WaitStatus("the permission problem in /status", generous, func(s sidecartest.Status) bool {
+		return s.Problem != ""
+	})
+	if st.Ready || st.IsLeader || st.Problem != "permission denied" {
+		t.Errorf("status %+v, want not ready, not leader, problem \"permission denied\"", st)
+	}
+	if !strings.Contains(p.Log(), "may not run publish") {
+		t.Errorf("the log does not name the missing command:\n%s", p.Log())
+	}
+}
+
+// A master whose maxmemory-policy can evict the lock is refused: not
+// ready, the problem in /status, the master and policy in the log.
+func TestRedisEvictingMasterNotReady(t *testing.T) {
+	srv := redistest.Start(t, redistest.WithArgs("--maxmemory-policy", "volatile-ttl"))
+	p := sidecartest.Start(t, bin, sidecartest.Options{ID: "a", Args: redisArgs([]string{srv.Addr()})})
+	st := p.WaitStatus("the eviction problem in /status", generous, func(s sidecartest.Status) bool {
+		return s.Problem != ""
+	})
+	if st.Ready || st.IsLeader || st.Problem != "backend misconfigured" {
+		t.Errorf("status %+v, want not ready, not leader, problem \"backend misconfigured\"", st)
+	}
+	if log := p.Log(); !strings.Contains(log, "volatile-ttl") || !strings.Contains(log, srv.Addr()) {
+		t.Errorf("the log does not name the master and its policy:\n%s", log)
 	}
 }

@@ -53,6 +53,7 @@ type Status struct {
 	TTLSeconds   float64 `json:"ttl_seconds"`
 	Ready        bool    `json:"ready"`
 	Caveats      string  `json:"caveats"`
+	Problem      string  `json:"problem"`
 }
 
 // Process is a running sidecar.

@@ -18,8 +18,38 @@
 // 1s) and when the holder's lock is due to expire, so a lost message costs a
 // poll interval at worst. A user restricted by ACL needs the keys and channels
 // of the prefix (~leader-elector:* &leader-elector:*) and the commands EVAL,
-// EVALSHA, SUBSCRIBE and PING, plus GET, SET, INCR, PEXPIRE, PTTL, DEL,
-// PUBLISH, EXISTS and TIME, which the scripts call.
+// EVALSHA, SUBSCRIBE and PING, plus GET, SET, PEXPIRE, PTTL, DEL, PUBLISH,
+// EXISTS and TIME, which the scripts call, and CONFIG GET or INFO to read the
+// eviction policy.
+//
+// # Checks before a master takes part
+//
+// Before the first lock write on a master, again after any call to it got no
+// answer (a restart, a failover, a broken connection), and at least every two
+// TTLs, the backend checks it (checkNode), and Candidate checks every master:
+//
+//   - maxmemory-policy must be noeviction. volatile-* policies evict keys with
+//     a TTL, which the lock always has, and allkeys-* any key: under memory
+//     pressure the lock vanishes while its holder still leads, and a waiter
+//     takes it. Such a master is refused with ErrEvicting (wrapping
+//     election.ErrMisconfigured), naming it and its policy. The policy is read
+//     with CONFIG GET, or INFO memory where CONFIG is denied; if both are
+//     denied the master is refused (ErrAuth) unless Config.AssumeNoEviction
+//     says the operator vouches for the policy. A policy changed at runtime
+//     without a reconnect is noticed within two TTLs; a lock evicted in that
+//     window is not detected.
+//   - Every command the scripts and subscriptions use, on the election's own
+//     keys and channel, must be allowed (check.lua asks redis.acl_check_cmd,
+//     Redis 7.0+, which runs nothing). A missing one is reported by name
+//     (ErrAuth, wrapping election.ErrDenied). Older servers cannot be asked;
+//     there a denied command fails when first used.
+//
+// Candidate fails on any master that fails a check, so the engine is not
+// ready and names the problem; a master that fails during a term is left out
+// of it (its lock there is neither renewed nor taken back). Every script
+// writes the lock last, so a command that fails midway (Lua scripts are not
+// transactions) never leaves a lock behind; a round that fails after its
+// lock writes releases them.
 //
 // # Data loss
 //
@@ -31,35 +61,43 @@
 // expired (Redlock's "delayed restart"). The first election on a fresh node
 // waits one TTL too: the two cases look the same.
 //
+// With Redlock, the leader keeps its term through the loss of a minority:
+// once a restarted node's warm-up has passed, the leader's next renewal takes
+// its lock back there (renew.lua). A lock taken back proves nothing about the
+// time before, so it counts toward the renewal's majority only from the next
+// renewal on. Masters restarted one at a time, each after the previous one's
+// warm-up and one renewal, therefore never end the term; two restarted within
+// one warm-up are a majority losing its data, and the term ends. Waiters
+// meanwhile do not storm: a round that got some nodes but not a majority
+// releases them without announcing it, and a waiter that sees another value
+// holding a majority waits for its release or expiry as usual.
+//
 // # Fencing tokens
 //
-// On one master, the acquire script increments the counter only when SET NX
-// succeeds, so while the lock exists the counter equals its holder's token.
-//
-// With Redlock, each node's counter may differ, and a plain per-node INCR
-// would let a later majority hand out a smaller token. Instead:
-//
-//  1. The acquire script sets the node's counter to max(counter, seen)+1,
-//     where seen is the highest token this process has read anywhere, and the
-//     term's token T is the highest answer of the nodes that granted the lock.
-//  2. Before the term is used, a majority of nodes that granted this round
-//     must have a counter ≥ T (committed): granting nodes that are behind
-//     are raised to T. If that fails the lock is released and the round
-//     retried. Every renewal raises every node it reaches to T again,
-//     including nodes that restarted empty.
+// The acquire script does not write the counter: it proposes
+// max(counter, seen)+1, where seen is the highest token this process has
+// read anywhere, so a round that fails leaves the counters alone. The term's
+// token T is the highest proposal of the nodes that granted the lock. Before
+// the term is used, the commit (raise.lua) raises the counter of every node
+// that granted the round to T and announces the acquisition; it must succeed
+// on a majority of nodes, all of them granting nodes, or the lock is released
+// and the round retried. Every renewal raises every node it reaches to T
+// again, including nodes that restarted empty. On one master this reduces to
+// a counter that, while the lock exists, equals its holder's token.
 //
 // Any two majorities share a node. Take the shared node n of an earlier
 // term's committed set and a later term's granting set, the later term won
 // after the earlier one ended. n held the earlier round's lock from its grant
 // until the earlier term began, so it granted the later round either after
-// that (its counter was ≥ T, so it issued ≥ T+1, making the later token > T)
+// that (its counter was ≥ T, so it proposed ≥ T+1, making the later token > T)
 // or before the earlier grant, in which case the later round's lock on n
 // had expired before the earlier term began, so the later round, which
 // wins only within its validity (less than one TTL after it was sent), was
-// won before the earlier term even began. Failed and partial rounds only
-// raise counters, which cannot hurt. Counting a node that did not grant
-// the round would break this: it may have granted a competing round just
-// before, whose token the earlier term then does not exceed on a majority.
+// won before the earlier term even began. Failed and partial rounds write no
+// counter. Counting a node that did not grant the round would break this: it
+// may have granted a competing round just before, whose token the earlier
+// term then does not exceed on a majority
+// (TestRedlockTokenOrderCountsOnlyGrantingNodes is that interleaving).
 //
 // The limit: the argument needs the shared node to keep its counter. A node
 // that restarts empty (no persistence) forgets it; the next commit or renewal
