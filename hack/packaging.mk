@@ -24,6 +24,10 @@ IMAGE_PLATFORMS ?= linux/amd64 linux/arm64
 # for pushing it).
 IMAGE_LAYOUT ?= $(DIST)/image
 MANIFESTS ?= $(CURDIR)/manifests
+# The Kubernetes version manifests are rendered for: the tests' API server's
+# (hack/tools.mk). A helm built with `go install` would assume 1.20, which
+# the chart's kubeVersion refuses.
+HELM_KUBE_VERSION ?= $(or $(KUBE_VERSION),$(shell sed -n "s/^KUBE_VERSION ?= //p" hack/tools.mk))
 
 # The image's build flags, written the same way in the Dockerfile; a test
 # (internal/chartest) fails when the two disagree. -buildvcs=false because
@@ -99,7 +103,7 @@ manifests:
 	  echo "#"; \
 	  echo "# ServiceAccount, Role and RoleBinding for the sidecar; set"; \
 	  echo "# serviceAccountName: leader-elector on the pod template."; \
-	  $(HELM) template leader-elector $(CHART) -f $(CHART)/ci/manifests-values.yaml \
+	  $(HELM) template leader-elector $(CHART) -f $(CHART)/ci/manifests-values.yaml --kube-version $(HELM_KUBE_VERSION) \
 	    --show-only templates/serviceaccount.yaml --show-only templates/rbac.yaml; \
 	} > $(MANIFESTS)/rbac.yaml
 	{ echo "$$MANIFEST_HEADER"; \
@@ -107,6 +111,6 @@ manifests:
 	  echo "# A single-active example: a Deployment whose pods run the sidecar"; \
 	  echo "# (election \"example\", etcd at http://etcd:2379) and a Service that"; \
 	  echo "# routes only to the pod labelled leader. Needs rbac.yaml."; \
-	  $(HELM) template leader-elector $(CHART) -f $(CHART)/ci/manifests-values.yaml \
+	  $(HELM) template leader-elector $(CHART) -f $(CHART)/ci/manifests-values.yaml --kube-version $(HELM_KUBE_VERSION) \
 	    --show-only templates/deployment.yaml --show-only templates/service.yaml; \
 	} > $(MANIFESTS)/example.yaml

@@ -197,8 +197,8 @@ func TestPodDisruptionBudgetIsModeAware(t *testing.T) {
 	}{
 		{"none", "", "1"},
 		{"label", "", "1"},
-		{"label", "example:\n  podDisruptionBudget:\n    maxUnavailable: 50%\n", "50%"},
-		{"none", "example:\n  podDisruptionBudget:\n    enabled: false\n", ""},
+		{"label", "example:\n  enabled: true\n  podDisruptionBudget:\n    maxUnavailable: 50%\n", "50%"},
+		{"none", "example:\n  enabled: true\n  podDisruptionBudget:\n    enabled: false\n", ""},
 		{"probe", "", ""},
 		{"gate", "", ""},
 	} {

@@ -166,6 +166,9 @@ func goBuildCommand(t *testing.T, text string) []string {
 	t.Helper()
 	text = strings.ReplaceAll(text, "\\\n", " ")
 	for line := range strings.SplitSeq(text, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "#") {
+			continue
+		}
 		i := strings.Index(line, "go build ")
 		if i < 0 {
 			continue
