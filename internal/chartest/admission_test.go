@@ -153,7 +153,7 @@ func TestLeastPrivilegeOnAPIServer(t *testing.T) {
 		{"demote another pod", boundA, "pod-b", labels(role, "follower"), "", ""},
 		{"other pod's gate condition True", boundA, "pod-b", condition(gate, "True"), "status", "only to False"},
 		{"other pod's gate condition False", boundA, "pod-b", condition(gate, "False"), "status", ""},
-		{"token not bound to a pod", unbound, "pod-a", labels(role, "leader"), "", "only to demote it"},
+		{"token not bound to a pod", unbound, "pod-a", labels(election, "other"), "", "only to demote it"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := patch(tc.as, tc.pod, tc.body, tc.sub)
@@ -173,7 +173,7 @@ func TestLeastPrivilegeOnAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := patch(adminset, "pod-b", labels("team", "x", role, "leader"), ""); err != nil {
+	if err := patch(adminset, "pod-b", labels("team", "x", role, "leader", election, "demo-leader-elector"), ""); err != nil {
 		t.Errorf("admin patch: %v", err)
 	}
 
@@ -181,7 +181,12 @@ func TestLeastPrivilegeOnAPIServer(t *testing.T) {
 		// pod-b still carries a stale leader label (set above by the
 		// administrator); pod-a's sidecar must win, label itself, set its
 		// gate condition, and demote pod-b.
+		// pod-a starts as a follower with its gate False, so what follows
+		// is the sidecar's doing.
 		if err := patch(adminset, "pod-a", labels(role, "follower"), ""); err != nil {
+			t.Fatal(err)
+		}
+		if err := patch(adminset, "pod-a", condition(gate, "False"), "status"); err != nil {
 			t.Fatal(err)
 		}
 		etcdURL := startEtcd(t)
@@ -205,12 +210,19 @@ func TestLeastPrivilegeOnAPIServer(t *testing.T) {
 			Args: args,
 			Env:  []string{"POD_NAME=pod-a", "POD_NAMESPACE=" + ns, "LEADER_ELECTOR_KUBECONFIG=" + kubeconfig},
 		})
+		var state string
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("last seen: %s", state)
+			}
+		})
 		kubetest.Eventually(t, time.Minute, "pod-a labelled leader with its gate True, pod-b demoted", func(ctx context.Context) bool {
 			a, errA := adminset.CoreV1().Pods(ns).Get(ctx, "pod-a", metav1.GetOptions{})
 			b, errB := adminset.CoreV1().Pods(ns).Get(ctx, "pod-b", metav1.GetOptions{})
 			if errA != nil || errB != nil {
 				return false
 			}
+			state = fmt.Sprintf("pod-a labels %v conditions %+v; pod-b labels %v", a.Labels, a.Status.Conditions, b.Labels)
 			gateTrue := false
 			for _, c := range a.Status.Conditions {
 				gateTrue = gateTrue || (string(c.Type) == gate && c.Status == corev1.ConditionTrue)
