@@ -189,6 +189,10 @@ func TestLeastPrivilegeOnAPIServer(t *testing.T) {
 		if err := patch(adminset, "pod-a", condition(gate, "False"), "status"); err != nil {
 			t.Fatal(err)
 		}
+		// pod-b is a stale leader: its label says leader and its gate True.
+		if err := patch(adminset, "pod-b", condition(gate, "True"), "status"); err != nil {
+			t.Fatal(err)
+		}
 		etcdURL := startEtcd(t)
 		side, _ := sidecarContainer(t, tmpl)
 		var args []string
@@ -216,18 +220,23 @@ func TestLeastPrivilegeOnAPIServer(t *testing.T) {
 				t.Logf("last seen: %s", state)
 			}
 		})
-		kubetest.Eventually(t, time.Minute, "pod-a labelled leader with its gate True, pod-b demoted", func(ctx context.Context) bool {
+		kubetest.Eventually(t, time.Minute, "pod-a labelled leader with its gate True, pod-b demoted (label and gate)", func(ctx context.Context) bool {
 			a, errA := adminset.CoreV1().Pods(ns).Get(ctx, "pod-a", metav1.GetOptions{})
 			b, errB := adminset.CoreV1().Pods(ns).Get(ctx, "pod-b", metav1.GetOptions{})
 			if errA != nil || errB != nil {
 				return false
 			}
 			state = fmt.Sprintf("pod-a labels %v conditions %+v; pod-b labels %v", a.Labels, a.Status.Conditions, b.Labels)
-			gateTrue := false
-			for _, c := range a.Status.Conditions {
-				gateTrue = gateTrue || (string(c.Type) == gate && c.Status == corev1.ConditionTrue)
+			gateOf := func(p *corev1.Pod) corev1.ConditionStatus {
+				for _, c := range p.Status.Conditions {
+					if string(c.Type) == gate {
+						return c.Status
+					}
+				}
+				return ""
 			}
-			return a.Labels[role] == "leader" && a.Labels[election] == "demo-leader-elector" && gateTrue && b.Labels[role] == "follower"
+			return a.Labels[role] == "leader" && a.Labels[election] == "demo-leader-elector" && gateOf(a) == corev1.ConditionTrue &&
+				b.Labels[role] == "follower" && gateOf(b) == corev1.ConditionFalse
 		})
 		if strings.Contains(p.Log(), "ValidatingAdmissionPolicy") {
 			t.Errorf("the policy denied one of the sidecar's requests:\n%s", p.Log())
