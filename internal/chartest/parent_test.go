@@ -85,6 +85,15 @@ func TestParentChartIncludesTheSidecar(t *testing.T) {
 		t.Errorf("want the endpoints check to fail the parent's render, got %v", err)
 	}
 
+	// Helm does not check a subchart's kubeVersion: the container template
+	// refuses a native sidecar on a cluster without them.
+	if _, err := helm(t, "template", "shop", dir, "--kube-version", "1.28.9"); err == nil || !strings.Contains(err.Error(), "sidecar.native needs Kubernetes 1.29") {
+		t.Errorf("want the native-sidecar check to fail on 1.28, got %v", err)
+	}
+	if _, err := helm(t, "template", "shop", dir, "--kube-version", "1.28.9", "--set", "leader-elector.sidecar.native=false"); err != nil {
+		t.Errorf("classic sidecar on 1.28: %v", err)
+	}
+
 	// A parent that passes no version gets a clear error, not "image: repo:".
 	if _, err := helm(t, "template", "shop", dir, "--set", "leaderElectorVersion="); err == nil || !strings.Contains(err.Error(), "the sidecar image has no version") {
 		t.Errorf("want the empty-version check to fail the parent's render, got %v", err)

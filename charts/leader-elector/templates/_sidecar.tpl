@@ -2,7 +2,7 @@
 Reusable pieces for putting the sidecar into any pod template. A parent chart
 that depends on this chart includes them into its own pod spec:
 
-  {{- $le := dict "Values" (index .Values "leader-elector") "Release" .Release "Chart" (dict "Name" "leader-elector" "Version" "" "AppVersion" "v0.1.0") }}
+  {{- $le := dict "Values" (index .Values "leader-elector") "Release" .Release "Chart" (dict "Name" "leader-elector" "Version" "" "AppVersion" "v0.1.0") "Capabilities" .Capabilities }}
   spec:
     serviceAccountName: {{ include "leader-elector.serviceAccountName" $le }}
     # The sidecar mounts its own projected token ("leader-elector.volumes");
@@ -28,7 +28,9 @@ that depends on this chart includes them into its own pod spec:
     {{- end }}
 
 Give the parent's Chart dict this chart's appVersion (or set image.tag):
-the image tag defaults to it, and an empty one fails the render.
+the image tag defaults to it, and an empty one fails the render. Passing
+Capabilities lets the template refuse a native sidecar on a cluster older
+than 1.29 (Helm does not check a subchart's kubeVersion).
 */}}
 
 {{/*
