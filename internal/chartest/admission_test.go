@@ -304,7 +304,7 @@ func startEtcd(t *testing.T) string {
 		if err != nil {
 			return false, err
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := noKeepAlive.Do(req)
 		if err != nil {
 			return false, nil
 		}

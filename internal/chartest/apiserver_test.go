@@ -409,6 +409,10 @@ func runRenderedSidecar(t *testing.T, bin, kubeconfig, ns string, pod *corev1.Po
 	}
 }
 
+// noKeepAlive is an HTTP client that leaves no idle connection (and no
+// goroutine for goleak to find) behind once a request is done.
+var noKeepAlive = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+
 // checkProbePasses polls url until it answers 200, and fails the test if it
 // does not within 20 seconds.
 func checkProbePasses(t *testing.T, ctx context.Context, url string) {
@@ -419,7 +423,7 @@ func checkProbePasses(t *testing.T, ctx context.Context, url string) {
 		if err != nil {
 			return false, err
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := noKeepAlive.Do(req)
 		if err != nil {
 			last = err.Error()
 			return false, nil
