@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/leader-elector/leader-elector/internal/freeport"
 	"github.com/leader-elector/leader-elector/internal/testutil/kubetest"
@@ -36,7 +38,7 @@ import (
 // else. Then the real sidecar, with that token, leads, labels its own pod,
 // sets its gate condition and demotes the other pod's stale leader label.
 func TestLeastPrivilegeOnAPIServer(t *testing.T) {
-	env := kubetest.Start(t)
+	env := startWithServiceAccountAdmission(t)
 	ctx := t.Context()
 	admin, err := client.New(env.Config, client.Options{})
 	if err != nil {
@@ -89,6 +91,23 @@ func TestLeastPrivilegeOnAPIServer(t *testing.T) {
 	// After admission (which mounts the token into every container unless
 	// the pod opts out), only the sidecar has it.
 	checkTokenOnlyInSidecar(t, pods["pod-a"])
+	// The control: the same pod without the opt-out gets the token in
+	// every container, so the check above means something.
+	control := tmpl.DeepCopy()
+	control.Name, control.Namespace, control.Spec.AutomountServiceAccountToken = "control", ns, nil
+	if err := admin.Create(ctx, control); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range control.Spec.Containers {
+		if !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool {
+			return m.MountPath == "/var/run/secrets/kubernetes.io/serviceaccount"
+		}) {
+			t.Errorf("control pod: admission did not mount the token into %s; the token check proves nothing", c.Name)
+		}
+	}
+	if err := admin.Delete(ctx, control); err != nil {
+		t.Fatal(err)
+	}
 
 	sa := tmpl.Spec.ServiceAccountName
 	boundA := clientFor(t, env, tokenFor(t, env, ns, sa, pods["pod-a"]))
@@ -242,6 +261,36 @@ func TestLeastPrivilegeOnAPIServer(t *testing.T) {
 			t.Errorf("the policy denied one of the sidecar's requests:\n%s", p.Log())
 		}
 	})
+}
+
+// startWithServiceAccountAdmission starts a control plane like
+// kubetest.Start, but with the ServiceAccount admission plugin that envtest
+// turns off: it is the plugin that mounts the service-account token into
+// every container of a pod that does not opt out, which is what the test
+// must show the chart's pods avoid.
+func startWithServiceAccountAdmission(t *testing.T) *kubetest.Env {
+	t.Helper()
+	env := &envtest.Environment{
+		BinaryAssetsDirectory:    filepath.Join(repoRoot(t), "bin"),
+		ControlPlaneStartTimeout: 2 * time.Minute,
+		ControlPlaneStopTimeout:  time.Minute,
+	}
+	env.ControlPlane.GetAPIServer().Configure().Disable("disable-admission-plugins")
+	cfg, err := env.Start()
+	if err != nil {
+		_ = env.Stop()
+		t.Fatalf("starting control plane: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			t.Errorf("stopping control plane: %v", err)
+		}
+	})
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &kubetest.Env{Config: cfg, Client: cs}
 }
 
 // tokenFor requests a token for the service account, bound to pod when pod
