@@ -39,6 +39,10 @@ type limitListener struct {
 	lastWarn atomic.Int64 // unix nanoseconds of the last log line
 }
 
+// socketBuffer is the send and receive buffer size set on each accepted TCP
+// connection (Linux doubles it for bookkeeping).
+const socketBuffer = 32 << 10
+
 // refusalBody is the answer to a refused connection, written raw: such a
 // connection never reaches net/http.
 const refusalBody = `{"error":"too many connections; retry in a moment"}`
@@ -71,6 +75,15 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if lc == nil {
 			l.refuse(c)
 			continue
+		}
+		if tc, ok := c.(*net.TCPConn); ok {
+			// Fixed, small socket buffers: the kernel's autotuning would
+			// let each connection hold megabytes a slow reader never
+			// takes, and socket memory counts against the container's
+			// memory limit. Answers larger than this just take several
+			// writes.
+			_ = tc.SetWriteBuffer(socketBuffer)
+			_ = tc.SetReadBuffer(socketBuffer)
 		}
 		return lc, nil
 	}
