@@ -172,6 +172,7 @@ type Server struct {
 	mu            sync.Mutex
 	boundAddr     string
 	controlAddr   string
+	listenErr     error
 	limiters      []*limitListener
 }
 
@@ -236,6 +237,14 @@ func (s *Server) ControlHandler() http.Handler { return s.control.handler }
 // has failed to.
 func (s *Server) Listening() <-chan struct{} { return s.listening }
 
+// ListenError returns why Serve could not bind its listeners, once
+// Listening is closed; nil when they are bound.
+func (s *Server) ListenError() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.listenErr
+}
+
 // Addr returns the address the pod-network listener is bound to (useful with
 // port 0), or "" before it is bound, when binding failed or when it is off.
 func (s *Server) Addr() string {
@@ -260,6 +269,9 @@ type boundListener struct {
 
 // listen binds every configured listener, or none.
 func (s *Server) listen(ctx context.Context) ([]boundListener, error) {
+	if err := s.cfg.Validate(); err != nil {
+		return nil, err
+	}
 	var bound []boundListener
 	fail := func(err error) ([]boundListener, error) {
 		for _, b := range bound {
@@ -296,12 +308,11 @@ func (s *Server) listen(ctx context.Context) ([]boundListener, error) {
 // down gracefully within a bounded time. It returns nil after a clean
 // shutdown and an error when cfg is invalid or it could not listen or serve.
 func (s *Server) Serve(ctx context.Context) error {
-	if err := s.cfg.Validate(); err != nil {
-		s.listeningOnce.Do(func() { close(s.listening) })
-		return err
-	}
 	bound, err := s.listen(ctx)
 	if err != nil {
+		s.mu.Lock()
+		s.listenErr = err
+		s.mu.Unlock()
 		s.listeningOnce.Do(func() { close(s.listening) })
 		return err
 	}
