@@ -41,7 +41,7 @@ type limitListener struct {
 
 // socketBuffer is the send and receive buffer size set on each accepted TCP
 // connection (Linux doubles it for bookkeeping).
-const socketBuffer = 32 << 10
+const socketBuffer = 16 << 10
 
 // refusalBody is the answer to a refused connection, written raw: such a
 // connection never reaches net/http.

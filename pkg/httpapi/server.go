@@ -84,7 +84,7 @@ type Limits struct {
 }
 
 // Defaults of Limits. With the defaults, a listener holds at most about
-// 256 × 30 KiB of connection state (see docs/http-limits.md for the
+// 256 × 30 KiB of connection state (see docs/security.md for the
 // measurement).
 const (
 	DefaultMaxConnections          = 256

@@ -298,3 +298,6 @@ func Leader(t testing.TB, ps []*Process) *Process {
 func (p *Process) Logged(msg string) bool {
 	return strings.Contains(p.Log(), `"msg":"`+msg+`"`)
 }
+
+// PID returns the process's id (to read its /proc entries).
+func (p *Process) PID() int { return p.cmd.Process.Pid }
