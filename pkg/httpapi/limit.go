@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // limitListener bounds the connections a listener keeps open, so a flood of
@@ -42,6 +44,25 @@ type limitListener struct {
 // socketBuffer is the send and receive buffer size set on each accepted TCP
 // connection (Linux doubles it for bookkeeping).
 const socketBuffer = 16 << 10
+
+// deadPeerTimeout is how long sent data may stay unacknowledged before the
+// kernel drops the connection (TCP_USER_TIMEOUT). A /watch client that
+// vanished without closing (its pod deleted, a partition) is then dropped
+// within about one keep-alive interval plus this, instead of after the
+// kernel's default of about 15 minutes of retransmissions.
+const deadPeerTimeout = 20 * time.Second
+
+// setUserTimeout sets TCP_USER_TIMEOUT on c; failure only loses the early
+// detection, so it is ignored.
+func setUserTimeout(c *net.TCPConn, d time.Duration) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(d.Milliseconds()))
+	})
+}
 
 // refusalBody is the answer to a refused connection, written raw: such a
 // connection never reaches net/http.
@@ -84,6 +105,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			// writes.
 			_ = tc.SetWriteBuffer(socketBuffer)
 			_ = tc.SetReadBuffer(socketBuffer)
+			setUserTimeout(tc, deadPeerTimeout)
 		}
 		return lc, nil
 	}

@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/leader-elector/leader-elector/pkg/election"
 )
@@ -229,5 +232,52 @@ func TestLimitsValidate(t *testing.T) {
 		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%+v: %v, want %q", tc.l, err, tc.want)
 		}
+	}
+}
+
+// Accepted connections get small fixed buffers and a dead-peer timeout, so
+// an unread or vanished client holds little kernel memory and not for long.
+func TestAcceptedConnectionSocketOptions(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newLimitListener(ln, 4, 4, slog.New(slog.DiscardHandler))
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	dialFrom(t, "127.0.0.1", ln.Addr().String())
+	c, ok := <-accepted
+	if !ok {
+		t.Fatal("accept failed")
+	}
+	defer c.Close()
+	rc, err := c.(*limitedConn).Conn.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var userTimeout, sndbuf int
+	var gerr error
+	if err := rc.Control(func(fd uintptr) {
+		userTimeout, gerr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
+		if gerr == nil {
+			sndbuf, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF)
+		}
+	}); err != nil || gerr != nil {
+		t.Fatal(err, gerr)
+	}
+	if userTimeout != int(deadPeerTimeout.Milliseconds()) {
+		t.Errorf("TCP_USER_TIMEOUT = %d ms, want %d", userTimeout, deadPeerTimeout.Milliseconds())
+	}
+	// Linux doubles the value set.
+	if sndbuf != 2*socketBuffer {
+		t.Errorf("SO_SNDBUF = %d, want %d", sndbuf, 2*socketBuffer)
 	}
 }
