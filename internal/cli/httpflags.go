@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 
 	"github.com/spf13/pflag"
 
@@ -47,6 +49,16 @@ func (a *apiFlags) validate() error {
 		return fmt.Errorf("--http-max-connections-per-client %d: want 1 to --http-max-connections (%d)", a.MaxConnectionsPerClient, a.MaxConnections)
 	case a.MaxWatchers < 1 || a.MaxWatchers > a.MaxConnections:
 		return fmt.Errorf("--http-max-watchers %d: want 1 to --http-max-connections (%d)", a.MaxWatchers, a.MaxConnections)
+	}
+	if a.ControlSocket != "" {
+		// sun_path holds 108 bytes with the terminating NUL.
+		if len(a.ControlSocket) > 107 {
+			return fmt.Errorf("--control-socket %q: a Unix socket path has at most 107 bytes, this one has %d", a.ControlSocket, len(a.ControlSocket))
+		}
+		dir := filepath.Dir(a.ControlSocket)
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			return fmt.Errorf("--control-socket %q: the directory %s does not exist (mount the shared volume there)", a.ControlSocket, dir)
+		}
 	}
 	if a.ControlAddr != "" {
 		host, _, err := net.SplitHostPort(a.ControlAddr)

@@ -37,6 +37,8 @@ func TestBadHTTPAPIFlagsAreOneClearErrorAndContactNothing(t *testing.T) {
 		{"control addr by name", append(base, "--control-addr", "localhost:4041", "--control-token-file", token), nil, "loopback IP"},
 		{"control addr without port", append(base, "--control-addr", "127.0.0.1", "--control-token-file", token), nil, "--control-addr \"127.0.0.1\": want host:port"},
 		{"token without listener", append(base, "--control-token-file", token), nil, "--control-token-file is set but no control listener is"},
+		{"socket in a missing directory", append(base, "--control-socket", "/nonexistent/c.sock"), nil, "--control-socket \"/nonexistent/c.sock\": the directory /nonexistent does not exist"},
+		{"socket path too long", append(base, "--control-socket", "/tmp/"+strings.Repeat("s", 110)), nil, "at most 107 bytes"},
 		{"missing token file", append(base, "--control-socket", "/tmp/x.sock", "--control-token-file", "/nonexistent"), nil, "--control-token-file"},
 		{"empty token file", append(base, "--control-socket", "/tmp/x.sock", "--control-token-file", empty), nil, "--control-token-file"},
 		{"short token", append(base, "--control-socket", "/tmp/x.sock", "--control-token-file", short), nil, "want at least 16"},
@@ -69,13 +71,13 @@ func TestHTTPAPIFlagsParse(t *testing.T) {
 	if err := os.WriteFile(token, []byte("0123456789abcdef0123\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := parseConfig([]string{"--election=e", "--etcd-endpoints=127.0.0.1:2379", "--control-socket", "/run/le/control.sock",
+	cfg, err := parseConfig([]string{"--election=e", "--etcd-endpoints=127.0.0.1:2379", "--control-socket", "/tmp/control.sock",
 		"--control-addr", "127.0.0.1:4041", "--http-max-connections", "100"},
 		env(map[string]string{"LEADER_ELECTOR_CONTROL_TOKEN_FILE": token, "LEADER_ELECTOR_HTTP_MAX_WATCHERS": "7"}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := apiFlags{ControlSocket: "/run/le/control.sock", ControlAddr: "127.0.0.1:4041", ControlTokenFile: token,
+	want := apiFlags{ControlSocket: "/tmp/control.sock", ControlAddr: "127.0.0.1:4041", ControlTokenFile: token,
 		MaxConnections: 100, MaxConnectionsPerClient: 64, MaxWatchers: 7}
 	if cfg.API != want {
 		t.Errorf("parsed %+v, want %+v", cfg.API, want)
