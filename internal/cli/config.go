@@ -134,7 +134,7 @@ func parseConfig(args []string, getenv envFunc) (*config, error) {
 		// Reads the kubeconfig or the pod's service-account files; contacts nothing.
 		rc, err := cfg.Kube.RESTConfig()
 		if err != nil {
-			return nil, fmt.Errorf("%w (Kubernetes publishing is on because --pod-name or POD_NAME is set)", err)
+			return nil, fmt.Errorf("%s (Kubernetes publishing is on because --pod-name or POD_NAME is set)", flagError(err, kubeFlags))
 		}
 		cfg.kubeREST = rc
 	}
@@ -161,7 +161,7 @@ func (c *config) validate() error {
 		}
 	}
 	if err := c.Kube.Validate(); err != nil {
-		return err
+		return flagError(err, kubeFlags)
 	}
 	spec, ok := backendRegistry()[c.Backend]
 	if !ok {
