@@ -419,9 +419,11 @@ func (e *Engine) enter(s State, change func()) {
 
 // publish rebuilds the status from the engine's fields.
 func (e *Engine) publish() {
-	st := e.status.update(func(s *Status) {
+	e.status.update(func(s *Status) {
 		e.mu.Lock()
 		defer e.mu.Unlock()
+		// Under the status lock, so the gauge follows the stream's order.
+		defer func() { e.cfg.Metrics.SetState(s.State) }()
 		s.State = e.state
 		s.Problem = e.problem()
 		s.DuplicateIdentity = e.twin
@@ -447,7 +449,6 @@ func (e *Engine) publish() {
 			}
 		}
 	})
-	e.cfg.Metrics.SetState(st.State)
 }
 
 // newerTerm returns a channel that is ready when the observer has seen a
