@@ -408,13 +408,13 @@ func (e *Engine) enter(s State, change func()) {
 		change()
 	}
 	e.mu.Unlock()
+	e.publish() // before any log write: a full stderr pipe must not delay a step-down
 	if !CanTransition(from, s) {
 		e.log.Error("illegal state transition; please report this bug", "from", from.String(), "to", s.String())
 	}
 	if from != s {
 		e.log.Debug("state", "from", from.String(), "to", s.String())
 	}
-	e.publish()
 }
 
 // publish rebuilds the status from the engine's fields.
