@@ -25,7 +25,8 @@ func TestOptionsDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Candidates != 3 || o.TTL != 2*time.Second || o.PollInterval != 15*time.Millisecond || o.Executable == "" || o.ChildArgs == nil {
+	if o.Candidates != 3 || o.TTL != 2*time.Second || o.PollInterval != 15*time.Millisecond || len(o.SidecarCommand) != 2 ||
+		o.SidecarCommand[1] != "sidecar" || o.Janitor != o.SidecarCommand[0] || o.ChildArgs == nil {
 		t.Fatalf("defaults: got %+v", o)
 	}
 	for _, bad := range []Options{{Candidates: 1}, {Candidates: -2}, {TTL: -time.Second}} {
@@ -65,7 +66,7 @@ func lookPath(t *testing.T, name string) string {
 func TestRunFailsCleanlyWhenSidecarsExit(t *testing.T) {
 	checkTemp := isolateTemp(t)
 	var out syncBuffer
-	err := Run(t.Context(), Options{Executable: lookPath(t, "false")}, &out)
+	err := Run(t.Context(), Options{SidecarCommand: []string{lookPath(t, "false")}}, &out)
 	if err == nil || !strings.Contains(err.Error(), "demo-1 exited at start") {
 		t.Fatalf("got err %v, want demo-1 exited at start", err)
 	}
@@ -100,7 +101,7 @@ func TestRunInterruptedStopsEverything(t *testing.T) {
 	marker := "12345.6789"
 	var started []string
 	opts := Options{
-		Executable: lookPath(t, "sleep"),
+		SidecarCommand: []string{lookPath(t, "sleep")},
 		ChildArgs: func(c Child) []string {
 			started = append(started, c.ID)
 			cancel()
