@@ -39,16 +39,19 @@ func buildDemo(dir string) (string, error) {
 	return bin, nil
 }
 
-// TestRunWithRealSidecars runs the whole demo with the demo binary's
-// sidecars and janitor.
-func TestRunWithRealSidecars(t *testing.T) {
-	checkTemp := isolateTemp(t)
+// TestDemoRunsAndCleansUp is the README's first command, `go run
+// ./cmd/demo`: three real sidecars on an embedded etcd, a measured handover
+// and failover, exit 0, nothing left behind.
+func TestDemoRunsAndCleansUp(t *testing.T) {
+	tmp := t.TempDir()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-
-	var out syncBuffer
-	if err := Run(ctx, Options{SidecarCommand: []string{demoBin, "sidecar"}, Janitor: demoBin}, &out); err != nil {
-		t.Fatalf("demo: %v\noutput:\n%s", err, out.String())
+	var out, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, demoBin)
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil || stderr.Len() > 0 {
+		t.Fatalf("demo: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), stderr.String())
 	}
 	got := out.String()
 	t.Logf("demo output:\n%s", got)
@@ -74,7 +77,7 @@ func TestRunWithRealSidecars(t *testing.T) {
 		t.Fatalf("found %d pids in the header, want %d", n, DefaultCandidates)
 	}
 	waitGone(t, demoBin, pidsIn(got))
-	checkTemp()
+	waitEmpty(t, tmp)
 }
 
 func measured(t *testing.T, out, pattern string) time.Duration {
