@@ -157,8 +157,8 @@ const legend = `How to read the timeline:
   Fencing tokens are etcd revisions: the revision at which the leader's key
   was created. Every write to etcd (each candidate's key, each deletion)
   advances the revision, so tokens always increase but skip numbers: the
-  first leader's is 2 (revision 1 is the empty store), and a later leader's
-  token is higher by however many writes came between.
+  first leader's is usually 2 (revision 1 is the empty store), and a later
+  leader's token is higher by however many writes came between.
 `
 
 // elapsed renders d as "+1.234s".
