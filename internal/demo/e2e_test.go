@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/leader-elector/leader-elector/internal/testutil/repo"
 )
 
@@ -336,4 +338,25 @@ func TestDemoCommandLine(t *testing.T) {
 			t.Errorf("demo %q: exit %d, stdout %q, stderr %q; want exit %d and %q", tt.args, code, stdout, stderr, tt.code, tt.want)
 		}
 	}
+}
+
+// The README's table of demo flags stays complete.
+func TestREADMEDocumentsEveryDemoFlag(t *testing.T) {
+	root, err := repo.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f flags
+	newFlagSet(&f).VisitAll(func(fl *pflag.Flag) {
+		if fl.Name == "version" {
+			return
+		}
+		if !bytes.Contains(readme, []byte("| `--"+fl.Name+"` | `"+fl.DefValue+"` |")) && !bytes.Contains(readme, []byte("| `--"+fl.Name+"` | off |")) {
+			t.Errorf("README's demo flag table lacks --%s (default %s)", fl.Name, fl.DefValue)
+		}
+	})
 }
