@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -234,24 +233,5 @@ func TestDemoPointsToItsOwnCommand(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := Run(t.Context(), []string{"demo", "--help"}, env(nil), &stdout, &stderr); code != exitOK || !strings.Contains(stdout.String(), "go run ./cmd/demo --help") {
 		t.Errorf("demo --help: exit %d, stdout %q; want 0 and a pointer to ./cmd/demo", code, stdout.String())
-	}
-}
-
-func TestLogDurationsInHumanUnits(t *testing.T) {
-	for _, format := range []string{"json", "text"} {
-		t.Run(format, func(t *testing.T) {
-			var buf bytes.Buffer
-			log := newLogger(&config{LogFormat: format}, &buf)
-			log.Info("x", "ttl", 10*time.Second, slog.Group("g", "wait", 1500*time.Millisecond), "n", 3)
-			got := buf.String()
-			for _, want := range []string{"10s", "1.5s"} {
-				if !strings.Contains(got, want) {
-					t.Errorf("log line lacks %q: %s", want, got)
-				}
-			}
-			if strings.Contains(got, "10000000000") {
-				t.Errorf("a duration was logged in nanoseconds: %s", got)
-			}
-		})
 	}
 }

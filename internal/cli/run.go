@@ -168,7 +168,7 @@ func newKubePublisher(cfg *config, log *slog.Logger, m *metrics.Metrics) (*kube.
 }
 
 func newLogger(cfg *config, w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: cfg.LogLevel, ReplaceAttr: humanDurations}
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
 	if cfg.LogFormat == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
