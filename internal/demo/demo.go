@@ -8,7 +8,8 @@
 // temporary directory; when the process that started it goes away (go run
 // killed) it does the same; killed with SIGKILL, its sidecars get a
 // parent-death signal (Linux) and its janitor process (janitor.go) kills
-// any that remain and removes the directory.
+// any that remain and removes the directory (or, if the janitor was killed
+// too, the next demo run removes it).
 package demo
 
 import (
@@ -145,8 +146,15 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 }
 
 func run(ctx context.Context, opts Options, tl *timeline) error {
+	for _, d := range sweepStale(os.TempDir()) {
+		tl.printf("Removed %s, left behind by a demo that was killed.\n", d)
+	}
 	dir, err := os.MkdirTemp("", dirPrefix)
 	if err != nil {
+		return fmt.Errorf("demo: temp dir: %w", err)
+	}
+	if err := claimDir(dir); err != nil {
+		_ = os.RemoveAll(dir)
 		return fmt.Errorf("demo: temp dir: %w", err)
 	}
 	jan, err := startJanitor(opts.Janitor, dir)

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -122,4 +123,40 @@ func TestRunInterruptedStopsEverything(t *testing.T) {
 		t.Errorf("output lacks the interruption notice:\n%s", out.String())
 	}
 	checkTemp()
+}
+
+// A directory whose demo and janitor were both killed is removed by the
+// next run; a live demo's, a starting one's and anything else are kept.
+func TestSweepStaleRemovesOnlyDeadDemosDirectories(t *testing.T) {
+	parent := t.TempDir()
+	dead := exec.Command(lookPath(t, "true"))
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	mk := func(name, owner string) string {
+		dir := filepath.Join(parent, name)
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if owner != "" {
+			if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(owner+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return dir
+	}
+	stale := mk(dirPrefix+"stale", strconv.Itoa(dead.Process.Pid))
+	live := mk(dirPrefix+"live", strconv.Itoa(os.Getpid()))
+	starting := mk(dirPrefix+"starting", "")
+	other := mk("something-else", strconv.Itoa(dead.Process.Pid))
+
+	got := sweepStale(parent)
+	if !slices.Equal(got, []string{stale}) {
+		t.Errorf("removed %v, want only %s", got, stale)
+	}
+	for _, keep := range []string{live, starting, other} {
+		if _, err := os.Stat(keep); err != nil {
+			t.Errorf("%s: %v", keep, err)
+		}
+	}
 }

@@ -27,11 +27,59 @@ import (
 // of every sidecar still listed and removes DIR, then exits. After a normal
 // end there is nothing left to do. On Linux the sidecars also carry a
 // parent-death signal (SIGKILL), so they die with the demo even if the
-// janitor is gone too; the temporary directory is then left behind.
+// janitor is gone too. A directory left behind then (janitor and demo both
+// killed) is removed by the next demo run: each directory records its
+// demo's pid, and a run removes the directories whose demo is gone.
 
 // dirPrefix starts the name of every demo temporary directory; the janitor
 // removes nothing else.
 const dirPrefix = "leader-elector-demo-"
+
+// ownerFile in a demo directory holds the pid of the demo that made it.
+const ownerFile = "demo.pid"
+
+// claimDir records this process as dir's owner.
+func claimDir(dir string) error {
+	return os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
+}
+
+// sweepStale removes the demo directories in parent, made by this user,
+// whose demo process no longer exists, and returns their paths. A directory
+// without an owner file (its demo is just starting) or whose pid is in use
+// is kept: when in doubt, leave it.
+func sweepStale(parent string) []string {
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		return nil
+	}
+	var removed []string
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), dirPrefix) {
+			continue
+		}
+		dir := filepath.Join(parent, e.Name())
+		if fi, err := os.Stat(dir); err != nil || !ownedByMe(fi) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 1 || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+			continue
+		}
+		if os.RemoveAll(dir) == nil {
+			removed = append(removed, dir)
+		}
+	}
+	return removed
+}
+
+func ownedByMe(fi os.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == os.Getuid()
+}
 
 // janitorWait bounds how long a demo that ends normally waits for its
 // janitor to exit.
