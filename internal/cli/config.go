@@ -45,6 +45,7 @@ type config struct {
 	LogFormat         string
 	LogLevel          slog.Level
 	HistoryFile       string
+	API               apiFlags // control listener and HTTP limits (httpflags.go)
 
 	Etcd  etcd.Options
 	Redis redislock.Options
@@ -75,6 +76,7 @@ func newFlagSet(cfg *config, logLevel *string) *pflag.FlagSet {
 	fs.StringVar(&cfg.LogFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&cfg.HistoryFile, "history-file", "", "append every status change to this file as JSON lines stamped with CLOCK_MONOTONIC (audits, safety checks)")
+	cfg.API.addFlags(fs)
 	cfg.Etcd.AddFlags(fs)
 	cfg.Redis = redislock.DefaultOptions()
 	cfg.Redis.AddFlags(fs)
@@ -158,6 +160,9 @@ func (c *config) validate() error {
 		if _, _, err := net.SplitHostPort(c.HTTP); err != nil {
 			return fmt.Errorf("--http %q: want host:port or :port", c.HTTP)
 		}
+	}
+	if err := c.API.validate(); err != nil {
+		return err
 	}
 	if err := c.Kube.Validate(); err != nil {
 		return err
