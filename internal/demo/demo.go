@@ -71,6 +71,7 @@ type Options struct {
 type Child struct {
 	ID            string
 	HTTPAddr      string // 127.0.0.1:port
+	ControlSocket string // path of its control socket (POST /resign)
 	EtcdEndpoints []string
 	Election      string
 	TTL           time.Duration
@@ -84,6 +85,7 @@ func DefaultChildArgs(c Child) []string {
 		"--id", c.ID,
 		"--ttl", c.TTL.String(),
 		"--http", c.HTTPAddr,
+		"--control-socket", c.ControlSocket,
 		"--etcd-endpoints", strings.Join(c.EtcdEndpoints, ","),
 		"--log-format", "json",
 		"--log-level", "warn",
@@ -246,10 +248,11 @@ func keepRunning(ctx context.Context, opts Options, tl *timeline, mon *monitor, 
 	}
 	tl.printf("\nTry, in another terminal:\n")
 	for _, c := range children {
-		tl.printf("  curl -s http://%s/status          # %s (pid %d)\n", c.addr, c.id, c.pid())
+		tl.printf("  curl -s http://%s/status   # %s, pid %d\n", c.addr, c.id, c.pid())
 	}
-	tl.printf("  curl -s -X POST http://<leader>/resign   # hand over now; the timeline shows the next leader\n")
-	tl.printf("  kill -9 <leader's pid>                   # a crash: the next leader takes over after the TTL\n")
+	tl.printf("  curl -s --unix-socket %s -X POST http://localhost/resign\n", socketPath(dir, "<leader>"))
+	tl.printf("      # the leader hands over now (resign is accepted only on the control socket)\n")
+	tl.printf("  kill -9 <leader's pid>   # a crash: the next leader takes over after the TTL\n")
 	tl.printf("  etcd: %s\n\n", strings.Join(endpoints, ","))
 	<-ctx.Done()
 	return nil
@@ -337,7 +340,7 @@ func startInstance(ctx context.Context, opts Options, jan *janitor, id string, e
 		if err != nil {
 			return nil, fmt.Errorf("demo: %w", err)
 		}
-		args := opts.ChildArgs(Child{ID: id, HTTPAddr: addr, EtcdEndpoints: endpoints, Election: election, TTL: opts.TTL})
+		args := opts.ChildArgs(Child{ID: id, HTTPAddr: addr, ControlSocket: socketPath(dir, id), EtcdEndpoints: endpoints, Election: election, TTL: opts.TTL})
 		cmdline := append(slices.Clone(opts.SidecarCommand), args...)
 		c, err := startChild(id, addr, cmdline, logPath(dir, id, attempt), jan)
 		if err != nil {
@@ -354,6 +357,11 @@ func startInstance(ctx context.Context, opts Options, jan *janitor, id string, e
 		lastErr = err
 	}
 	return nil, fmt.Errorf("demo: %w", lastErr)
+}
+
+// socketPath is where sidecar id's control socket lives.
+func socketPath(dir, id string) string {
+	return filepath.Join(dir, id+".sock")
 }
 
 // waitAnswering waits until c's GET /status answers, c exits, or limit

@@ -13,9 +13,10 @@ import (
 )
 
 func TestDefaultChildArgs(t *testing.T) {
-	got := DefaultChildArgs(Child{ID: "demo-1", HTTPAddr: "127.0.0.1:41235", EtcdEndpoints: []string{"http://127.0.0.1:2379"}, Election: "demo", TTL: 2 * time.Second})
+	got := DefaultChildArgs(Child{ID: "demo-1", HTTPAddr: "127.0.0.1:41235", ControlSocket: "/tmp/d/demo-1.sock",
+		EtcdEndpoints: []string{"http://127.0.0.1:2379"}, Election: "demo", TTL: 2 * time.Second})
 	want := []string{"--backend", "etcd", "--election", "demo", "--id", "demo-1", "--ttl", "2s", "--http", "127.0.0.1:41235",
-		"--etcd-endpoints", "http://127.0.0.1:2379", "--log-format", "json", "--log-level", "warn"}
+		"--control-socket", "/tmp/d/demo-1.sock", "--etcd-endpoints", "http://127.0.0.1:2379", "--log-format", "json", "--log-level", "warn"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("\ngot  %q\nwant %q", got, want)
 	}

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -237,7 +239,7 @@ func startKeepRunning(t *testing.T, tmp string, argv ...string) (*exec.Cmd, *lin
 		r.Close()
 		t.Fatal(err)
 	}
-	out := readLines(r, "Try, in another terminal")
+	out := readLines(r, "  etcd: http") // the last line of the hints
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
@@ -270,12 +272,58 @@ func TestKilledDemoLeavesNothing(t *testing.T) {
 	if entries, _ := os.ReadDir(tmp); len(entries) != 1 {
 		t.Fatalf("temp dir holds %d entries while the demo runs, want its one directory", len(entries))
 	}
+	resignAsSuggested(t, out)
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
 	waitGone(t, demoBin, pids)
 	waitEmpty(t, tmp)
+}
+
+// resignAsSuggested follows the demo's hint: POST /resign on the leader's
+// control socket, then waits for the timeline to show another leader.
+func resignAsSuggested(t *testing.T, out *lines) {
+	t.Helper()
+	m := regexp.MustCompile(`--unix-socket (\S+)<leader>\.sock -X POST http://localhost/resign`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("the demo suggests no resign command:\n%s", out.String())
+	}
+	var leader string
+	for _, u := range regexp.MustCompile(`curl -s (http://\S+/status)`).FindAllStringSubmatch(out.String(), -1) {
+		st, err := fetchStatus(t.Context(), http.DefaultClient, strings.TrimSuffix(strings.TrimPrefix(u[1], "http://"), "/status"))
+		if err == nil && st.IsLeader {
+			leader = st.Identity
+		}
+	}
+	if leader == "" {
+		t.Fatal("no sidecar leads")
+	}
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", m[1]+leader+".sock")
+	}}}
+	defer client.CloseIdleConnections()
+	before := strings.Count(out.String(), "\n")
+	resp, err := client.Post("http://localhost/resign", "", nil)
+	if err != nil {
+		t.Fatalf("resign %s: %v", leader, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("resign %s: %s", leader, resp.Status)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		newLines := strings.SplitAfterN(out.String(), "\n", before+1)
+		tail := newLines[len(newLines)-1]
+		if m := regexp.MustCompile(`leader=(demo-\d) token`).FindAllStringSubmatch(tail, -1); len(m) > 0 && m[len(m)-1][1] != leader {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s resigned the timeline shows no other leader:\n%s", leader, tail)
+		}
+		time.Sleep(20 * time.Millisecond) // polling for a condition with a deadline
+	}
 }
 
 // TestDemoStopsWhenItsParentDies stands in for `go run ./cmd/demo` killed
