@@ -23,7 +23,7 @@ build:
 BENCH_MODULE := internal/bench
 
 ## test: install test dependencies, then run every test with the race detector.
-test: test-deps fmt-check
+test: test-deps fmt-check image-test
 	$(GO) vet ./...
 	$(GO) -C $(BENCH_MODULE) vet ./...
 	@echo "running every test with -race; the first run compiles every dependency with the race detector (about 10 minutes on 2 cores)"
