@@ -78,12 +78,15 @@ func (tr *trial) admin(srv *redistest.Server) *redis.Client {
 	return c
 }
 
-// must runs a Redis admin command of a fault; the fault is the experiment,
-// so a failure to inject it fails the trial.
-func (tr *trial) must(err error, what string) {
+// applied records whether a Redis admin command of a fault worked. It
+// fails only when another fault has stopped that server (a redis-restart
+// overlapping this fault): then the fault is recorded as skipped.
+func (tr *trial) applied(err error, kind Kind, srv *redistest.Server) bool {
 	if err != nil {
-		tr.t.Fatalf("%s: %v", what, err)
+		tr.event(string(kind)+"-skipped", srv.Addr(), err.Error())
+		return false
 	}
+	return true
 }
 
 // redisFault resolves a Redis fault; ok is false for other kinds.
@@ -106,7 +109,9 @@ func (tr *trial) redisFault(f Fault, leader *slot, followers []*slot) (inject, h
 			}
 		}
 		return func() {
-				tr.must(c.ConfigSet(ctx, "maxmemory-policy", "volatile-ttl").Err(), "CONFIG SET maxmemory-policy")
+				if !tr.applied(c.ConfigSet(ctx, "maxmemory-policy", "volatile-ttl").Err(), f.Kind, srv) {
+					return
+				}
 				for _, s := range tr.slots {
 					s.proxies[pick].Reset()
 					s.proxies[pick].Pass()
@@ -125,7 +130,9 @@ func (tr *trial) redisFault(f Fault, leader *slot, followers []*slot) (inject, h
 		cmd := deniable[(f.Pick/len(tr.redis))%len(deniable)]
 		undo := func() { _ = c.Do(ctx, "ACL", "SETUSER", "default", "+@all").Err() }
 		return func() {
-				tr.must(c.Do(ctx, "ACL", "SETUSER", "default", "-"+cmd).Err(), "ACL SETUSER")
+				if !tr.applied(c.Do(ctx, "ACL", "SETUSER", "default", "-"+cmd).Err(), f.Kind, srv) {
+					return
+				}
 				tr.redisHeals = append(tr.redisHeals, undo)
 				tr.event("redis-deny", srv.Addr(), cmd)
 			}, func() {
@@ -172,20 +179,24 @@ func (tr *trial) redisFault(f Fault, leader *slot, followers []*slot) (inject, h
 // fill sets maxmemory a little above what c's server uses and writes keys
 // with a long TTL until the server evicts, so the volatile-ttl policy
 // evicts the short-lived lock first.
-func (tr *trial) fill(c *redis.Client) {
+func (tr *trial) fill(c *redis.Client) error {
 	ctx := context.Background()
 	var used int64
-	_, err := fmt.Sscan(stat(c, "memory", "used_memory"), &used)
-	tr.must(err, "INFO memory used_memory")
-	tr.must(c.ConfigSet(ctx, "maxmemory", fmt.Sprint(used+256<<10)).Err(), "CONFIG SET maxmemory")
+	if _, err := fmt.Sscan(stat(c, "memory", "used_memory"), &used); err != nil {
+		return fmt.Errorf("INFO memory used_memory: %w", err)
+	}
+	if err := c.ConfigSet(ctx, "maxmemory", fmt.Sprint(used+256<<10)).Err(); err != nil {
+		return err
+	}
 	value := strings.Repeat("x", 4<<10)
 	for i := range 200 {
 		// Past maxmemory a write evicts first; an error means nothing is
 		// left to evict, which is pressure enough.
 		if c.Set(ctx, fmt.Sprintf("chaos-filler:%d", i), value, time.Hour).Err() != nil {
-			return
+			return nil
 		}
 	}
+	return nil
 }
 
 // stat returns one field of c's INFO section, or "?".
