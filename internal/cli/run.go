@@ -14,6 +14,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"syscall"
+	"time"
 
 	"k8s.io/klog/v2"
 
@@ -93,7 +94,15 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 			return fmt.Errorf("--history-file: %w", err)
 		}
 		defer f.Close()
-		ecfg.OnStatus = history.NewWriter(f).Record
+		hist := history.NewWriter(f)
+		// Runs before f.Close: the final step-down reaches the file unless
+		// the file itself is stuck.
+		defer func() {
+			if err := hist.Close(historyCloseTimeout); err != nil {
+				log.Warn("history: entries still queued at exit were lost", "err", err)
+			}
+		}()
+		ecfg.OnStatus = hist.Record
 	}
 	engine, err := election.New(ecfg)
 	if err != nil {
@@ -153,6 +162,10 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	}
 	return runErr
 }
+
+// historyCloseTimeout bounds how long shutdown waits for the history file
+// to take its last entries.
+const historyCloseTimeout = 2 * time.Second
 
 // newBackend builds the configured backend. None of them contacts its
 // servers here; the engine does, and retries.
