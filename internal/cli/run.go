@@ -19,6 +19,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/leader-elector/leader-elector/internal/demo"
+	"github.com/leader-elector/leader-elector/internal/lossy"
 	"github.com/leader-elector/leader-elector/pkg/election"
 	"github.com/leader-elector/leader-elector/pkg/election/etcd"
 	redislock "github.com/leader-elector/leader-elector/pkg/election/redis"
@@ -64,13 +65,22 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stderr, "Run 'sidecar --help' for the flags.")
 		return exitUsage
 	}
-	log := newLogger(cfg, stderr)
+	// Logging never waits for stderr: a log collector that stops reading
+	// must not delay a step-down. Records that do not fit are dropped and
+	// counted.
+	logOut := lossy.New(stderr, lossy.DefaultQueue)
+	defer func() { _ = logOut.Close(logCloseTimeout) }()
+	log := newLogger(cfg, logOut)
 	if err := run(ctx, cfg, log); err != nil {
 		log.Error("sidecar failed", "err", err)
 		return exitError
 	}
 	return exitOK
 }
+
+// logCloseTimeout bounds how long exit waits for stderr to take the last
+// log records.
+const logCloseTimeout = time.Second
 
 // run wires the backend, engine and publishers and runs them until ctx ends.
 func run(ctx context.Context, cfg *config, log *slog.Logger) error {
