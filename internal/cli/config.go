@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 
@@ -16,7 +17,7 @@ import (
 
 	"github.com/leader-elector/leader-elector/pkg/election"
 	"github.com/leader-elector/leader-elector/pkg/election/etcd"
-	redislock "github.com/leader-elector/leader-elector/pkg/election/redis"
+	"github.com/leader-elector/leader-elector/pkg/election/redislock"
 	"github.com/leader-elector/leader-elector/pkg/kube"
 )
 
@@ -30,10 +31,6 @@ const (
 	defaultBackend = "etcd"
 )
 
-// minRedisTTL leaves room for renewals every TTL/3 inside the validity
-// window after drift and the scheduling margin.
-const minRedisTTL = time.Second
-
 // config is the sidecar's parsed command line.
 type config struct {
 	Backend           string
@@ -45,6 +42,7 @@ type config struct {
 	LogFormat         string
 	LogLevel          slog.Level
 	HistoryFile       string
+	API               apiFlags // control listener and HTTP limits (httpflags.go)
 
 	Etcd  etcd.Options
 	Redis redislock.Options
@@ -66,7 +64,7 @@ func newFlagSet(cfg *config, logLevel *string) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("sidecar", pflag.ContinueOnError)
 	fs.SortFlags = false
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&cfg.Backend, "backend", defaultBackend, "election backend: etcd, or redis (see the README for what each guarantees)")
+	fs.StringVar(&cfg.Backend, "backend", defaultBackend, "election backend: "+backendNames()+" (see the README for what each guarantees)")
 	fs.StringVar(&cfg.Election, "election", "", "name of the election (required)")
 	fs.StringVar(&cfg.ElectionNamespace, "election-namespace", "", "accepted for compatibility with the contrib image: the default of --pod-namespace")
 	fs.StringVar(&cfg.ID, "id", "", "this candidate's identity (default: $POD_NAME, else the hostname)")
@@ -75,11 +73,13 @@ func newFlagSet(cfg *config, logLevel *string) *pflag.FlagSet {
 	fs.StringVar(&cfg.LogFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&cfg.HistoryFile, "history-file", "", "append every status change to this file as JSON lines stamped with CLOCK_MONOTONIC (audits, safety checks)")
-	cfg.Etcd.AddFlags(fs)
-	cfg.Redis = redislock.DefaultOptions()
-	cfg.Redis.AddFlags(fs)
+	cfg.API.addFlags(fs)
+	reg := backendRegistry()
+	for _, name := range sortedKeys(reg) {
+		reg[name].addFlags(fs, cfg)
+	}
 	cfg.Kube = kube.DefaultOptions()
-	cfg.Kube.AddFlags(fs)
+	addKubeFlags(fs, &cfg.Kube)
 	return fs
 }
 
@@ -98,11 +98,14 @@ func parseConfig(args []string, getenv envFunc) (*config, error) {
 	if err := applyEnv(fs, getenv); err != nil {
 		return nil, err
 	}
-	if err := cfg.Etcd.Complete(getenv(EnvPrefix + "ETCD_PASSWORD")); err != nil {
-		return nil, err
+	spec, ok := backendRegistry()[cfg.Backend]
+	if !ok {
+		return nil, fmt.Errorf("--backend %q: want %s", cfg.Backend, backendNames())
 	}
-	if cfg.Redis.PasswordFile == "" {
-		cfg.Redis.Password = getenv(EnvPrefix + "REDIS_PASSWORD")
+	if spec.complete != nil {
+		if err := spec.complete(cfg, getenv); err != nil {
+			return nil, flagError(err, spec.flags)
+		}
 	}
 	// The contrib image's --election-namespace names where the election's
 	// pods live: our pod namespace unless that is given.
@@ -129,11 +132,15 @@ func parseConfig(args []string, getenv envFunc) (*config, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Kube.Enabled() {
+	if cfg.Kube.Enabled() || spec.needsKubeConfig {
 		// Reads the kubeconfig or the pod's service-account files; contacts nothing.
 		rc, err := cfg.Kube.RESTConfig()
 		if err != nil {
-			return nil, fmt.Errorf("%w (Kubernetes publishing is on because --pod-name or POD_NAME is set)", err)
+			why := "Kubernetes publishing is on because --pod-name or POD_NAME is set"
+			if spec.needsKubeConfig {
+				why = "--backend " + cfg.Backend + " needs the in-cluster configuration or --kubeconfig"
+			}
+			return nil, fmt.Errorf("%s (%s)", flagError(err, kubeFlags), why)
 		}
 		cfg.kubeREST = rc
 	}
@@ -159,26 +166,37 @@ func (c *config) validate() error {
 			return fmt.Errorf("--http %q: want host:port or :port", c.HTTP)
 		}
 	}
-	if err := c.Kube.Validate(); err != nil {
+	if err := c.API.validate(); err != nil {
 		return err
 	}
-	switch c.Backend {
-	case "etcd":
-		if c.TTL < etcd.MinTTL {
-			return fmt.Errorf("--ttl %v is below etcd's minimum lease of %v", c.TTL, etcd.MinTTL)
-		}
-		if c.TTL%time.Second != 0 {
-			return fmt.Errorf("--ttl %v: etcd leases are whole seconds", c.TTL)
-		}
-		return c.Etcd.Validate()
-	case "redis":
-		if c.TTL < minRedisTTL {
-			return fmt.Errorf("--ttl %v is below the Redis backend's minimum of %v", c.TTL, minRedisTTL)
-		}
-		return c.Redis.Validate()
-	default:
-		return fmt.Errorf("--backend %q: want etcd or redis", c.Backend)
+	if err := c.Kube.Validate(); err != nil {
+		return flagError(err, kubeFlags)
 	}
+	spec, ok := backendRegistry()[c.Backend]
+	if !ok {
+		return fmt.Errorf("--backend %q: want %s", c.Backend, backendNames())
+	}
+	if err := spec.check(c); err != nil {
+		return flagError(err, spec.flags)
+	}
+	// The engine's timing rules (the validity window must hold two renewals).
+	return flagError(election.Config{Election: c.Election, Identity: c.ID, TTL: c.TTL}.Validate(), nil)
+}
+
+// params is what the backend is told about this candidate.
+func (c *config) params() election.Params {
+	return election.Params{Election: c.Election, Identity: c.ID, TTL: c.TTL}
+}
+
+// sortedKeys returns the registry's names in order, so flags register
+// (and print) in a stable order.
+func sortedKeys(m map[string]backendSpec) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // applyEnv sets every flag not given on the command line from its

@@ -21,8 +21,6 @@ import (
 	"github.com/leader-elector/leader-elector/internal/demo"
 	"github.com/leader-elector/leader-elector/internal/lossy"
 	"github.com/leader-elector/leader-elector/pkg/election"
-	"github.com/leader-elector/leader-elector/pkg/election/etcd"
-	redislock "github.com/leader-elector/leader-elector/pkg/election/redis"
 	"github.com/leader-elector/leader-elector/pkg/history"
 	"github.com/leader-elector/leader-elector/pkg/httpapi"
 	"github.com/leader-elector/leader-elector/pkg/kube"
@@ -116,7 +114,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	}
 	engine, err := election.New(ecfg)
 	if err != nil {
-		return err
+		return flagError(err, nil)
 	}
 
 	// Publishers outlive the engine, so they report its final step-down.
@@ -125,32 +123,38 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	errs := make(chan error, 1)
-	if cfg.HTTP != "" {
-		api := httpapi.New(httpapi.Config{Addr: cfg.HTTP, Elector: engine, Metrics: m.Handler(), Logger: log})
+	if cfg.HTTP != "" || cfg.API.controlEnabled() {
+		hc := httpapi.Config{Addr: cfg.HTTP, Elector: engine, Metrics: m.Handler(), Logger: log}
+		cfg.API.apply(&hc)
+		api := httpapi.New(hc)
 		wg.Go(func() {
 			if err := api.Serve(pubCtx); err != nil {
 				errs <- err
 			}
 		})
-		// The port is bound before the backend is contacted, so a clash
-		// fails fast and touches nothing.
+		// The listeners are bound before the backend is contacted, so a
+		// clash fails fast and touches nothing.
 		<-api.Listening()
-		if api.Addr() == "" {
-			return <-errs
+		if err := api.ListenError(); err != nil {
+			return err
 		}
 	}
 
+	// Publishers besides HTTP (whose failure to serve ends the sidecar):
+	// each follows the engine's status stream on its own.
+	var pubs []election.Publisher
 	if cfg.Kube.Enabled() {
 		pub, err := newKubePublisher(cfg, log, m)
 		if err != nil {
 			return err
 		}
-		wg.Go(func() {
-			if err := pub.Run(pubCtx, engine); err != nil {
-				log.Error("kubernetes publishing stopped", "err", err)
-			}
-		})
+		pubs = append(pubs, pub)
 	}
+	wg.Go(func() {
+		if err := election.Publish(pubCtx, engine, pubs...); err != nil {
+			log.Error("publishing stopped", "err", err)
+		}
+	})
 
 	log.Info("starting", "election", cfg.Election, "identity", cfg.ID, "backend", backend.Name(),
 		"ttl", cfg.TTL, "http", cfg.HTTP, "version", version())
@@ -177,14 +181,18 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 // to take its last entries.
 const historyCloseTimeout = 2 * time.Second
 
-// newBackend builds the configured backend. None of them contacts its
-// servers here; the engine does, and retries.
+// newBackend builds the configured backend from the registry. None of
+// them contacts its servers here; the engine does, and retries.
 func newBackend(cfg *config, log *slog.Logger) (election.Backend, error) {
-	if cfg.Backend == "redis" {
-		redislock.RouteClientLogs(log)
-		return redislock.New(cfg.Redis, cfg.Election, cfg.ID, cfg.TTL, log)
+	spec, ok := backendRegistry()[cfg.Backend]
+	if !ok {
+		return nil, fmt.Errorf("--backend %q: want %s", cfg.Backend, backendNames())
 	}
-	return etcd.New(cfg.Etcd, cfg.Election, cfg.ID, cfg.TTL, log)
+	b, err := spec.build(cfg, cfg.params(), log)
+	if err != nil {
+		return nil, flagError(err, spec.flags)
+	}
+	return b, nil
 }
 
 // newKubePublisher builds the pod label, readiness-gate and event
@@ -196,11 +204,19 @@ func newKubePublisher(cfg *config, log *slog.Logger, m *metrics.Metrics) (*kube.
 }
 
 func newLogger(cfg *config, w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel, ReplaceAttr: humanDurations}
 	if cfg.LogFormat == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// humanDurations prints durations as "10s" rather than nanoseconds.
+func humanDurations(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // buildVersion is stamped by release builds:
