@@ -16,9 +16,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/pflag"
 	"k8s.io/klog/v2"
 
-	"github.com/leader-elector/leader-elector/internal/demo"
 	"github.com/leader-elector/leader-elector/internal/lossy"
 	"github.com/leader-elector/leader-elector/pkg/election"
 	"github.com/leader-elector/leader-elector/pkg/history"
@@ -45,19 +45,14 @@ func Main() int {
 // Run is the whole program: args without the program name, the environment
 // as a lookup function, and where to write. It returns the exit code.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if len(args) > 0 {
-		switch args[0] {
-		case "demo":
-			return runDemo(ctx, args[1:], stdout, stderr)
-		case "version":
-			fmt.Fprintln(stdout, version())
-			return exitOK
-		case "help", "-h", "--help":
-			usage(stdout)
-			return exitOK
-		}
+	if code, ok := subcommand(ctx, args, getenv, stdout, stderr); ok {
+		return code
 	}
 	cfg, err := parseConfig(args, getenv)
+	if errors.Is(err, pflag.ErrHelp) { // -h or --help after other flags
+		usage(stdout)
+		return exitOK
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "sidecar: %v\n", err)
 		fmt.Fprintln(stderr, "Run 'sidecar --help' for the flags.")
@@ -242,17 +237,4 @@ func version() string {
 		}
 	}
 	return "devel"
-}
-
-func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	opts, err := parseDemoFlags(args)
-	if err != nil {
-		fmt.Fprintf(stderr, "sidecar demo: %v\n", err)
-		return exitUsage
-	}
-	if err := demo.Run(ctx, opts, stdout); err != nil {
-		fmt.Fprintf(stderr, "sidecar demo: %v\n", err)
-		return exitError
-	}
-	return exitOK
 }
