@@ -66,6 +66,13 @@ func (b *broadcaster) Status() (Status, <-chan struct{}) {
 	return b.current, b.changed
 }
 
+// touch takes and releases the lock: a caller that returns from it knows
+// the status path is not stuck.
+func (b *broadcaster) touch() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+}
+
 // update applies fn to the status and wakes readers if anything changed.
 func (b *broadcaster) update(fn func(*Status)) Status {
 	b.mu.Lock()
