@@ -64,7 +64,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	logOut := lossy.New(stderr, lossy.DefaultQueue)
 	defer func() { _ = logOut.Close(logCloseTimeout) }()
 	log := newLogger(cfg, logOut)
-	if err := run(ctx, cfg, log); err != nil {
+	outs := &outputs{}
+	outs.add("log", logOut.Stats)
+	if err := run(ctx, cfg, log, outs); err != nil {
 		log.Error("sidecar failed", "err", err)
 		return exitError
 	}
@@ -76,7 +78,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 const logCloseTimeout = time.Second
 
 // run wires the backend, engine and publishers and runs them until ctx ends.
-func run(ctx context.Context, cfg *config, log *slog.Logger) error {
+func run(ctx context.Context, cfg *config, log *slog.Logger, outs *outputs) error {
 	m := metrics.New(metrics.Info{Version: version(), Backend: cfg.Backend})
 	backend, err := newBackend(cfg, log)
 	if err != nil {
@@ -106,10 +108,15 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 			}
 		}()
 		ecfg.OnStatus = hist.Record
+		outs.add("history", hist.Stats)
 	}
 	engine, err := election.New(ecfg)
 	if err != nil {
 		return flagError(err, nil)
+	}
+	m.SetLeaderSource(func() bool { st, _ := engine.Status(); return st.IsLeader })
+	for _, o := range outs.snapshot() {
+		m.AddOutput(o.name, o.stats)
 	}
 
 	// Publishers outlive the engine, so they report its final step-down.
@@ -119,7 +126,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	defer wg.Wait()
 	errs := make(chan error, 1)
 	if cfg.HTTP != "" || cfg.API.controlEnabled() {
-		hc := httpapi.Config{Addr: cfg.HTTP, Elector: engine, Metrics: m.Handler(), Logger: log}
+		hc := httpapi.Config{Addr: cfg.HTTP, Elector: engine, Metrics: m.Handler(), Logger: log, Degraded: outs.degraded}
 		cfg.API.apply(&hc)
 		api := httpapi.New(hc)
 		wg.Go(func() {
@@ -145,6 +152,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		}
 		pubs = append(pubs, pub)
 	}
+	wg.Go(func() { outs.watch(pubCtx, log) })
 	wg.Go(func() {
 		if err := election.Publish(pubCtx, engine, pubs...); err != nil {
 			log.Error("publishing stopped", "err", err)

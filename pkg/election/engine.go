@@ -49,6 +49,8 @@ type Engine struct {
 	// yet run: a process that wakes from a pause or a suspend checks it
 	// before it says anything. 0 claims nothing.
 	claimUntil atomic.Int64
+	// claimWake wakes the status's readers at claimUntil; loop only.
+	claimWake *time.Timer
 	// beat is when the loop last showed it is alive (time.Since(epoch), in
 	// nanoseconds), through the status path.
 	beat atomic.Int64
@@ -118,8 +120,27 @@ func (e *Engine) Status() (Status, <-chan struct{}) {
 }
 
 // setClaimUntil publishes the instant after which IsLeader reads false
-// (0: claim nothing).
-func (e *Engine) setClaimUntil(t time.Duration) { e.claimUntil.Store(int64(t)) }
+// (0: claim nothing), and arms a timer that wakes every reader of the status
+// at that instant. The loop steps down then too, but the wake-up does not
+// wait for it: a reader blocked on the change channel (/watch, the pod
+// labels, WhileLeading) re-reads the status, which Status re-checks against
+// the deadline, even if the loop or a status writer is stuck. Only the loop
+// calls it.
+func (e *Engine) setClaimUntil(t time.Duration) {
+	e.claimUntil.Store(int64(t))
+	if t == 0 {
+		if e.claimWake != nil {
+			e.claimWake.Stop()
+		}
+		return
+	}
+	d := t - e.now()
+	if e.claimWake == nil {
+		e.claimWake = time.AfterFunc(d, e.status.wake)
+		return
+	}
+	e.claimWake.Reset(d)
+}
 
 // Healthy reports whether the election loop is running and not stuck: it
 // shows it is alive, through the status path, at least every check interval
@@ -178,6 +199,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.heartbeat()
 	defer e.running.Store(false)
 	defer e.becomeStopped()
+	defer e.setClaimUntil(0)
 
 	obsCtx, stopObserver := context.WithCancel(ctx)
 	var wg sync.WaitGroup

@@ -131,3 +131,60 @@ func waitUntil(t *testing.T, cond func() bool, what string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// The step-down reaches readers at the deadline even when the status path
+// is stuck: here the OnStatus hook (an audit history on a pipe nobody
+// drains) blocks the step-down's own publication, yet a function run
+// WhileLeading is cancelled at the deadline and Status reads not-leader.
+// Real time: a goroutine blocked on a mutex stops a synctest bubble's clock.
+func TestDeadlineReachesReadersWhileAWriterIsStuck(t *testing.T) {
+	var stuck atomic.Bool
+	release := make(chan struct{})
+	b := newFakeBackend()
+	b.set(func(f *fakeBackend) { f.grantZero = true }) // only the win proves anything
+	const ttl = 2 * time.Second
+	e, err := New(Config{
+		Election: "e", Identity: "a", Backend: b, TTL: ttl, Clock: &fakeClock{},
+		ResignTimeout: 100 * time.Millisecond,
+		OnStatus: func(Status) {
+			if stuck.Load() {
+				<-release
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = e.Run(ctx) }()
+	defer func() { cancel(); close(release); <-done }()
+
+	cancelled := make(chan struct{})
+	started := make(chan struct{})
+	go WhileLeading(ctx, e, func(tctx context.Context, _ Status) {
+		close(started)
+		<-tctx.Done()
+		close(cancelled)
+		<-ctx.Done() // one term only
+	})
+	b.set(func(f *fakeBackend) { f.renewHang = true })
+	b.observed(Leader{})
+	b.wins <- campaignResult{term: Term{Token: 1, Validity: Validity{Sent: time.Now(), TTL: ttl}}}
+	select {
+	case <-started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("never led")
+	}
+	stuck.Store(true) // from now on every status write blocks
+	t0 := time.Now()
+	select {
+	case <-cancelled:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the work run while leading was not cancelled at the deadline")
+	}
+	t.Logf("cancelled %v after the status path got stuck", time.Since(t0))
+	if st, _ := e.Status(); st.IsLeader {
+		t.Fatalf("after the deadline: %+v", st)
+	}
+}
