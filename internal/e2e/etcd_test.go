@@ -402,3 +402,42 @@ func TestEtcdDownAtStartThenUp(t *testing.T) {
 	proxy.Pass()
 	a.WaitStatus("leadership once etcd answers", generous, func(s sidecartest.Status) bool { return s.IsLeader && s.Ready })
 }
+
+// A lock-service outage must not take the application out of service: the
+// sidecar's own health (/healthz, which the chart's probes use in every
+// readiness mode) stays 200 on every replica while etcd is unreachable for
+// several TTLs, /readyz and /leader report the outage, nobody claims to
+// lead, and one leader is back once etcd answers.
+func TestEtcdOutageKeepsSidecarsHealthy(t *testing.T) {
+	cluster := etcdtest.Single(t)
+	proxy := tcpproxy.Start(t, strings.TrimPrefix(cluster.ClientURLs()[0], "http://"))
+	var ps []*sidecartest.Process
+	for _, id := range []string{"a", "b", "c"} {
+		ps = append(ps, sidecartest.Start(t, bin, sidecartest.Options{ID: id,
+			Args: etcdArgs([]string{proxy.Addr()}, "--etcd-dial-timeout", "1s")}))
+	}
+	agree(t, ps)
+
+	proxy.Blackhole()
+	outage := time.Now()
+	for time.Since(outage) < 4*ttl {
+		for _, p := range ps {
+			if code, body, err := p.Get(t.Context(), "/healthz"); err != nil || code != 200 {
+				t.Fatalf("%s: GET /healthz = %d %q, %v %v into the outage; want 200", p.ID, code, body, err, time.Since(outage))
+			}
+		}
+		tick := time.NewTimer(50 * time.Millisecond)
+		<-tick.C
+	}
+	for _, p := range ps {
+		p.WaitStatus("not ready, no leader claimed", generous, func(s sidecartest.Status) bool {
+			return !s.IsLeader && !s.Ready && s.Name == ""
+		})
+		if code, _, _ := p.Get(t.Context(), "/readyz"); code != 503 {
+			t.Errorf("%s: GET /readyz = %d during the outage, want 503", p.ID, code)
+		}
+	}
+	proxy.Pass()
+	agree(t, ps)
+	assertNoOverlap(t, ps)
+}
