@@ -441,3 +441,40 @@ func TestEtcdOutageKeepsSidecarsHealthy(t *testing.T) {
 	agree(t, ps)
 	assertNoOverlap(t, ps)
 }
+
+// A sidecar whose log nobody reads (its stderr pipe full) still steps down
+// at its deadline, and every consumer hears of it: its status, /metrics and
+// its history. Before logging stopped waiting for stderr, the loop hung in a
+// log write and /metrics (and /watch, and the history) kept saying leader.
+func TestStalledLogDoesNotDelayTheStepDown(t *testing.T) {
+	cluster := etcdtest.Single(t)
+	proxy := tcpproxy.Start(t, strings.TrimPrefix(cluster.ClientURLs()[0], "http://"))
+	a := sidecartest.Start(t, bin, sidecartest.Options{ID: "a", Args: etcdArgs([]string{proxy.Addr()}, "--etcd-dial-timeout", "1s")})
+	first := a.WaitStatus("leadership", generous, func(s sidecartest.Status) bool { return s.IsLeader })
+	ps := append([]*sidecartest.Process{a}, startN(t, cluster.ClientURLs(), "b", "c")...)
+	agree(t, ps)
+
+	a.StallLog()
+	a.FillLog()
+	proxy.Blackhole()
+	cut := time.Now()
+	a.WaitStatus("stepping down", generous, func(s sidecartest.Status) bool { return !s.IsLeader })
+	deadline := time.Now().Add(generous)
+	for {
+		_, body, err := a.Get(t.Context(), "/metrics")
+		if err == nil && strings.Contains(string(body), "\nleader_elector_is_leader 0\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics still says leader %v after the cut, with the log stalled", time.Since(cut))
+		}
+		tick := time.NewTimer(20 * time.Millisecond)
+		<-tick.C
+	}
+	_, st := agree(t, ps[1:])
+	if st.FencingToken <= first.FencingToken {
+		t.Errorf("successor token %d, want more than %d", st.FencingToken, first.FencingToken)
+	}
+	assertNoOverlap(t, ps) // the history is written whatever the log does
+	a.ResumeLog()
+}
