@@ -455,7 +455,9 @@ func TestStalledLogDoesNotDelayTheStepDown(t *testing.T) {
 	agree(t, ps)
 
 	a.StallLog()
-	a.FillLog()
+	if err := a.FillLog(); err != nil {
+		t.Fatal(err)
+	}
 	proxy.Blackhole()
 	cut := time.Now()
 	a.WaitStatus("stepping down", generous, func(s sidecartest.Status) bool { return !s.IsLeader })

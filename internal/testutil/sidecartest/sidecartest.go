@@ -183,23 +183,23 @@ func (p *Process) StallLog() {
 
 // FillLog fills the process's stderr pipe (with a stalled log, it stays
 // full), by writing filler lines to the pipe through /proc until it would
-// block. The filler shows up in Log once the log is read again.
-func (p *Process) FillLog() {
-	p.t.Helper()
+// block. The filler shows up in Log once the log is read again. It fails if
+// the process has exited.
+func (p *Process) FillLog() error {
 	// Raw system calls: an *os.File would wait for room instead of
 	// reporting that the pipe is full.
 	fd, err := unix.Open(fmt.Sprintf("/proc/%d/fd/2", p.PID()), unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		p.t.Fatalf("opening the stderr of %s: %v", p.ID, err)
+		return fmt.Errorf("opening the stderr of %s: %w", p.ID, err)
 	}
 	defer unix.Close(fd)
 	line := []byte(strings.Repeat("#", 127) + "\n")
 	for {
 		if _, err := unix.Write(fd, line); err != nil {
 			if errors.Is(err, unix.EAGAIN) {
-				return
+				return nil
 			}
-			p.t.Fatalf("filling the stderr of %s: %v", p.ID, err)
+			return fmt.Errorf("filling the stderr of %s: %w", p.ID, err)
 		}
 	}
 }
