@@ -91,8 +91,11 @@ func (c *candidacy) Campaign(ctx context.Context) (election.Term, error) {
 		switch {
 		case a.partial && !a.heldElsewhere:
 			// Candidates that split the nodes between them back off by a
-			// random amount, ignoring the release messages their own
-			// rollbacks publish, so one of them gets ahead.
+			// random amount, ignoring release messages, so one of them
+			// gets ahead. A round that lost to a majority holder instead
+			// waits like any waiter (its rollback announced nothing), for
+			// the holder's release or expiry: no retry storm while a
+			// restarted master lets each waiter take it alone.
 			wait, waitWake = rand.N(max(c.b.poll/10, time.Millisecond)), nil
 		case a.expires > 0:
 			wait = min(wait, a.expires+time.Millisecond)
