@@ -110,7 +110,7 @@ func TestRedlockOneEvictingMasterRefused(t *testing.T) {
 // there is neither renewed nor taken back, and the term goes on with the
 // other two.
 func TestPolicyCheckedOnReconnect(t *testing.T) {
-	const ttl = time.Second
+	const ttl = 2 * time.Second
 	servers := redistest.StartN(t, 3)
 	links := proxiesFor(t, servers)
 	b := newBackendVia(t, servers, links, "pod-a", ttl)
@@ -125,15 +125,27 @@ func TestPolicyCheckedOnReconnect(t *testing.T) {
 
 	links[0].Reset()
 	links[0].Pass()
-	deadline := time.Now().Add(3 * ttl)
-	for time.Now().Before(deadline) {
-		if _, err := c.Renew(t.Context()); err != nil {
-			t.Fatalf("Renew: %v", err)
-		}
-		pause(t, ttl/4)
-	}
+	renewFor(t, c, 3*ttl, ttl/4)
 	if n := admin.Exists(t.Context(), "leader-elector:test").Val(); n != 0 {
 		t.Fatal("the lock was renewed or taken back on a master that can evict it")
+	}
+}
+
+// renewFor renews c every interval for d. The term must survive: the lock
+// is never lost and the last renewal succeeds; a single renewal may fail
+// on a loaded machine (a lock that outlived its TTL there is taken back).
+func renewFor(t *testing.T, c election.Candidacy, d, interval time.Duration) {
+	t.Helper()
+	var err error
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); pause(t, interval) {
+		if _, err = c.Renew(t.Context()); errors.Is(err, election.ErrLost) {
+			t.Fatalf("Renew: %v", err)
+		} else if err != nil {
+			t.Logf("Renew (transient): %v", err)
+		}
+	}
+	if _, err = c.Renew(t.Context()); err != nil {
+		t.Fatalf("last Renew: %v", err)
 	}
 }
 
@@ -214,7 +226,7 @@ func TestScriptErrorLeavesNoLock(t *testing.T) {
 // the term stops renewing its lock on that master, so the lock there is
 // never one that eviction could take while a waiter counts on it.
 func TestPolicyRecheckedWhileLeading(t *testing.T) {
-	const ttl = time.Second
+	const ttl = 2 * time.Second
 	servers := redistest.StartN(t, 3)
 	b := newBackend(t, servers, "pod-a", ttl, nil)
 	c := candidate(t, b)
@@ -223,13 +235,7 @@ func TestPolicyRecheckedWhileLeading(t *testing.T) {
 	if err := admin.ConfigSet(t.Context(), "maxmemory-policy", "allkeys-lru").Err(); err != nil {
 		t.Fatal(err)
 	}
-	changed := time.Now()
-	for time.Since(changed) < recheckInterval(ttl)+2*ttl {
-		if _, err := c.Renew(t.Context()); err != nil {
-			t.Fatalf("Renew: %v", err)
-		}
-		pause(t, ttl/4)
-	}
+	renewFor(t, c, recheckInterval(ttl)+2*ttl, ttl/4)
 	if n := admin.Exists(t.Context(), "leader-elector:test").Val(); n != 0 {
 		t.Fatal("the lock is still renewed on a master that can evict it")
 	}
