@@ -173,11 +173,11 @@ func (e *Engine) Run(ctx context.Context) error {
 type outcome int
 
 const (
-	outcomeEnded    outcome = iota // lost or expired; start again now
-	outcomeFailed                  // the backend failed; back off
-	outcomeResigned                // resigned on request; hold off
-	outcomeShutdown                // ctx ended
-	outcomeStandAside              // the gate closed; stand aside until it opens
+	outcomeEnded      outcome = iota // lost or expired; start again now
+	outcomeFailed                    // the backend failed; back off
+	outcomeResigned                  // resigned on request; hold off
+	outcomeShutdown                  // ctx ended
+	outcomeStandAside                // the gate closed; stand aside until it opens
 )
 
 // renewal is one renewer result.
