@@ -27,7 +27,13 @@ type statusJSON struct {
 	Problem      string  `json:"problem,omitempty"`
 	Duplicate    bool    `json:"duplicate_identity,omitempty"`
 	Caveats      string  `json:"caveats,omitempty"`
+	AppHealth    string  `json:"app_health,omitempty"`
+	NotStanding  string  `json:"not_standing,omitempty"`
 }
+
+// MarshalStatus returns st as GET /status shows it (the status file
+// writes the same document).
+func MarshalStatus(st election.Status) ([]byte, error) { return json.Marshal(toJSON(st)) }
 
 func toJSON(st election.Status) statusJSON {
 	out := statusJSON{
@@ -43,6 +49,8 @@ func toJSON(st election.Status) statusJSON {
 		Problem:      st.Problem,
 		Duplicate:    st.DuplicateIdentity,
 		Caveats:      st.Caveats,
+		AppHealth:    st.Health,
+		NotStanding:  st.NotStanding,
 	}
 	if !st.Since.IsZero() {
 		out.Since = st.Since.UTC().Format(time.RFC3339Nano)
