@@ -1,15 +1,17 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/leader-elector/leader-elector/internal/testutil/etcdtest"
 	"github.com/leader-elector/leader-elector/internal/testutil/redistest"
 	"github.com/leader-elector/leader-elector/internal/testutil/sidecartest"
+	"github.com/leader-elector/leader-elector/internal/testutil/tcpproxy"
 )
 
 // Application-aware leadership against real sidecar processes: the health
@@ -256,7 +259,6 @@ func leaderJob(t *testing.T) string {
 	return jobBin
 }
 
-var _ = context.Background
 
 // monotonicNow reads CLOCK_MONOTONIC, the clock of the histories.
 func monotonicNow() int64 {
@@ -265,4 +267,253 @@ func monotonicNow() int64 {
 		panic(err)
 	}
 	return ts.Nano()
+}
+
+// jobEvent is one line of leaderjob's log.
+type jobEvent struct {
+	kind  string // start, end, overlap
+	mono  int64
+	token int64
+	who   string // start: the identity it was given; end: term or crash
+	pid   int
+}
+
+func readJobLog(t *testing.T, path string) []jobEvent {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var out []jobEvent
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if line == "" {
+			continue
+		}
+		var e jobEvent
+		if _, err := fmt.Sscan(line, &e.kind, &e.mono, &e.token, &e.who, &e.pid); err != nil {
+			t.Fatalf("job log line %q: %v", line, err)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func countKind(evs []jobEvent, kind string) int {
+	n := 0
+	for _, e := range evs {
+		if e.kind == kind {
+			n++
+		}
+	}
+	return n
+}
+
+// TestExecRunsTheCommandOnOneInstanceAtATime runs three `sidecar exec`
+// wrappers of a real command (leaderjob) on a real etcd, each through its
+// own proxy, and across SIGTERM, SIGKILL, blackholed-backend and
+// command-crash trials checks from the commands' own records that no two
+// ever ran at once, that each got its term's token and its identity, that
+// a cut-off leader's command ended before its lease could expire, and that
+// a crash hands over at once.
+func TestExecRunsTheCommandOnOneInstanceAtATime(t *testing.T) {
+	cluster := etcdtest.Single(t)
+	target := strings.TrimPrefix(cluster.ClientURLs()[0], "http://")
+	job := leaderJob(t)
+	dir := t.TempDir()
+	logPath, lockPath := filepath.Join(dir, "job.log"), filepath.Join(dir, "job.lock")
+	ids := []string{"a", "b", "c"}
+	proxies := map[string]*tcpproxy.Proxy{}
+	procs := map[string]*sidecartest.Process{}
+	start := func(id string) {
+		procs[id] = sidecartest.Start(t, bin, sidecartest.Options{Subcommand: "exec", ID: id,
+			Args: []string{"--backend", "etcd", "--election", "exec", "--ttl", ttlFlag,
+				"--etcd-endpoints", proxies[id].Addr(), "--etcd-dial-timeout", "1s",
+				"--exec-grace", "300ms", "--exec-on-exit", "campaign", "--", job},
+			Env: []string{"JOB_LOG=" + logPath, "JOB_LOCK=" + lockPath}})
+	}
+	for _, id := range ids {
+		proxies[id] = tcpproxy.Start(t, target)
+		start(id)
+	}
+	// waitStart waits for a start beyond the first n and returns it.
+	waitStart := func(n int) jobEvent {
+		t.Helper()
+		deadline := time.Now().Add(generous)
+		for {
+			evs := readJobLog(t, logPath)
+			if countKind(evs, "overlap") > 0 {
+				t.Fatalf("a command started while another instance's still ran: %+v", evs)
+			}
+			seen := 0
+			for _, e := range evs {
+				if e.kind == "start" {
+					if seen++; seen > n {
+						return e
+					}
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no command started after %d starts: %+v", n, evs)
+			}
+			time.Sleep(10 * time.Millisecond) // polling a file other processes append to
+		}
+	}
+	handovers := func() float64 {
+		sum := 0.0
+		for _, p := range procs {
+			if !p.Exited() {
+				v, _ := p.Metric(t.Context(), `leader_elector_takeover_seconds_count{kind="handover"}`)
+				sum += v
+			}
+		}
+		return sum
+	}
+
+	cur := waitStart(0)
+	for i, kind := range []string{"term", "crash", "blackhole", "kill", "crash", "term", "blackhole", "kill"} {
+		n := countKind(readJobLog(t, logPath), "start")
+		leader := procs[cur.who]
+		if st, err := leader.Status(t.Context()); err != nil || !st.IsLeader || st.FencingToken != cur.token {
+			t.Fatalf("trial %d: the command of %s runs with token %d, its wrapper says %+v (%v)", i, cur.who, cur.token, st, err)
+		}
+		var next jobEvent
+		switch kind {
+		case "term":
+			leader.Signal(syscall.SIGTERM)
+			if code := leader.Wait(generous); code != 0 {
+				t.Errorf("trial %d: wrapper exit code %d after SIGTERM, want 0", i, code)
+			}
+			next = waitStart(n)
+			start(cur.who)
+		case "kill":
+			leader.Signal(syscall.SIGKILL)
+			leader.Wait(generous)
+			next = waitStart(n) // no overlap line: the kernel killed its command
+			start(cur.who)
+		case "crash":
+			before := handovers()
+			leader.Signal(syscall.SIGUSR1) // forwarded: the command "crashes"
+			next = waitStart(n)
+			if next.who == cur.who {
+				t.Errorf("trial %d: %s started again at once after its command crashed; it should hold off", i, cur.who)
+			}
+			if after := handovers(); after <= before {
+				t.Errorf("trial %d: no handover after the command crashed (handovers %v → %v)", i, before, after)
+			}
+		case "blackhole":
+			cut := monotonicNow()
+			proxies[cur.who].Blackhole()
+			next = waitStart(n)
+			var end *jobEvent
+			for _, e := range readJobLog(t, logPath) {
+				if e.kind == "end" && e.pid == cur.pid {
+					end = &e
+				}
+			}
+			// The lease was last renewed before the cut, so it expires
+			// before cut + TTL: the command must have ended before that.
+			if end == nil || end.mono >= cut+int64(ttl) {
+				t.Errorf("trial %d: the cut-off leader's command ended at %v, want before cut + TTL (%d)", i, end, cut+int64(ttl))
+			}
+			proxies[cur.who].Pass()
+		}
+		t.Logf("trial %d (%s): %s (token %d) → %s (token %d)", i, kind, cur.who, cur.token, next.who, next.token)
+		cur = next
+	}
+	for _, id := range ids {
+		procs[id].Signal(syscall.SIGTERM)
+	}
+	for _, id := range ids {
+		if code := procs[id].Wait(generous); code != 0 {
+			t.Errorf("%s exit code %d after SIGTERM", id, code)
+		}
+	}
+
+	// From the commands' own records: one at a time, each with its token.
+	evs := readJobLog(t, logPath)
+	ends := map[int]jobEvent{}
+	var starts []jobEvent
+	for _, e := range evs {
+		switch e.kind {
+		case "overlap":
+			t.Errorf("overlap: %+v", e)
+		case "start":
+			starts = append(starts, e)
+		case "end":
+			ends[e.pid] = e
+		}
+	}
+	for i, s := range starts {
+		if s.token <= 0 || !slices.Contains(ids, s.who) {
+			t.Errorf("start %+v: want a token and one of %v as identity", s, ids)
+		}
+		if i == 0 {
+			continue
+		}
+		prev := starts[i-1]
+		if s.token <= prev.token {
+			t.Errorf("tokens not increasing: %d then %d", prev.token, s.token)
+		}
+		if s.mono <= prev.mono {
+			t.Errorf("starts out of order: %+v then %+v", prev, s)
+		}
+		if e, ok := ends[prev.pid]; ok && e.mono >= s.mono {
+			t.Errorf("%s's command (token %d) ended at %d, after %s's (token %d) started at %d",
+				prev.who, prev.token, e.mono, s.who, s.token, s.mono)
+		}
+	}
+	if len(starts) < 9 {
+		t.Errorf("%d commands started, want one per trial and the first", len(starts))
+	}
+}
+
+func TestExecExitsWithTheCommandsCodeAndHandsOver(t *testing.T) {
+	cluster := etcdtest.Single(t)
+	dir := t.TempDir()
+	args := func(script string) []string {
+		return etcdArgs(cluster.ClientURLs(), "--exec-grace", "300ms", "--exec-on-exit", "exit", "--", "sh", "-c", script)
+	}
+	// a's command waits for a file, then exits 7; b's runs until stopped.
+	a := sidecartest.Start(t, bin, sidecartest.Options{Subcommand: "exec", ID: "a",
+		Args: args(`echo "$LEADER_ELECTOR_IDENTITY $LEADER_ELECTOR_FENCING_TOKEN" > ` + dir + `/a.env; while [ ! -e ` + dir + `/go ]; do sleep 0.05; done; exit 7`)})
+	a.WaitStatus("a leads", generous, func(s sidecartest.Status) bool { return s.IsLeader })
+	b := sidecartest.Start(t, bin, sidecartest.Options{Subcommand: "exec", ID: "b",
+		Args: args(`echo "$LEADER_ELECTOR_IDENTITY $LEADER_ELECTOR_FENCING_TOKEN" > ` + dir + `/b.env; exec sleep 1000`)})
+	b.WaitStatus("b follows", generous, func(s sidecartest.Status) bool { return s.Name == "a" })
+	st, err := a.Status(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := waitFileLine(t, filepath.Join(dir, "a.env")); got != fmt.Sprintf("a %d", st.FencingToken) {
+		t.Errorf("a's command saw %q, want identity a and token %d", got, st.FencingToken)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code := a.Wait(generous); code != 7 {
+		t.Errorf("wrapper exit code %d, want the command's 7", code)
+	}
+	bs := b.WaitStatus("b leads", generous, func(s sidecartest.Status) bool { return s.IsLeader })
+	if got := waitFileLine(t, filepath.Join(dir, "b.env")); got != fmt.Sprintf("b %d", bs.FencingToken) {
+		t.Errorf("b's command saw %q, want identity b and token %d", got, bs.FencingToken)
+	}
+	if v, _ := b.Metric(t.Context(), `leader_elector_takeover_seconds_count{kind="handover"}`); v != 1 {
+		t.Errorf("b's handover takeovers = %v, want 1: a resigned when its command exited", v)
+	}
+}
+
+// waitFileLine waits until path holds a complete line and returns it.
+func waitFileLine(t *testing.T, path string) string {
+	t.Helper()
+	deadline := time.Now().Add(generous)
+	for {
+		b, err := os.ReadFile(path)
+		if err == nil && strings.HasSuffix(string(b), "\n") {
+			return strings.TrimSpace(string(b))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s was not written", path)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a file another process writes
+	}
 }
