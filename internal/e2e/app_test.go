@@ -259,7 +259,6 @@ func leaderJob(t *testing.T) string {
 	return jobBin
 }
 
-
 // monotonicNow reads CLOCK_MONOTONIC, the clock of the histories.
 func monotonicNow() int64 {
 	var ts unix.Timespec

@@ -96,8 +96,8 @@ type Options struct {
 	// "-- CMD ...".
 	Subcommand string
 	ID         string
-	Args []string // besides --id, --http, --history-file and logging
-	Env  []string // extra environment, KEY=VALUE
+	Args       []string // besides --id, --http, --history-file and logging
+	Env        []string // extra environment, KEY=VALUE
 }
 
 // Start runs the binary with opts and waits until its HTTP API listens. The
