@@ -44,6 +44,7 @@ type config struct {
 	LogLevel          slog.Level
 	HistoryFile       string
 	StatusFile        string
+	API               apiFlags          // control listener and HTTP limits (httpflags.go)
 	Health            apphealth.Options // off while Health.URL is empty
 
 	// Exec is set by `sidecar exec`: the command to run while leading.
@@ -84,6 +85,7 @@ func newFlagSet(cfg *config, logLevel *string) *pflag.FlagSet {
 	if cfg.Exec != nil {
 		addExecFlags(fs, cfg.Exec)
 	}
+	cfg.API.addFlags(fs)
 	reg := backendRegistry()
 	for _, name := range sortedKeys(reg) {
 		reg[name].addFlags(fs, cfg)
@@ -185,6 +187,9 @@ func (c *config) validate() error {
 			return fmt.Errorf("--http %q: want host:port or :port", c.HTTP)
 		}
 	}
+	if err := c.API.validate(); err != nil {
+		return err
+	}
 	if err := c.validateApp(); err != nil {
 		return err
 	}
@@ -274,7 +279,8 @@ func usage(w io.Writer) {
 	cfg := &config{}
 	var lvl string
 	fs := newFlagSet(cfg, &lvl)
-	fmt.Fprintf(w, "Usage: sidecar [flags]        run the sidecar\n       sidecar demo [flags]   run a local demo on an embedded etcd\n       sidecar exec [flags] -- CMD [ARGS...]   run CMD only while leading (see sidecar exec --help)\n       sidecar version\n\nFlags (each also settable as %s<FLAG>, e.g. %sELECTION):\n", EnvPrefix, EnvPrefix)
+	usageHeader(w)
+	fmt.Fprintf(w, "\nFlags (each also settable as %s<FLAG>, e.g. %sELECTION):\n", EnvPrefix, EnvPrefix)
 	fs.SetOutput(w)
 	fs.PrintDefaults()
 	fmt.Fprintf(w, "\nSecrets come from the environment or a file, never a flag: %sETCD_PASSWORD or --etcd-password-file,\n%sREDIS_PASSWORD or --redis-password-file.\n", EnvPrefix, EnvPrefix)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -16,16 +17,8 @@ import (
 
 // runExec is `sidecar exec [flags] -- CMD [ARGS...]`: the sidecar, plus a
 // command that runs only while this instance leads.
-func runExec(ctx context.Context, args []string, getenv envFunc, stdout, stderr io.Writer) int {
-	for _, a := range args {
-		if a == "--" {
-			break
-		}
-		if a == "-h" || a == "--help" || a == "help" {
-			execUsage(stdout)
-			return exitOK
-		}
-	}
+// `sidecar exec --help` is answered by the command table (commands.go).
+func runExec(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	cfg, err := parseConfigInto(&config{Exec: &execConfig{}}, args, getenv)
 	if err != nil {
 		fmt.Fprintf(stderr, "sidecar exec: %v\n", err)
@@ -77,12 +70,13 @@ func superviseCommand(ctx context.Context, x *execConfig, runner *leaderexec.Run
 	return done
 }
 
-// execUsage prints the help of `sidecar exec`.
-func execUsage(w io.Writer) {
+// execHelp is the help of `sidecar exec`, after its "Usage:" line.
+func execHelp() string {
 	cfg := &config{Exec: &execConfig{}}
 	var lvl string
 	fs := newFlagSet(cfg, &lvl)
-	fmt.Fprintf(w, `Usage: sidecar exec [flags] -- CMD [ARGS...]
+	var b strings.Builder
+	fmt.Fprintf(&b, `sidecar exec [flags] -- CMD [ARGS...]
 
 Campaigns like the sidecar and runs CMD only while this instance leads. CMD gets
   %s   the term's fencing token (carry it to every write)
@@ -97,6 +91,7 @@ SIGHUP, SIGUSR1, SIGUSR2 and SIGWINCH are forwarded to CMD.
 
 Flags (each also settable as %s<FLAG>):
 `, leaderexec.EnvToken, leaderexec.EnvIdentity, leaderexec.EnvElection, leaderexec.EnvBackend, EnvPrefix)
-	fs.SetOutput(w)
+	fs.SetOutput(&b)
 	fs.PrintDefaults()
+	return b.String()
 }
