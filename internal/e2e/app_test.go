@@ -315,8 +315,22 @@ func countKind(evs []jobEvent, kind string) int {
 // a cut-off leader's command ended before its lease could expire, and that
 // a crash hands over at once.
 func TestExecRunsTheCommandOnOneInstanceAtATime(t *testing.T) {
-	cluster := etcdtest.Single(t)
-	target := strings.TrimPrefix(cluster.ClientURLs()[0], "http://")
+	t.Run("etcd", func(t *testing.T) {
+		cluster := etcdtest.Single(t)
+		execOneAtATime(t, strings.TrimPrefix(cluster.ClientURLs()[0], "http://"), func(addr string) []string {
+			return []string{"--backend", "etcd", "--etcd-endpoints", addr, "--etcd-dial-timeout", "1s"}
+		})
+	})
+	t.Run("redis", func(t *testing.T) {
+		execOneAtATime(t, redistest.Start(t).Addr(), func(addr string) []string {
+			return []string{"--backend", "redis", "--redis-addr", addr}
+		})
+	})
+}
+
+// execOneAtATime runs the trials against the server at target; backend
+// gives the flags that reach it through a proxy at addr.
+func execOneAtATime(t *testing.T, target string, backend func(addr string) []string) {
 	job := leaderJob(t)
 	dir := t.TempDir()
 	logPath, lockPath := filepath.Join(dir, "job.log"), filepath.Join(dir, "job.lock")
@@ -325,9 +339,8 @@ func TestExecRunsTheCommandOnOneInstanceAtATime(t *testing.T) {
 	procs := map[string]*sidecartest.Process{}
 	start := func(id string) {
 		procs[id] = sidecartest.Start(t, bin, sidecartest.Options{Subcommand: "exec", ID: id,
-			Args: []string{"--backend", "etcd", "--election", "exec", "--ttl", ttlFlag,
-				"--etcd-endpoints", proxies[id].Addr(), "--etcd-dial-timeout", "1s",
-				"--exec-grace", "300ms", "--exec-on-exit", "campaign", "--", job},
+			Args: append(backend(proxies[id].Addr()), "--election", "exec", "--ttl", ttlFlag,
+				"--exec-grace", "300ms", "--exec-on-exit", "campaign", "--", job),
 			Env: []string{"JOB_LOG=" + logPath, "JOB_LOCK=" + lockPath}})
 	}
 	for _, id := range ids {
