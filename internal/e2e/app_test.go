@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -15,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
 	"github.com/leader-elector/leader-elector/internal/testutil/etcdtest"
@@ -492,6 +495,9 @@ func TestExecExitsWithTheCommandsCodeAndHandsOver(t *testing.T) {
 	b := sidecartest.Start(t, bin, sidecartest.Options{Subcommand: "exec", ID: "b",
 		Args: args(`echo "$LEADER_ELECTOR_IDENTITY $LEADER_ELECTOR_FENCING_TOKEN" > ` + dir + `/b.env; exec sleep 1000`)})
 	b.WaitStatus("b follows", generous, func(s sidecartest.Status) bool { return s.Name == "a" })
+	// b's own key is in the queue behind a's, so a's resignation is a
+	// handover to b (not an election b joins afterwards).
+	waitQueue(t, cluster.ClientURLs(), "/leader-elector/e2e/", 2)
 	st, err := a.Status(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -511,6 +517,29 @@ func TestExecExitsWithTheCommandsCodeAndHandsOver(t *testing.T) {
 	}
 	if v, _ := b.Metric(t.Context(), `leader_elector_takeover_seconds_count{kind="handover"}`); v != 1 {
 		t.Errorf("b's handover takeovers = %v, want 1: a resigned when its command exited", v)
+	}
+}
+
+// waitQueue waits until n candidates' keys are under prefix in etcd.
+func waitQueue(t *testing.T, endpoints []string, prefix string, n int64) {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	deadline := time.Now().Add(generous)
+	for {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		cancel()
+		if err == nil && resp.Count >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fewer than %d candidates under %s: %v, %v", n, prefix, resp, err)
+		}
+		time.Sleep(10 * time.Millisecond) // polling etcd; no event to wait on in this test
 	}
 }
 
