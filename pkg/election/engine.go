@@ -50,6 +50,7 @@ type Engine struct {
 
 type resignRequest struct {
 	ctx   context.Context
+	to    string // the chosen successor; empty: whoever is next
 	reply chan error
 }
 
@@ -66,18 +67,20 @@ func New(cfg Config) (*Engine, error) {
 	if c, ok := cfg.Backend.(Caveats); ok {
 		caveats = c.Caveats()
 	}
+	_, handoff := cfg.Backend.(Handoff)
 	e := &Engine{
 		cfg:     cfg,
 		log:     cfg.Logger.With("election", cfg.Election, "identity", cfg.Identity),
 		resigns: make(chan resignRequest),
 		obsWake: make(chan struct{}),
 		status: newBroadcaster(Status{
-			Election: cfg.Election,
-			Backend:  cfg.Backend.Name(),
-			Identity: cfg.Identity,
-			TTL:      cfg.TTL,
-			Caveats:  caveats,
-			State:    StateStopped,
+			Election:   cfg.Election,
+			Backend:    cfg.Backend.Name(),
+			Identity:   cfg.Identity,
+			TTL:        cfg.TTL,
+			Caveats:    caveats,
+			Switchover: handoff,
+			State:      StateStopped,
 		}, cfg.OnStatus),
 	}
 	e.setClaimUntil(time.Time{})
@@ -110,7 +113,34 @@ func (e *Engine) Healthy() bool { return e.running.Load() }
 // up, at once, whatever the loop is doing (a step-down waits for nothing,
 // so a candidate that stepped down says so without asking the backend).
 func (e *Engine) Resign(ctx context.Context) error {
-	req := resignRequest{ctx: ctx, reply: make(chan error, 1)}
+	return e.request(ctx, resignRequest{ctx: ctx, reply: make(chan error, 1)})
+}
+
+// HandOver hands leadership to the candidate named to and to no one else
+// (a planned switchover), if the backend implements Handoff. It returns
+// once the leader's term has ended and to is the only candidate that can
+// win the next one (it leads as soon as it sees that, within milliseconds
+// on a healthy backend). The old leader then holds off, as after Resign,
+// and queues again behind it.
+//
+// Errors: ErrNotLeader when this candidate does not lead;
+// ErrHandoffUnsupported when the backend cannot do it; ErrNotInLine
+// (wrapped, saying why) when to is not a live candidate of this election,
+// in which case nothing changed. If to left the line between the check and
+// the handover, this candidate stops claiming for that instant and then
+// leads again with the same token. If the backend fails during the
+// handover the leader steps down as after any failure, and the successor
+// is whoever is next in line.
+func (e *Engine) HandOver(ctx context.Context, to string) error {
+	if to == "" {
+		return fmt.Errorf("%w: no successor named", ErrNotInLine)
+	}
+	return e.request(ctx, resignRequest{ctx: ctx, to: to, reply: make(chan error, 1)})
+}
+
+// request passes a resign or handover request to the loop and waits for
+// its answer.
+func (e *Engine) request(ctx context.Context, req resignRequest) error {
 	for sent := false; !sent; {
 		st, changed := e.Status()
 		if !st.IsLeader {
@@ -213,6 +243,7 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 		timer    = time.NewTimer(time.Hour)
 		leading  bool
 		token    int64
+		term     Term // the term led, while leading
 	)
 	timer.Stop()
 	extend := func(v Validity) {
@@ -297,7 +328,7 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 				e.log.Warn("won, but the validity deadline had already passed; starting over")
 				return end(ReasonDeadline, outcomeEnded)
 			}
-			leading, token = true, r.term.Token
+			leading, token, term = true, r.term.Token, r.term
 			e.setClaimUntil(deadline)
 			e.becomeLeading(r.term)
 
@@ -305,6 +336,14 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 			if !leading {
 				req.reply <- ErrNotLeader
 				continue
+			}
+			if req.to != "" {
+				handed, res := e.handOver(req, cand, term, deadline, &leading, end)
+				if !handed {
+					// Not handed over: still leading, same term.
+					continue
+				}
+				return res
 			}
 			e.log.Info("resigning on request")
 			res := end(ReasonResigned, outcomeResigned)
@@ -321,6 +360,55 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 				return end(ReasonLost, outcomeEnded)
 			}
 		}
+	}
+}
+
+// handOver serves a switchover request while leading. It reports whether
+// the term ended, and then the candidacy's outcome; otherwise this
+// candidate still leads the same term. It answers the request either way.
+func (e *Engine) handOver(req resignRequest, cand Candidacy, term Term, deadline time.Time,
+	leading *bool, end func(StepDownReason, outcome) outcome) (bool, outcome) {
+	h, ok := e.cfg.Backend.(Handoff)
+	if !ok {
+		req.reply <- ErrHandoffUnsupported
+		return false, 0
+	}
+	if req.to == e.cfg.Identity {
+		req.reply <- fmt.Errorf("%w: %q is this candidate, which leads already", ErrNotInLine, req.to)
+		return false, 0
+	}
+	// The loop waits for these calls: they end by the validity deadline,
+	// so no claim outlives it.
+	ctx, cancel := context.WithDeadline(req.ctx, deadline)
+	defer cancel()
+	if err := h.CheckSuccessor(ctx, cand, req.to); err != nil {
+		req.reply <- err
+		return false, 0
+	}
+	// Stop claiming before the backend can make the successor leader.
+	e.stepDown(ReasonHandedOver, outcomeResigned)
+	*leading = false
+	err := h.HandOver(ctx, cand, req.to)
+	switch {
+	case err == nil:
+		e.log.Info("handed over on request", "to", req.to)
+		res := end(ReasonHandedOver, outcomeResigned)
+		req.reply <- nil
+		return true, res
+	case errors.Is(err, ErrNotInLine) && time.Now().Before(deadline):
+		// Nothing changed in the backend: the term is still ours.
+		e.log.Info("the successor left the line during the handover; leading on", "to", req.to, "err", err)
+		*leading = true
+		e.setClaimUntil(deadline)
+		e.becomeCampaigning()
+		e.becomeLeading(Term{Token: term.Token, Validity: term.Validity})
+		req.reply <- err
+		return false, 0
+	default:
+		e.callFailed("resign", err)
+		res := end(ReasonHandedOver, outcomeFailed)
+		req.reply <- err
+		return true, res
 	}
 }
 
