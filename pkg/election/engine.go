@@ -129,8 +129,8 @@ func (e *Engine) Resign(ctx context.Context) error {
 // in which case nothing changed. If to left the line between the check and
 // the handover, this candidate stops claiming for that instant and then
 // leads again with the same token. If the backend fails during the
-// handover the leader steps down as after any failure, and the successor
-// is whoever is next in line.
+// handover the outcome is unknown: the leader steps down and holds off as
+// after Resign, and the successor is the chosen one or whoever is next.
 func (e *Engine) HandOver(ctx context.Context, to string) error {
 	if to == "" {
 		return fmt.Errorf("%w: no successor named", ErrNotInLine)
@@ -405,8 +405,10 @@ func (e *Engine) handOver(req resignRequest, cand Candidacy, term Term, deadline
 		req.reply <- err
 		return false, 0
 	default:
+		// Unknown outcome: the successor may lead already. Hold off as
+		// after a resign (the step-down above went to that state).
 		e.callFailed("resign", err)
-		res := end(ReasonHandedOver, outcomeFailed)
+		res := end(ReasonHandedOver, outcomeResigned)
 		req.reply <- err
 		return true, res
 	}

@@ -53,6 +53,8 @@ type Status struct {
 	TTLSeconds   float64 `json:"ttl_seconds"`
 	Ready        bool    `json:"ready"`
 	Caveats      string  `json:"caveats"`
+	Switchover   bool    `json:"switchover"`
+	State        string  `json:"state"`
 }
 
 // Process is a running sidecar.
