@@ -42,7 +42,8 @@ type config struct {
 	LogFormat         string
 	LogLevel          slog.Level
 	HistoryFile       string
-	API               apiFlags // control listener and HTTP limits (httpflags.go)
+	API               apiFlags         // control listener and HTTP limits (httpflags.go)
+	Incarnation       incarnationFlags // restart clean-up (incarnation.go)
 
 	Etcd  etcd.Options
 	Redis redislock.Options
@@ -74,6 +75,7 @@ func newFlagSet(cfg *config, logLevel *string) *pflag.FlagSet {
 	fs.StringVar(logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&cfg.HistoryFile, "history-file", "", "append every status change to this file as JSON lines stamped with CLOCK_MONOTONIC (audits, safety checks)")
 	cfg.API.addFlags(fs)
+	cfg.Incarnation.addFlags(fs)
 	reg := backendRegistry()
 	for _, name := range sortedKeys(reg) {
 		reg[name].addFlags(fs, cfg)
@@ -113,6 +115,7 @@ func parseConfig(args []string, getenv envFunc) (*config, error) {
 		cfg.Kube.PodNamespace = cfg.ElectionNamespace
 	}
 	cfg.Kube.FromEnvironment(getenv, os.ReadFile)
+	cfg.Incarnation.complete(getenv)
 	if cfg.ID == "" {
 		cfg.ID = cfg.Kube.PodName
 	}

@@ -72,6 +72,10 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		return err
 	}
 	defer backend.Close()
+	inc, err := openIncarnation(cfg, backend, log)
+	if err != nil {
+		return err
+	}
 	ecfg := election.Config{
 		Election: cfg.Election,
 		Identity: cfg.ID,
@@ -87,6 +91,10 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		}
 		defer f.Close()
 		ecfg.OnStatus = history.NewWriter(f).Record
+	}
+	if inc != nil {
+		defer inc.Close()
+		ecfg.OnCandidacy = inc.record
 	}
 	engine, err := election.New(ecfg)
 	if err != nil {
@@ -134,6 +142,9 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 
 	log.Info("starting", "election", cfg.Election, "identity", cfg.ID, "backend", backend.Name(),
 		"ttl", cfg.TTL, "http", cfg.HTTP, "version", version())
+	if inc != nil {
+		inc.reclaim(ctx, backend)
+	}
 	engineCtx, stopEngine := context.WithCancel(ctx)
 	defer stopEngine()
 	engineDone := make(chan error, 1)

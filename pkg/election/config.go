@@ -59,6 +59,12 @@ type Config struct {
 	// states; OnStatus does not, which is what an audit history needs. It
 	// must not block.
 	OnStatus func(Status)
+	// OnCandidacy, if set and the backend implements Reclaimer, is called
+	// with the handle of every new candidacy before it campaigns, so that
+	// a later process of this candidate can release it after a crash
+	// (Reclaimer). It runs in the engine's loop before anything is led:
+	// keep it short (a small local file write).
+	OnCandidacy func(handle string)
 }
 
 // withDefaults returns c with every zero field set to its default.

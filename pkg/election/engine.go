@@ -227,6 +227,7 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 		return outcomeFailed
 	}
 	e.callAnswered()
+	e.recordCandidacy(cand)
 
 	cctx, cancel := context.WithCancel(ctx)
 	renewals := make(chan renewal)
@@ -411,6 +412,17 @@ func (e *Engine) handOver(req resignRequest, cand Candidacy, term Term, deadline
 		res := end(ReasonHandedOver, outcomeResigned)
 		req.reply <- err
 		return true, res
+	}
+}
+
+// recordCandidacy passes a new candidacy's handle to OnCandidacy.
+func (e *Engine) recordCandidacy(cand Candidacy) {
+	r, ok := e.cfg.Backend.(Reclaimer)
+	if !ok || e.cfg.OnCandidacy == nil {
+		return
+	}
+	if h := r.Handle(cand); h != "" {
+		e.cfg.OnCandidacy(h)
 	}
 }
 
