@@ -42,8 +42,8 @@ type config struct {
 	LogFormat         string
 	LogLevel          slog.Level
 	HistoryFile       string
-	API               apiFlags         // control listener and HTTP limits (httpflags.go)
-	Incarnation       incarnationFlags // restart clean-up (incarnation.go)
+	API               apiFlags // control listener and HTTP limits (httpflags.go)
+	Incarnation       opsFlags // restart clean-up and rollouts (incarnation.go)
 
 	Etcd  etcd.Options
 	Redis redislock.Options
@@ -161,6 +161,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("--id %q must be 1 to 253 characters", c.ID)
 	case c.TTL <= 0:
 		return fmt.Errorf("--ttl must be positive, got %v", c.TTL)
+	case c.Incarnation.Generation < 0:
+		return fmt.Errorf("--generation %d must not be negative", c.Incarnation.Generation)
 	case c.LogFormat != "json" && c.LogFormat != "text":
 		return fmt.Errorf("--log-format %q: want json or text", c.LogFormat)
 	}

@@ -13,25 +13,29 @@ import (
 	"github.com/leader-elector/leader-elector/pkg/election"
 )
 
-// incarnationFlags are the flags of a restarted sidecar's clean-up.
-type incarnationFlags struct {
-	File   string
-	PodUID string
+// opsFlags are the flags of planned operations: a restarted sidecar's
+// clean-up and rolling updates.
+type opsFlags struct {
+	File       string // --incarnation-file
+	PodUID     string
+	Generation int64
 }
 
 // reclaimTimeout bounds releasing the previous process's candidacy at start.
 const reclaimTimeout = 5 * time.Second
 
-func (f *incarnationFlags) addFlags(fs *pflag.FlagSet) {
+func (f *opsFlags) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&f.File, "incarnation-file", "", "file on a volume only this pod mounts (an emptyDir) recording this process's candidacy, "+
 		"so a sidecar restarted after a crash releases its predecessor's at once instead of after a TTL; "+
 		"a second running process with the same file refuses to start (off when empty)")
 	fs.StringVar(&f.PodUID, "pod-uid", "", "this pod's UID (downward API metadata.uid; default $POD_UID): "+
 		"a record in --incarnation-file written by another pod is never acted on")
+	fs.Int64Var(&f.Generation, "generation", 0, "version of the workload as an increasing number, e.g. the Helm release revision; "+
+		"a waiting candidate queues again behind a newer-generation one, so a rolling update moves leadership once (0: off)")
 }
 
 // complete takes the pod UID from the downward API's usual variable.
-func (f *incarnationFlags) complete(getenv envFunc) {
+func (f *opsFlags) complete(getenv envFunc) {
 	if f.PodUID == "" {
 		f.PodUID = getenv("POD_UID")
 	}

@@ -77,12 +77,13 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		return err
 	}
 	ecfg := election.Config{
-		Election: cfg.Election,
-		Identity: cfg.ID,
-		Backend:  backend,
-		TTL:      cfg.TTL,
-		Logger:   log,
-		Metrics:  m,
+		Election:   cfg.Election,
+		Identity:   cfg.ID,
+		Backend:    backend,
+		TTL:        cfg.TTL,
+		Logger:     log,
+		Metrics:    m,
+		Generation: cfg.Incarnation.Generation,
 	}
 	if cfg.HistoryFile != "" {
 		f, err := os.OpenFile(cfg.HistoryFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)

@@ -238,6 +238,7 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 		term, err := cand.Campaign(cctx)
 		campaigns <- campaignResult{term, err}
 	})
+	newer := e.watchNewer(cctx, cand, &wg)
 
 	var (
 		deadline time.Time // zero: nothing held yet
@@ -351,6 +352,15 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 			req.reply <- nil
 			return res
 
+		case <-newer:
+			newer = nil
+			if leading {
+				continue // a leader leads until it goes; its successor is then the newer one
+			}
+			e.log.Info("a candidate of a newer generation is queued behind this one; queueing again behind it",
+				"generation", e.cfg.Generation)
+			return end(ReasonLost, outcomeEnded)
+
 		case <-e.newerTerm(leading, token):
 			e.mu.Lock()
 			newer := e.observed.Token > token
@@ -413,6 +423,28 @@ func (e *Engine) handOver(req resignRequest, cand Candidacy, term Term, deadline
 		req.reply <- err
 		return true, res
 	}
+}
+
+// watchNewer returns a channel closed when the backend reports a newer
+// generation queued behind cand; nil when generations are off.
+func (e *Engine) watchNewer(ctx context.Context, cand Candidacy, wg *sync.WaitGroup) <-chan struct{} {
+	g, ok := e.cfg.Backend.(Generations)
+	if !ok || e.cfg.Generation == 0 {
+		return nil
+	}
+	ch := make(chan struct{})
+	wg.Go(func() {
+		err := g.WaitNewer(ctx, cand, e.cfg.Generation)
+		if err == nil {
+			close(ch)
+			return
+		}
+		if ctx.Err() == nil {
+			// Only the rollout optimisation is lost; the election goes on.
+			e.log.Debug("watching generations failed", "err", err)
+		}
+	})
+	return ch
 }
 
 // recordCandidacy passes a new candidacy's handle to OnCandidacy.
