@@ -41,6 +41,9 @@ type Engine struct {
 	// fires DuplicateAfter after our name was first seen leading without us.
 	twin      bool
 	twinTimer *time.Timer
+	// queued: this candidacy is in line with its generation published;
+	// waiting candidates read ready only then while generations are on.
+	queued bool
 
 	// claimUntil is the instant (monotonic) after which IsLeader must read
 	// false even if the engine loop has not yet run: a process that wakes
@@ -265,6 +268,7 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 
 	// end stops claiming leadership first, then cleans up the candidacy.
 	end := func(reason StepDownReason, res outcome) outcome {
+		wasLeading := leading
 		if leading {
 			e.stepDown(reason, res)
 			leading = false
@@ -274,6 +278,9 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 		timer.Stop()
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.ResignTimeout)
 		defer rcancel()
+		if wasLeading && res == outcomeShutdown && time.Now().Before(deadline) && e.handOverToNewer(rctx, cand) {
+			return res
+		}
 		if err := cand.Resign(rctx); err != nil {
 			e.cfg.Metrics.BackendError("resign")
 			e.log.Warn("resign failed; the lease will expire on its own", "err", err)
@@ -428,13 +435,19 @@ func (e *Engine) handOver(req resignRequest, cand Candidacy, term Term, deadline
 // watchNewer returns a channel closed when the backend reports a newer
 // generation queued behind cand; nil when generations are off.
 func (e *Engine) watchNewer(ctx context.Context, cand Candidacy, wg *sync.WaitGroup) <-chan struct{} {
-	g, ok := e.cfg.Backend.(Generations)
-	if !ok || e.cfg.Generation == 0 {
+	if !e.generations() {
 		return nil
 	}
+	g := e.cfg.Backend.(Generations)
 	ch := make(chan struct{})
+	queued := func() {
+		e.mu.Lock()
+		e.queued = true
+		e.mu.Unlock()
+		e.publish()
+	}
 	wg.Go(func() {
-		err := g.WaitNewer(ctx, cand, e.cfg.Generation)
+		err := g.WaitNewer(ctx, cand, e.cfg.Generation, queued)
 		if err == nil {
 			close(ch)
 			return
@@ -445,6 +458,36 @@ func (e *Engine) watchNewer(ctx context.Context, cand Candidacy, wg *sync.WaitGr
 		}
 	})
 	return ch
+}
+
+// generations reports whether generations are on.
+func (e *Engine) generations() bool {
+	_, ok := e.cfg.Backend.(Generations)
+	return ok && e.cfg.Generation > 0
+}
+
+// handOverToNewer, at shutdown of a leader that has stepped down, hands
+// over to the first candidate of the newest generation in line, if there
+// is one newer than this one and the backend can hand over. It reports
+// whether it did; otherwise the caller resigns as usual.
+func (e *Engine) handOverToNewer(ctx context.Context, cand Candidacy) bool {
+	h, ok := e.cfg.Backend.(Handoff)
+	if !ok || !e.generations() {
+		return false
+	}
+	to, err := e.cfg.Backend.(Generations).NewerSuccessor(ctx, cand, e.cfg.Generation)
+	if err != nil || to == "" {
+		if err != nil {
+			e.log.Debug("finding a newer-generation successor failed; resigning to whoever is next", "err", err)
+		}
+		return false
+	}
+	if err := h.HandOver(ctx, cand, to); err != nil {
+		e.log.Info("handing over to a newer generation failed; resigning to whoever is next", "to", to, "err", err)
+		return false
+	}
+	e.log.Info("handed over to a newer generation at shutdown", "to", to)
+	return true
 }
 
 // recordCandidacy passes a new candidacy's handle to OnCandidacy.
@@ -483,7 +526,7 @@ func (e *Engine) renew(ctx context.Context, cand Candidacy, out chan<- renewal) 
 // into its state; they log the edge, publish, and feed the metrics.
 
 // becomeCampaigning starts a candidacy.
-func (e *Engine) becomeCampaigning() { e.enter(StateCampaigning, nil) }
+func (e *Engine) becomeCampaigning() { e.enter(StateCampaigning, func() { e.queued = false }) }
 
 // becomeLeading publishes this candidate as leader of term.
 func (e *Engine) becomeLeading(term Term) {
@@ -569,7 +612,7 @@ func (e *Engine) publish() {
 			return
 		}
 		s.IsLeader = false
-		s.Ready = e.obsOK && e.obsProblem == "" && e.callProblem == ""
+		s.Ready = e.obsOK && e.obsProblem == "" && e.callProblem == "" && (e.queued || !e.generations())
 		s.Leader, s.FencingToken, s.Since = "", 0, time.Time{}
 		// Not ready means the last leader known may be gone: name nobody.
 		// Our own identity as observed leader while we do not lead is a key

@@ -27,63 +27,100 @@ func (b *Backend) generationPrefix() string {
 }
 
 // WaitNewer implements election.Generations.
-func (b *Backend) WaitNewer(ctx context.Context, cand election.Candidacy, gen int64) error {
-	c, ok := cand.(*candidacy)
-	if !ok || c.b != b {
-		return errors.New("etcd: generations of a candidacy this backend did not create")
+func (b *Backend) WaitNewer(ctx context.Context, cand election.Candidacy, gen int64, queued func()) error {
+	c, err := b.ownCandidacy(cand)
+	if err != nil {
+		return err
 	}
-	genPrefix := b.generationPrefix()
 	rctx, cancel := b.request(ctx)
-	_, err := c.cli.Put(rctx, fmt.Sprintf("%s%x", genPrefix, int64(c.lease)), strconv.FormatInt(gen, 10), clientv3.WithLease(c.lease))
+	_, err = c.cli.Put(rctx, fmt.Sprintf("%s%x", b.generationPrefix(), int64(c.lease)), strconv.FormatInt(gen, 10), clientv3.WithLease(c.lease))
 	cancel()
 	if err != nil {
 		return b.failed(ctx, "publishing the generation", err)
 	}
 	// Both prefixes start with this, so one watch sees every change.
 	common := strings.TrimSuffix(b.prefix, "/")
+	told := false
 	for {
-		rctx, cancel := b.request(ctx)
-		resp, err := c.cli.Txn(rctx).Then(
-			clientv3.OpGet(b.prefix, clientv3.WithPrefix()),
-			clientv3.OpGet(genPrefix, clientv3.WithPrefix()),
-		).Commit()
-		cancel()
+		l, err := b.readLine(ctx, c)
 		if err != nil {
-			return b.failed(ctx, "reading generations", err)
+			return err
 		}
-		if newerBehind(c.key, resp.Responses[0].GetResponseRange().Kvs, resp.Responses[1].GetResponseRange().Kvs, gen) {
-			return nil
+		if l.mine != 0 && !told {
+			told = true
+			queued()
 		}
-		if err := b.waitChange(ctx, c.cli, common, resp.Header.Revision); err != nil {
+		if l.mine != 0 {
+			for _, kv := range l.kvs {
+				if kv.CreateRevision > l.mine && l.gens[kv.Lease] > gen {
+					return nil
+				}
+			}
+		}
+		if err := b.waitChange(ctx, c.cli, common, l.rev); err != nil {
 			return err
 		}
 	}
 }
 
-// newerBehind reports whether a key in line was created after key and
-// belongs to a candidate whose published generation is greater than gen.
-func newerBehind(key string, line, gens []*mvccpb.KeyValue, gen int64) bool {
-	var mine int64
-	for _, kv := range line {
-		if string(kv.Key) == key {
-			mine = kv.CreateRevision
+// NewerSuccessor implements election.Generations.
+func (b *Backend) NewerSuccessor(ctx context.Context, cand election.Candidacy, gen int64) (string, error) {
+	c, err := b.ownCandidacy(cand)
+	if err != nil {
+		return "", err
+	}
+	l, err := b.readLine(ctx, c)
+	if err != nil || l.mine == 0 {
+		return "", err
+	}
+	best, id := gen, ""
+	for _, kv := range l.kvs { // in line order
+		if g := l.gens[kv.Lease]; kv.CreateRevision > l.mine && g > best {
+			best, id = g, string(kv.Value)
 		}
 	}
-	if mine == 0 {
-		return false // our key is not created yet
+	return id, nil
+}
+
+func (b *Backend) ownCandidacy(cand election.Candidacy) (*candidacy, error) {
+	c, ok := cand.(*candidacy)
+	if !ok || c.b != b {
+		return nil, errors.New("etcd: generations of a candidacy this backend did not create")
 	}
-	byLease := map[int64]int64{}
-	for _, kv := range gens {
+	return c, nil
+}
+
+// line is the election's line and generations, read at one revision.
+type line struct {
+	kvs  []*mvccpb.KeyValue // in line order (create revision)
+	gens map[int64]int64    // lease → published generation
+	mine int64              // create revision of c's key; 0 if not (yet) in line
+	rev  int64
+}
+
+func (b *Backend) readLine(ctx context.Context, c *candidacy) (line, error) {
+	rctx, cancel := b.request(ctx)
+	defer cancel()
+	resp, err := c.cli.Txn(rctx).Then(
+		clientv3.OpGet(b.prefix, append([]clientv3.OpOption{clientv3.WithPrefix()},
+			clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))...),
+		clientv3.OpGet(b.generationPrefix(), clientv3.WithPrefix()),
+	).Commit()
+	if err != nil {
+		return line{}, b.failed(ctx, "reading generations", err)
+	}
+	l := line{kvs: resp.Responses[0].GetResponseRange().Kvs, gens: map[int64]int64{}, rev: resp.Header.Revision}
+	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
 		if g, err := strconv.ParseInt(string(kv.Value), 10, 64); err == nil {
-			byLease[kv.Lease] = g
+			l.gens[kv.Lease] = g
 		}
 	}
-	for _, kv := range line {
-		if kv.CreateRevision > mine && byLease[kv.Lease] > gen {
-			return true
+	for _, kv := range l.kvs {
+		if string(kv.Key) == c.key {
+			l.mine = kv.CreateRevision
 		}
 	}
-	return false
+	return l, nil
 }
 
 // waitChange returns after the first change under prefix after rev.
