@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/leader-elector/leader-elector/pkg/history"
 )
 
@@ -52,15 +54,23 @@ var rolloutOrders = []struct {
 	{"leader last", [3]int{2, 1, 0}},
 }
 
-func measureOperations(ctx context.Context, sidecar, etcdURL string, ttl time.Duration, trials int, tmp string) (*OpsResult, error) {
+// etcdElectionPrefix is the sidecar's default --etcd-prefix.
+const etcdElectionPrefix = "/leader-elector/"
+
+func measureOperations(ctx context.Context, sidecar, etcdURL string, cli *clientv3.Client, ttl time.Duration, trials int, tmp string) (*OpsResult, error) {
 	res := &OpsResult{TTL: ttl}
+	// queued waits until an election has n candidate keys: a sidecar that
+	// sees the leader may not have created its own key yet.
+	queued := func(election string, n int64) error {
+		return etcdQueued(cli, etcdElectionPrefix, n)(ctx, election)
+	}
 	base := func(election string) []string {
 		return []string{"--backend", "etcd", "--etcd-endpoints", etcdURL, "--ttl", ttl.String(), "--election", election}
 	}
 	for i, o := range rolloutOrders {
 		r := RolloutResult{Order: o.name}
 		for _, gen := range []bool{false, true} {
-			n, err := simulateRollout(ctx, sidecar, base(fmt.Sprintf("rollout-%d-%v", i, gen)), gen, o.victims, tmp)
+			n, err := simulateRollout(ctx, sidecar, fmt.Sprintf("rollout-%d-%v", i, gen), base, queued, gen, o.victims, tmp)
 			if err != nil {
 				return nil, fmt.Errorf("rollout (%s, generations %v): %w", o.name, gen, err)
 			}
@@ -74,12 +84,12 @@ func measureOperations(ctx context.Context, sidecar, etcdURL string, ttl time.Du
 	}
 	var sw, fromKill, fromExec, startup []time.Duration
 	for i := range trials {
-		d, err := switchoverTrial(ctx, sidecar, base(fmt.Sprintf("switchover-%d", i)), tmp)
+		d, err := switchoverTrial(ctx, sidecar, fmt.Sprintf("switchover-%d", i), base, queued, tmp)
 		if err != nil {
 			return nil, fmt.Errorf("switchover trial %d: %w", i, err)
 		}
 		sw = append(sw, d)
-		k, e, s, err := restartTrial(ctx, sidecar, base(fmt.Sprintf("restart-%d", i)), tmp, i)
+		k, e, s, err := restartTrial(ctx, sidecar, fmt.Sprintf("restart-%d", i), base, queued, tmp, i)
 		if err != nil {
 			return nil, fmt.Errorf("restart trial %d: %w", i, err)
 		}
@@ -118,7 +128,9 @@ func waitFor(ctx context.Context, ch <-chan struct{}, d time.Duration, what stri
 // simulateRollout runs 3 old sidecars, then three times: start a new one,
 // wait until its /status is ready (the chart's readiness), SIGTERM the old
 // one victims names. It returns the leadership changes in the histories.
-func simulateRollout(ctx context.Context, bin string, args []string, generations bool, victims [3]int, tmp string) (int, error) {
+func simulateRollout(ctx context.Context, bin, election string, base func(string) []string, queued func(string, int64) error,
+	generations bool, victims [3]int, tmp string) (int, error) {
+	args := base(election)
 	gen := func(g int) []string {
 		if !generations {
 			return nil
@@ -152,6 +164,9 @@ func simulateRollout(ctx context.Context, bin string, args []string, generations
 			ch, what = c.led, "leading"
 		}
 		if err := waitFor(ctx, ch, time.Minute, what); err != nil {
+			return 0, err
+		}
+		if err := queued(election, int64(i+1)); err != nil {
 			return 0, err
 		}
 		old = append(old, p)
@@ -224,7 +239,9 @@ func getStatus(ctx context.Context, url string) (sidecarStatus, error) {
 // switchoverTrial starts a leader and two followers, asks the leader over
 // its control socket to hand over to the last in line, and returns the
 // time until that one's /watch says it leads.
-func switchoverTrial(ctx context.Context, bin string, args []string, tmp string) (time.Duration, error) {
+func switchoverTrial(ctx context.Context, bin, election string, base func(string) []string, queued func(string, int64) error,
+	tmp string) (time.Duration, error) {
+	args := base(election)
 	dir, err := os.MkdirTemp(tmp, "sw")
 	if err != nil {
 		return 0, err
@@ -251,6 +268,9 @@ func switchoverTrial(ctx context.Context, bin string, args []string, tmp string)
 		if err := waitFor(ctx, ch, time.Minute, what); err != nil {
 			return 0, err
 		}
+	}
+	if err := queued(election, 3); err != nil {
+		return 0, err
 	}
 	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
@@ -286,7 +306,9 @@ func switchoverTrial(ctx context.Context, bin string, args []string, tmp string)
 // returns the time until the follower's /watch says it leads, from the
 // kill and from the restarted process's exec, and that process's start-up
 // (exec → listening).
-func restartTrial(ctx context.Context, bin string, args []string, tmp string, n int) (fromKill, fromExec, startup time.Duration, err error) {
+func restartTrial(ctx context.Context, bin, election string, base func(string) []string, queued func(string, int64) error,
+	tmp string, n int) (fromKill, fromExec, startup time.Duration, err error) {
+	args := base(election)
 	file := filepath.Join(tmp, fmt.Sprintf("incarnation-%d", n))
 	withFile := append([]string{"--incarnation-file", file, "--pod-uid", "bench"}, args...)
 	leader := newContender("a")
@@ -305,6 +327,9 @@ func restartTrial(ctx context.Context, bin string, args []string, tmp string, n 
 	}
 	defer b.stop()
 	if err := waitFor(ctx, follower.waiting, time.Minute, "b to follow"); err != nil {
+		return 0, 0, 0, err
+	}
+	if err := queued(election, 2); err != nil {
 		return 0, 0, 0, err
 	}
 	killed := time.Now()

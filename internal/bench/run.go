@@ -236,7 +236,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	// Planned operations: rollouts, switchover, sidecar restarts.
 	if cfg.OpsTrials > 0 {
 		log.Info("measuring planned operations", "trials", cfg.OpsTrials)
-		ops, err := measureOperations(ctx, sidecar, etcd.URL, cfg.TTL, cfg.OpsTrials, tmp)
+		ops, err := measureOperations(ctx, sidecar, etcd.URL, etcdCli, cfg.TTL, cfg.OpsTrials, tmp)
 		if err != nil {
 			return nil, fmt.Errorf("operations: %w", err)
 		}
