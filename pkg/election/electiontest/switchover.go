@@ -88,9 +88,15 @@ func testSwitchover(t *testing.T, s *suite) {
 		next := others(nodes, leader)[len(nodes)-2-round%(len(nodes)-1)]
 		mark := rec.len()
 		start := time.Now()
-		if err := leader.engine.HandOver(t.Context(), next.id); err != nil {
-			t.Fatalf("round %d: HandOver(%s → %s): %v", round, leader.id, next.id, err)
-		}
+		// Following (it sees the leader) may come before the candidacy is in
+		// line; a refused handover changes nothing, so ask again.
+		eventually(t, 10*s.h.TTL, next.id+" to be in line", func() bool {
+			err := leader.engine.HandOver(t.Context(), next.id)
+			if err != nil && !errors.Is(err, election.ErrNotInLine) {
+				t.Fatalf("round %d: HandOver(%s → %s): %v", round, leader.id, next.id, err)
+			}
+			return err == nil
+		})
 		if st, _ := leader.engine.Status(); st.IsLeader || st.State != election.StateHoldingOff {
 			t.Fatalf("round %d: after HandOver returned the old leader reads %+v, want holding off", round, st)
 		}
