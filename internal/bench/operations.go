@@ -13,6 +13,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/sys/unix"
 
 	"github.com/leader-elector/leader-elector/pkg/history"
 )
@@ -198,6 +199,13 @@ func simulateRollout(ctx context.Context, bin, election string, base func(string
 	}); err != nil {
 		return 0, err
 	}
+	// Stopping the rest hands leadership on among the new pods: count only
+	// the terms that began before now.
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0, err
+	}
+	cutoff := ts.Nano()
 	for _, p := range all {
 		p.stop()
 	}
@@ -207,7 +215,11 @@ func simulateRollout(ctx context.Context, bin, election string, base func(string
 		if err != nil {
 			return 0, err
 		}
-		terms += len(history.Intervals(h))
+		for _, iv := range history.Intervals(h) {
+			if iv.Start <= cutoff {
+				terms++
+			}
+		}
 	}
 	return terms - 1, nil
 }

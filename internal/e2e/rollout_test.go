@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/leader-elector/leader-elector/internal/testutil/etcdtest"
 	"github.com/leader-elector/leader-elector/internal/testutil/sidecartest"
@@ -50,6 +51,18 @@ func rollout(t *testing.T, generations bool, victims [3]int) int {
 		}
 	}
 	leader, _ := agree(t, all)
+	// The history is written off the election's path: wait until the
+	// leader's shows its term.
+	for deadline := time.Now().Add(generous); ; {
+		iv := leader.Intervals()
+		if n := len(iv); n > 0 && iv[n-1].End == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s leads but its history does not say so", leader.ID)
+		}
+		<-time.After(5 * time.Millisecond)
+	}
 	assertNoOverlap(t, all)
 	terms := 0
 	for _, p := range all {
