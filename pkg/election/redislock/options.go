@@ -155,10 +155,15 @@ func baseClientOptions(addr string, opTimeout time.Duration) *redis.Options {
 		// that is down must cost one refused dial, not a retry loop.
 		ContextTimeoutEnabled: true,
 		DialTimeout:           opTimeout,
-		DialerRetries:         1,
-		MaxRetries:            -1,
-		PoolSize:              4,
-		DisableIdentity:       true,
+		// A call without a deadline of its own (a pub/sub connection's
+		// handshake) must not wait on a dead link longer than a request
+		// may: Campaign stops its listeners before it returns a won term.
+		ReadTimeout:     opTimeout,
+		WriteTimeout:    opTimeout,
+		DialerRetries:   1,
+		MaxRetries:      -1,
+		PoolSize:        4,
+		DisableIdentity: true,
 	}
 }
 

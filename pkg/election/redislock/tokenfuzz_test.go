@@ -33,9 +33,12 @@ func envInt(t *testing.T, name string, def int64) int64 {
 
 // fuzzTerm is one won term as the test saw it.
 type fuzzTerm struct {
-	who      string
-	token    int64
-	won, end time.Time // end: resignation began, or the validity ran out
+	who   string
+	token int64
+	// The round was sent at sent and won before won, when Campaign
+	// returned (which can be later: Campaign also stops its listeners).
+	sent, won time.Time
+	end       time.Time // resignation began, or the validity ran out
 }
 
 // TestRedlockTokenOrderRandomized runs three candidates against three real
@@ -104,8 +107,11 @@ func fuzzTokens(t *testing.T, seed int64) {
 			term, err = c.Campaign(cctx)
 			if err == nil {
 				mu.Lock()
-				ft := &fuzzTerm{who: names[i], token: term.Token, won: time.Now(),
+				ft := &fuzzTerm{who: names[i], token: term.Token, sent: term.Validity.Sent, won: time.Now(),
 					end: term.Validity.Sent.Add(term.Validity.TTL)}
+				if took := ft.won.Sub(ft.sent); took > ttl {
+					t.Errorf("%s won token %d, but Campaign returned %v after the round was sent, past its validity", ft.who, ft.token, took)
+				}
 				terms = append(terms, ft)
 				leading[i], current[i] = c, ft
 				mu.Unlock()
@@ -175,10 +181,13 @@ func fuzzTokens(t *testing.T, seed int64) {
 			if a == b {
 				continue
 			}
-			if b.won.After(a.end) && b.token <= a.token {
+			// b's round began after a's term ended: b won after it.
+			if b.sent.After(a.end) && b.token <= a.token {
 				t.Errorf("%s won token %d after %s's term with token %d ended", b.who, b.token, a.who, a.token)
 			}
-			if a.won.Before(b.won) && b.won.Before(a.end) {
+			// b's round began after a had won, and b had won before a's
+			// term ended.
+			if b.sent.After(a.won) && b.won.Before(a.end) {
 				t.Errorf("%s (token %d) won while %s's term (token %d) was valid", b.who, b.token, a.who, a.token)
 			}
 		}

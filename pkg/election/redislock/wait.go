@@ -38,8 +38,12 @@ func (b *Backend) subscribe(ctx context.Context, accept func(payload string) boo
 	)
 	for _, c := range b.nodes {
 		wg.Go(func() {
-			// Subscribe dials, so it runs here rather than delaying the caller.
-			ps := c.Subscribe(ctx, b.keys.events)
+			// Subscribe dials and greets the server (HELLO), so it runs
+			// here rather than delaying the caller, bounded like any
+			// request: stop waits for it.
+			sctx, scancel := context.WithTimeout(ctx, b.opTimeout)
+			ps := c.Subscribe(sctx, b.keys.events)
+			scancel()
 			mu.Lock()
 			if stopped {
 				mu.Unlock()
