@@ -86,6 +86,25 @@ func hasSidecar(pod *corev1.Pod) bool {
 	return slices.ContainsFunc(pod.Spec.InitContainers, is) || slices.ContainsFunc(pod.Spec.Containers, is)
 }
 
+// Inject adds the sidecar to pod as its annotations ask, exactly as the
+// webhook does, and reports whether it changed the pod. A pod without the
+// opt-in label, or that already has a container named leader-elector, is
+// left alone (false, nil). A bad annotation is an *AnnotationError; a taken
+// volume name is another error; the pod is unchanged on error.
+func (t *Template) Inject(pod *corev1.Pod, native bool) (bool, error) {
+	if pod.Labels[LabelInject] != "true" || hasSidecar(pod) {
+		return false, nil
+	}
+	r, err := parseRequest(pod.Annotations, t)
+	if err != nil {
+		return false, err
+	}
+	if err := t.inject(pod, r, native); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
 // inject adds the sidecar for r to pod. native puts it into initContainers
 // with restartPolicy Always, else into containers. It changes nothing and
 // returns an error when a volume name is taken.

@@ -53,16 +53,11 @@ func (h *Handler) Handle(_ context.Context, req admission.Request) admission.Res
 	if hasSidecar(pod) {
 		return admission.Allowed("the pod already has a container named " + ContainerName)
 	}
-	r, err := parseRequest(pod.Annotations, h.template)
-	if err != nil {
-		log.Info("rejected a pod", "err", err)
-		return admission.Denied(err.Error())
-	}
 	before, err := json.Marshal(pod)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
-	if err := h.template.inject(pod, r, h.native); err != nil {
+	if _, err := h.template.Inject(pod, h.native); err != nil {
 		log.Info("rejected a pod", "err", err)
 		return admission.Denied(err.Error())
 	}
@@ -70,7 +65,7 @@ func (h *Handler) Handle(_ context.Context, req admission.Request) admission.Res
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
-	log.Debug("injected the sidecar", "election", r.Election, "backend", r.Backend, "readiness", r.Readiness, "native", h.native)
+	log.Debug("injected the sidecar", "election", pod.Annotations[AnnotationElection], "native", h.native)
 	// The patch is computed between two encodings of the same typed pod, so
 	// it holds the injection and nothing else (no fields normalised by
 	// decoding).
