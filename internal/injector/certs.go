@@ -46,6 +46,9 @@ type CertOptions struct {
 	// Validity is the lifetime of a CA and serving certificate; a new pair is
 	// made once less than a third of it is left. Default 90 days.
 	Validity time.Duration
+	// Clock reads the time; nil means time.Now. Tests move it forward to
+	// age the certificate.
+	Clock func() time.Time
 }
 
 // Certs keeps the injector's serving certificate in a Secret, rotates it, and
@@ -71,7 +74,11 @@ func NewCerts(client kubernetes.Interface, opts CertOptions, log *slog.Logger) (
 	if opts.Validity == 0 {
 		opts.Validity = 90 * 24 * time.Hour
 	}
-	return &Certs{client: client, opts: opts, log: log, now: time.Now}, nil
+	now := opts.Clock
+	if now == nil {
+		now = time.Now
+	}
+	return &Certs{client: client, opts: opts, log: log, now: now}, nil
 }
 
 // GetCertificate serves the current certificate (tls.Config.GetCertificate).
