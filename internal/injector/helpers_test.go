@@ -109,6 +109,9 @@ func appPod(name string, labels, annotations map[string]string) *corev1.Pod {
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, Annotations: annotations},
 		Spec: corev1.PodSpec{
+			// The ServiceAccount admission plugin (which envtest turns off)
+			// fills this in before webhooks run in a real cluster.
+			ServiceAccountName:           "default",
 			AutomountServiceAccountToken: new(false),
 			Containers: []corev1.Container{{
 				Name:  "app",
