@@ -151,7 +151,7 @@ func TestWebhookOnAPIServer(t *testing.T) {
 	}
 	gate := map[string]string{
 		injector.AnnotationElection:  "orders",
-		injector.AnnotationTTL:      "5s",
+		injector.AnnotationTTL:       "5s",
 		injector.AnnotationReadiness: "gate",
 	}
 
@@ -481,4 +481,3 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
-
