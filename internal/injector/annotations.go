@@ -41,6 +41,10 @@ const ContainerName = "leader-elector"
 // label value, because the sidecar labels pods with it.
 var electionName = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
 
+// leaseName is the kubernetes backend's further rule: the Lease is named
+// after the election, and object names are lower-case DNS subdomains.
+var leaseName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
+
 // request is what a pod's annotations ask for, after defaults.
 type request struct {
 	Election     string
@@ -87,6 +91,9 @@ func parseRequest(ann map[string]string, t *Template) (request, error) {
 	sc, ok := t.Backends[r.Backend]
 	if !ok {
 		return r, bad(AnnotationBackend, "this injector is installed with the backends "+strings.Join(t.names(), ", "))
+	}
+	if r.Backend == "kubernetes" && !leaseName.MatchString(r.Election) {
+		return r, bad(AnnotationElection, "backend kubernetes names the Lease after the election: use lower-case letters, digits, '-' and '.'")
 	}
 	if r.TTL != "" {
 		d, err := time.ParseDuration(r.TTL)

@@ -192,3 +192,21 @@ func FuzzInject(f *testing.F) {
 		}
 	})
 }
+
+func TestKubernetesBackendNeedsALeaseName(t *testing.T) {
+	tmpl := chartTemplate(t)
+	// A template offering the kubernetes backend (its sidecar's shape does
+	// not matter to this rule).
+	tmpl.Backends["kubernetes"] = tmpl.Backends["etcd"]
+	for election, ok := range map[string]bool{"orders": true, "orders.v2": true, "Orders": false, "orders_v2": false} {
+		pod := appPod("p", optedIn(nil), map[string]string{injector.AnnotationElection: election, injector.AnnotationBackend: "kubernetes"})
+		_, err := tmpl.Inject(pod, true)
+		var ae *injector.AnnotationError
+		if ok && err != nil {
+			t.Errorf("%s: %v", election, err)
+		}
+		if !ok && (!errors.As(err, &ae) || ae.Annotation != injector.AnnotationElection) {
+			t.Errorf("%s: got %v, want an error naming %s", election, err, injector.AnnotationElection)
+		}
+	}
+}
