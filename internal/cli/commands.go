@@ -34,6 +34,12 @@ func commands() []command {
 			},
 		},
 		{
+			name:    "exec",
+			summary: "run a command only while this instance leads: sidecar exec [flags] -- CMD [ARGS...]",
+			usage:   execHelp(),
+			run:     runExec,
+		},
+		{
 			name:    "injector",
 			summary: "serve the admission webhook that injects the sidecar into opted-in pods",
 			usage:   injectorUsage(),

@@ -54,6 +54,17 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics receives measurements. Default: none.
 	Metrics Metrics
+	// Gate, if set, decides whether this candidate may stand (see Gate).
+	// Default: always.
+	Gate Gate
+	// BeforeRelease, if set, is called after a leader has stepped down
+	// (the step-down is already published) and before the engine releases
+	// its lease or lock, so work done under the term can be stopped before
+	// a successor can win: the exec wrapper waits there for its command to
+	// exit. It delays the release, never the step-down; it must return
+	// before the lease could expire (within Margin), or the lock simply
+	// expires instead of being handed over.
+	BeforeRelease func()
 	// Clock reports time the machine spent suspended, which the engine
 	// subtracts from validity windows (see Clock). Default SystemClock().
 	Clock Clock

@@ -209,6 +209,11 @@ func (e *Engine) Run(ctx context.Context) error {
 
 	backoff := retry.New(e.cfg.RetryMin, e.cfg.RetryMax)
 	for ctx.Err() == nil {
+		if el, changed := e.cfg.eligibility(); !el.Eligible {
+			e.becomeStandingAside(el)
+			e.standAside(ctx, changed)
+			continue
+		}
 		switch e.candidacy(ctx) {
 		case outcomeResigned:
 			backoff.Reset()
@@ -217,7 +222,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		case outcomeFailed:
 			e.becomeBackingOff()
 			e.between(ctx, backoff.Next())
-		case outcomeEnded:
+		case outcomeEnded, outcomeStandAside:
 			backoff.Reset()
 		}
 	}
@@ -227,10 +232,11 @@ func (e *Engine) Run(ctx context.Context) error {
 type outcome int
 
 const (
-	outcomeEnded    outcome = iota // lost or expired; start again now
-	outcomeFailed                  // the backend failed; back off
-	outcomeResigned                // resigned on request; hold off
-	outcomeShutdown                // ctx ended
+	outcomeEnded      outcome = iota // lost or expired; start again now
+	outcomeFailed                    // the backend failed; back off
+	outcomeResigned                  // resigned on request; hold off
+	outcomeShutdown                  // ctx ended
+	outcomeStandAside                // the gate closed; stand aside until it opens
 )
 
 // renewal is one renewer result.
@@ -247,6 +253,10 @@ type campaignResult struct {
 
 // candidacy runs one candidacy from grant to loss, resignation or shutdown.
 func (e *Engine) candidacy(ctx context.Context) outcome {
+	el, gate := e.cfg.eligibility()
+	if !el.Eligible {
+		return outcomeStandAside
+	}
 	e.becomeCampaigning()
 	suspended := e.cfg.Clock.Suspended()
 	gctx, gcancel := context.WithTimeout(ctx, e.cfg.candidateTimeout())
@@ -278,6 +288,7 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 		timer    = time.NewTimer(time.Hour)
 		check    = time.NewTicker(e.cfg.checkInterval())
 		leading  bool
+		led      bool // leading was true at some point of this candidacy
 		token    int64
 	)
 	timer.Stop()
@@ -305,6 +316,10 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 		cancel()
 		wg.Wait()
 		timer.Stop()
+		if led && e.cfg.BeforeRelease != nil {
+			// Work done under the term stops before a successor can win.
+			e.cfg.BeforeRelease()
+		}
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.ResignTimeout)
 		defer rcancel()
 		if err := cand.Resign(rctx); err != nil {
@@ -377,7 +392,7 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 				e.log.Warn("won, but the validity deadline had already passed; starting over")
 				return end(ReasonDeadline, outcomeEnded)
 			}
-			leading, token = true, r.term.Token
+			leading, led, token = true, true, r.term.Token
 			e.setClaimUntil(deadline)
 			e.becomeLeading(r.term)
 
@@ -390,6 +405,19 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 			res := end(ReasonResigned, outcomeResigned)
 			req.reply <- nil
 			return res
+
+		case <-gate:
+			el, gate = e.cfg.eligibility()
+			if el.Eligible {
+				e.publish() // the health word may have changed
+				continue
+			}
+			if leading {
+				e.log.Warn("the health gate closed; stepping down so a healthy peer leads", "why", el.Reason)
+			} else {
+				e.log.Info("the health gate closed; leaving the queue", "why", el.Reason)
+			}
+			return end(ReasonUnhealthy, outcomeStandAside)
 
 		case <-e.newerTerm(leading, token):
 			e.mu.Lock()
@@ -456,6 +484,8 @@ func (e *Engine) stepDown(reason StepDownReason, next outcome) {
 		to = StateStopped
 	case outcomeFailed:
 		to = StateBackingOff
+	case outcomeStandAside:
+		to = StateStandingAside
 	}
 	e.enter(to, func() { e.token, e.since = 0, time.Time{} })
 	e.cfg.Metrics.SetLeader(false)
@@ -468,6 +498,37 @@ func (e *Engine) becomeHoldingOff() { e.enter(StateHoldingOff, nil) }
 
 // becomeBackingOff waits after a backend failure.
 func (e *Engine) becomeBackingOff() { e.enter(StateBackingOff, nil) }
+
+// becomeStandingAside records that the gate keeps this candidate out of
+// the election; el says why.
+func (e *Engine) becomeStandingAside(el Eligibility) {
+	e.mu.Lock()
+	was := e.state
+	e.mu.Unlock()
+	if was != StateStandingAside {
+		e.log.Info("standing aside: not a candidate until the health gate opens", "why", el.Reason)
+	}
+	e.enter(StateStandingAside, nil)
+}
+
+// standAside waits until the gate's verdict changes or ctx ends. Nothing
+// is led meanwhile, so a resign request is answered at once.
+func (e *Engine) standAside(ctx context.Context, changed <-chan struct{}) {
+	check := time.NewTicker(e.cfg.checkInterval())
+	defer check.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+			return
+		case <-check.C:
+			e.heartbeat()
+		case req := <-e.resigns:
+			req.reply <- ErrNotLeader
+		}
+	}
+}
 
 // becomeStopped marks the end of Run.
 func (e *Engine) becomeStopped() {
@@ -507,6 +568,11 @@ func (e *Engine) publish() {
 		defer func() { e.cfg.Metrics.SetState(s.State) }()
 		s.State = e.state
 		s.Problem = e.problem()
+		el, _ := e.cfg.eligibility()
+		s.Health, s.NotStanding = el.Health, ""
+		if e.state == StateStandingAside {
+			s.NotStanding = el.Reason
+		}
 		s.DuplicateIdentity = e.twin
 		if e.state == StateLeading {
 			s.IsLeader, s.Leader, s.FencingToken, s.Since = true, e.cfg.Identity, e.token, e.since
@@ -706,6 +772,7 @@ func (e *Engine) currentProblem() string {
 func (e *Engine) between(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
+	_, gate := e.cfg.eligibility()
 	check := time.NewTicker(e.cfg.checkInterval())
 	defer check.Stop()
 	for {
@@ -714,6 +781,10 @@ func (e *Engine) between(ctx context.Context, d time.Duration) {
 			return
 		case <-t.C:
 			return
+		case <-gate:
+			// Show the new health word; the loop acts on it afterwards.
+			_, gate = e.cfg.eligibility()
+			e.publish()
 		case <-check.C:
 			e.heartbeat()
 		case req := <-e.resigns:

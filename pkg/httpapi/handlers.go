@@ -27,11 +27,17 @@ type statusJSON struct {
 	Problem      string  `json:"problem,omitempty"`
 	Duplicate    bool    `json:"duplicate_identity,omitempty"`
 	Caveats      string  `json:"caveats,omitempty"`
+	AppHealth    string  `json:"app_health,omitempty"`
+	NotStanding  string  `json:"not_standing,omitempty"`
 	// Degraded lists the sidecar's own outputs that are losing data (a
 	// history file that fails to write, log records dropped because stderr
 	// is not drained); empty when none is.
 	Degraded []string `json:"degraded,omitempty"`
 }
+
+// MarshalStatus returns st as GET /status shows it, without the
+// sidecar's own degraded outputs (the status file writes this document).
+func MarshalStatus(st election.Status) ([]byte, error) { return json.Marshal((&Server{}).toJSON(st)) }
 
 func (s *Server) toJSON(st election.Status) statusJSON {
 	out := statusJSON{
@@ -47,6 +53,8 @@ func (s *Server) toJSON(st election.Status) statusJSON {
 		Problem:      st.Problem,
 		Duplicate:    st.DuplicateIdentity,
 		Caveats:      st.Caveats,
+		AppHealth:    st.Health,
+		NotStanding:  st.NotStanding,
 	}
 	if !st.Since.IsZero() {
 		out.Since = st.Since.UTC().Format(time.RFC3339Nano)
