@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strconv"
 	"strings"
@@ -154,10 +155,18 @@ func TestWebhookOnAPIServer(t *testing.T) {
 		injector.AnnotationTTL:       "5s",
 		injector.AnnotationReadiness: "gate",
 	}
+	// The application's health endpoint: the injected sidecar stands for
+	// election only while it answers 2xx (--app-health-url).
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	t.Cleanup(app.Close)
+	healthy := map[string]string{injector.AnnotationAppHealthURL: app.URL + "/healthz"}
+	for k, v := range gate {
+		healthy[k] = v
+	}
 
 	var injected *corev1.Pod
 	t.Run("opted-in pod gets the sidecar in a restricted namespace", func(t *testing.T) {
-		submitted := appPod("orders-0", optedIn(nil), gate)
+		submitted := appPod("orders-0", optedIn(nil), healthy)
 		got, err := create(submitted.DeepCopy(), metav1.CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -167,7 +176,7 @@ func TestWebhookOnAPIServer(t *testing.T) {
 		if side == nil || !native {
 			t.Fatalf("want a native sidecar (API server 1.37), got init %+v containers %+v", got.Spec.InitContainers, got.Spec.Containers)
 		}
-		for flag, want := range map[string]string{"--election": "orders", "--ttl": "5s", "--backend": "etcd", "--readiness-gate": "leader-elector.io/leader"} {
+		for flag, want := range map[string]string{"--election": "orders", "--ttl": "5s", "--backend": "etcd", "--readiness-gate": "leader-elector.io/leader", "--app-health-url": app.URL + "/healthz"} {
 			if argValue(side, flag) != want {
 				t.Errorf("%s: got %q want %q", flag, argValue(side, flag), want)
 			}
