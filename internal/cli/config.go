@@ -46,6 +46,7 @@ type config struct {
 	StatusFile        string
 	API               apiFlags          // control listener and HTTP limits (httpflags.go)
 	Health            apphealth.Options // off while Health.URL is empty
+	Incarnation       opsFlags          // restart clean-up and rollouts (incarnation.go)
 
 	// Exec is set by `sidecar exec`: the command to run while leading.
 	Exec *execConfig
@@ -86,6 +87,7 @@ func newFlagSet(cfg *config, logLevel *string) *pflag.FlagSet {
 		addExecFlags(fs, cfg.Exec)
 	}
 	cfg.API.addFlags(fs)
+	cfg.Incarnation.addFlags(fs)
 	reg := backendRegistry()
 	for _, name := range sortedKeys(reg) {
 		reg[name].addFlags(fs, cfg)
@@ -134,6 +136,7 @@ func parseConfigInto(cfg *config, args []string, getenv envFunc) (*config, error
 		cfg.Kube.PodNamespace = cfg.ElectionNamespace
 	}
 	cfg.Kube.FromEnvironment(getenv, os.ReadFile)
+	cfg.Incarnation.complete(getenv)
 	if cfg.ID == "" {
 		cfg.ID = cfg.Kube.PodName
 	}
@@ -179,6 +182,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("--id %q must be 1 to 253 characters", c.ID)
 	case c.TTL <= 0:
 		return fmt.Errorf("--ttl must be positive, got %v", c.TTL)
+	case c.Incarnation.Generation < 0:
+		return fmt.Errorf("--generation %d must not be negative", c.Incarnation.Generation)
 	case c.LogFormat != "json" && c.LogFormat != "text":
 		return fmt.Errorf("--log-format %q: want json or text", c.LogFormat)
 	}

@@ -102,13 +102,18 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, outs *outputs, stdo
 		return err
 	}
 	defer backend.Close()
+	inc, err := openIncarnation(cfg, backend, log)
+	if err != nil {
+		return err
+	}
 	ecfg := election.Config{
-		Election: cfg.Election,
-		Identity: cfg.ID,
-		Backend:  backend,
-		TTL:      cfg.TTL,
-		Logger:   log,
-		Metrics:  m,
+		Election:   cfg.Election,
+		Identity:   cfg.ID,
+		Backend:    backend,
+		TTL:        cfg.TTL,
+		Logger:     log,
+		Metrics:    m,
+		Generation: cfg.Incarnation.Generation,
 	}
 	if cfg.HistoryFile != "" {
 		f, err := os.OpenFile(cfg.HistoryFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
@@ -150,6 +155,10 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, outs *outputs, stdo
 		}
 		ecfg.Margin = cfg.Exec.margin()
 		ecfg.BeforeRelease = runner.BeforeRelease
+	}
+	if inc != nil {
+		defer inc.Close()
+		ecfg.OnCandidacy = inc.record
 	}
 	engine, err := election.New(ecfg)
 	if err != nil {
@@ -203,6 +212,9 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, outs *outputs, stdo
 
 	log.Info("starting", "election", cfg.Election, "identity", cfg.ID, "backend", backend.Name(),
 		"ttl", cfg.TTL, "http", cfg.HTTP, "version", version())
+	if inc != nil {
+		inc.reclaim(ctx, backend)
+	}
 	engineCtx, stopEngine := context.WithCancel(ctx)
 	defer stopEngine()
 	engineDone := make(chan error, 1)

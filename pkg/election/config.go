@@ -73,6 +73,18 @@ type Config struct {
 	// states; OnStatus does not, which is what an audit history needs. It
 	// must not block.
 	OnStatus func(Status)
+	// OnCandidacy, if set and the backend implements Reclaimer, is called
+	// with the handle of every new candidacy before it campaigns, so that
+	// a later process of this candidate can release it after a crash
+	// (Reclaimer). It runs in the engine's loop before anything is led:
+	// keep it short (a small local file write).
+	OnCandidacy func(handle string)
+	// Generation is the version of the workload this candidate runs, as an
+	// increasing number (for example the Helm release revision); 0 (the
+	// default) publishes none. With a backend implementing Generations, a
+	// waiting candidate queues again behind a newer-generation candidate
+	// queued behind it, so a rolling update moves leadership once.
+	Generation int64
 }
 
 // withDefaults returns c with every zero field set to its default.

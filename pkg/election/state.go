@@ -82,6 +82,9 @@ type StepDownReason string
 const (
 	// ReasonResigned: it was asked to (Engine.Resign, POST /resign).
 	ReasonResigned StepDownReason = "resigned"
+	// ReasonHandedOver: it handed leadership to a chosen candidate
+	// (Engine.HandOver, POST /resign?to=).
+	ReasonHandedOver StepDownReason = "handed-over"
 	// ReasonDeadline: its validity deadline passed with no acknowledged
 	// renewal (the backend is slow, unreachable, or this process paused).
 	ReasonDeadline StepDownReason = "deadline"
@@ -97,7 +100,7 @@ const (
 
 // StepDownReasons lists every reason, so metrics can create their series
 // up front.
-var StepDownReasons = []StepDownReason{ReasonResigned, ReasonDeadline, ReasonLost, ReasonShutdown, ReasonUnhealthy}
+var StepDownReasons = []StepDownReason{ReasonResigned, ReasonHandedOver, ReasonDeadline, ReasonLost, ReasonShutdown, ReasonUnhealthy}
 
 // Problems shown in Status.Problem while the backend fails.
 const (

@@ -14,6 +14,9 @@ type Status struct {
 	TTL      time.Duration
 	// Caveats names what the backend does not guarantee; empty for etcd.
 	Caveats string
+	// Switchover means the backend can hand leadership to a chosen
+	// candidate (Engine.HandOver, POST /resign?to=); see Handoff.
+	Switchover bool
 
 	Leader       string    // the current leader's identity; empty when none is known
 	IsLeader     bool      // this candidate leads and its validity deadline has not passed

@@ -74,6 +74,7 @@ type Status struct {
 	Problem      string  `json:"problem"`
 	AppHealth    string  `json:"app_health"`
 	NotStanding  string  `json:"not_standing"`
+	Switchover   bool    `json:"switchover"`
 }
 
 // Process is a running sidecar.
