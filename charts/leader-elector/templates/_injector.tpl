@@ -46,6 +46,8 @@ backends:
 {{- range $b := splitList "," $backends }}
 {{- $vals := deepCopy $.Values }}
 {{- $_ := set $vals "backend" $b }}
+{{- /* The injector replaces the election name with the pod's annotation. */}}
+{{- $_ := set $vals.election "name" "injected" }}
 {{- $_ := set $vals.readiness "mode" "none" }}
 {{- $_ := set $vals.sidecar "native" true }}
 {{- $ctx := dict "Values" $vals "Release" $.Release "Chart" $.Chart }}
