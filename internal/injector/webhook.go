@@ -73,5 +73,18 @@ func (h *Handler) Handle(_ context.Context, req admission.Request) admission.Res
 	if !resp.Allowed {
 		return admission.Errored(http.StatusInternalServerError, errors.New(resp.Result.Message))
 	}
-	return resp
+	return resp.WithWarnings(warnings(pod)...)
+}
+
+// warnings are what the user should know about an injected pod that the
+// injector deliberately does not change (kubectl prints them).
+func warnings(pod *corev1.Pod) []string {
+	var w []string
+	if a := pod.Spec.AutomountServiceAccountToken; a == nil || *a {
+		w = append(w, "leader-elector: every container of this pod gets the service-account token; set automountServiceAccountToken: false so that only the sidecar (its own projected token) has one")
+	}
+	if pod.Annotations[AnnotationReadiness] == "probe" {
+		w = append(w, "leader-elector: readiness mode probe: give the application container a readinessProbe on GET /leader of the sidecar's port (the injector does not change the application)")
+	}
+	return w
 }
