@@ -12,10 +12,12 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 
 	"github.com/leader-elector/leader-elector/pkg/election"
 	"github.com/leader-elector/leader-elector/pkg/election/etcd"
+	"github.com/leader-elector/leader-elector/pkg/election/lease"
 	redislock "github.com/leader-elector/leader-elector/pkg/election/redis"
 	"github.com/leader-elector/leader-elector/pkg/kube"
 )
@@ -45,13 +47,16 @@ type config struct {
 	LogFormat         string
 	LogLevel          slog.Level
 	HistoryFile       string
+	// LeaseName and LeaseNamespace locate the Lease of --backend kubernetes.
+	LeaseName      string
+	LeaseNamespace string
 
 	Etcd  etcd.Options
 	Redis redislock.Options
 	Kube  kube.Options
 
 	// kubeREST is the loaded Kubernetes client configuration; nil while
-	// Kubernetes publishing is off.
+	// Kubernetes publishing is off and the backend is not kubernetes.
 	kubeREST *rest.Config
 }
 
@@ -66,7 +71,7 @@ func newFlagSet(cfg *config, logLevel *string) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("sidecar", pflag.ContinueOnError)
 	fs.SortFlags = false
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&cfg.Backend, "backend", defaultBackend, "election backend: etcd, or redis (see the README for what each guarantees)")
+	fs.StringVar(&cfg.Backend, "backend", defaultBackend, "election backend: etcd, redis or kubernetes (see the README for what each guarantees)")
 	fs.StringVar(&cfg.Election, "election", "", "name of the election (required)")
 	fs.StringVar(&cfg.ElectionNamespace, "election-namespace", "", "accepted for compatibility with the contrib image: the default of --pod-namespace")
 	fs.StringVar(&cfg.ID, "id", "", "this candidate's identity (default: $POD_NAME, else the hostname)")
@@ -75,6 +80,8 @@ func newFlagSet(cfg *config, logLevel *string) *pflag.FlagSet {
 	fs.StringVar(&cfg.LogFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&cfg.HistoryFile, "history-file", "", "append every status change to this file as JSON lines stamped with CLOCK_MONOTONIC (audits, safety checks)")
+	fs.StringVar(&cfg.LeaseName, "lease-name", "", "--backend kubernetes: name of the coordination.k8s.io Lease (default: the election name)")
+	fs.StringVar(&cfg.LeaseNamespace, "lease-namespace", "", "--backend kubernetes: namespace of the Lease (default: --election-namespace, else $POD_NAMESPACE, else the pod's service-account namespace)")
 	cfg.Etcd.AddFlags(fs)
 	cfg.Redis = redislock.DefaultOptions()
 	cfg.Redis.AddFlags(fs)
@@ -110,6 +117,9 @@ func parseConfig(args []string, getenv envFunc) (*config, error) {
 		cfg.Kube.PodNamespace = cfg.ElectionNamespace
 	}
 	cfg.Kube.FromEnvironment(getenv, os.ReadFile)
+	if cfg.Backend == lease.BackendName {
+		cfg.leaseDefaults(getenv, os.ReadFile)
+	}
 	if cfg.ID == "" {
 		cfg.ID = cfg.Kube.PodName
 	}
@@ -129,15 +139,45 @@ func parseConfig(args []string, getenv envFunc) (*config, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Kube.Enabled() {
+	if cfg.Kube.Enabled() || cfg.Backend == lease.BackendName {
 		// Reads the kubeconfig or the pod's service-account files; contacts nothing.
 		rc, err := cfg.Kube.RESTConfig()
 		if err != nil {
+			if cfg.Backend == lease.BackendName {
+				return nil, fmt.Errorf("%w (--backend kubernetes needs the in-cluster configuration or --kubeconfig)", err)
+			}
 			return nil, fmt.Errorf("%w (Kubernetes publishing is on because --pod-name or POD_NAME is set)", err)
 		}
 		cfg.kubeREST = rc
 	}
 	return cfg, nil
+}
+
+// leaseDefaults fills the Lease's name and namespace for --backend
+// kubernetes: the election name, and the first namespace found in
+// --election-namespace, POD_NAMESPACE (the downward API), --pod-namespace
+// and the mounted service-account namespace file.
+func (c *config) leaseDefaults(getenv envFunc, readFile func(string) ([]byte, error)) {
+	if c.LeaseName == "" {
+		c.LeaseName = c.Election
+	}
+	for _, ns := range []func() string{
+		func() string { return c.ElectionNamespace },
+		func() string { return getenv("POD_NAMESPACE") },
+		func() string { return c.Kube.PodNamespace },
+		func() string {
+			b, err := readFile(kube.NamespaceFile)
+			if err != nil {
+				return ""
+			}
+			return strings.TrimSpace(string(b))
+		},
+	} {
+		if c.LeaseNamespace != "" {
+			return
+		}
+		c.LeaseNamespace = ns()
+	}
 }
 
 // validate checks everything a flag can get wrong. Each error names its flag.
@@ -176,9 +216,35 @@ func (c *config) validate() error {
 			return fmt.Errorf("--ttl %v is below the Redis backend's minimum of %v", c.TTL, minRedisTTL)
 		}
 		return c.Redis.Validate()
+	case lease.BackendName:
+		return c.validateLease()
 	default:
-		return fmt.Errorf("--backend %q: want etcd or redis", c.Backend)
+		return fmt.Errorf("--backend %q: want etcd, redis or kubernetes", c.Backend)
 	}
+}
+
+// validateLease checks the flags of --backend kubernetes; the Lease
+// package's own check names no flags, so the limits are restated here.
+func (c *config) validateLease() error {
+	switch {
+	case c.TTL < lease.MinDuration || c.TTL > lease.MaxDuration:
+		return fmt.Errorf("--ttl %v: the kubernetes backend needs between %v and %v", c.TTL, lease.MinDuration, lease.MaxDuration)
+	case c.TTL%time.Second != 0:
+		return fmt.Errorf("--ttl %v: a Lease's duration is whole seconds", c.TTL)
+	case c.LeaseNamespace == "":
+		return errors.New("--lease-namespace is required outside a pod (no --election-namespace, POD_NAMESPACE or service-account namespace file)")
+	}
+	if errs := validation.IsDNS1123Subdomain(c.LeaseName); len(errs) > 0 {
+		from := ""
+		if c.LeaseName == c.Election {
+			from = " (defaults to --election; set --lease-name)"
+		}
+		return fmt.Errorf("--lease-name %q is not a valid Kubernetes object name%s: %s", c.LeaseName, from, strings.Join(errs, "; "))
+	}
+	if errs := validation.IsDNS1123Label(c.LeaseNamespace); len(errs) > 0 {
+		return fmt.Errorf("--lease-namespace %q is not a valid namespace: %s", c.LeaseNamespace, strings.Join(errs, "; "))
+	}
+	return nil
 }
 
 // applyEnv sets every flag not given on the command line from its

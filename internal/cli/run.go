@@ -15,11 +15,14 @@ import (
 	"sync"
 	"syscall"
 
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
 	"github.com/leader-elector/leader-elector/internal/demo"
 	"github.com/leader-elector/leader-elector/pkg/election"
 	"github.com/leader-elector/leader-elector/pkg/election/etcd"
+	"github.com/leader-elector/leader-elector/pkg/election/lease"
 	redislock "github.com/leader-elector/leader-elector/pkg/election/redis"
 	"github.com/leader-elector/leader-elector/pkg/history"
 	"github.com/leader-elector/leader-elector/pkg/httpapi"
@@ -157,11 +160,38 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 // newBackend builds the configured backend. None of them contacts its
 // servers here; the engine does, and retries.
 func newBackend(cfg *config, log *slog.Logger) (election.Backend, error) {
+	if cfg.Backend == lease.BackendName {
+		return newLeaseBackend(cfg, log)
+	}
 	if cfg.Backend == "redis" {
 		redislock.RouteClientLogs(log)
 		return redislock.New(cfg.Redis, cfg.Election, cfg.ID, cfg.TTL, log)
 	}
 	return etcd.New(cfg.Etcd, cfg.Election, cfg.ID, cfg.TTL, log)
+}
+
+// newLeaseBackend builds the Kubernetes Lease backend on its own client,
+// so the publisher's requests never queue behind renewals or the other way
+// round.
+func newLeaseBackend(cfg *config, log *slog.Logger) (election.Backend, error) {
+	klog.SetSlogLogger(log.With("component", "client-go"))
+	rc := rest.CopyConfig(cfg.kubeREST)
+	// client-go's default limiter (5/s, burst 10) would delay a takeover
+	// behind a burst of start-up requests; renewals are a few per TTL.
+	rc.QPS, rc.Burst = 50, 100
+	rc.UserAgent = "leader-elector/" + version() + " lease"
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("--backend kubernetes: %w", err)
+	}
+	return lease.NewBackend(lease.Config{
+		Client:    client.CoordinationV1(),
+		Namespace: cfg.LeaseNamespace,
+		Name:      cfg.LeaseName,
+		Identity:  cfg.ID,
+		Duration:  cfg.TTL,
+		Logger:    log,
+	})
 }
 
 // newKubePublisher builds the pod label, readiness-gate and event

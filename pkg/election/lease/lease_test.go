@@ -441,4 +441,3 @@ func newLockDuration(t *testing.T, env *kubetest.Env, ns, name, id string, d tim
 	}
 	return l
 }
-
