@@ -72,7 +72,7 @@ initContainers; otherwise it belongs in containers.
     {{- if and $v.etcd.auth.existingSecret (eq $v.etcd.auth.passwordFrom "file") }}
     - {{ printf "--etcd-password-file=%v/%v" (include "leader-elector.etcdAuthDir" .) $v.etcd.auth.passwordKey | quote }}
     {{- end }}
-    {{- else }}
+    {{- else if eq $v.backend "redis" }}
     - {{ printf "--redis-addr=%v" (join "," $v.redis.addrs) | quote }}
     {{- with $v.redis.db }}
     - {{ printf "--redis-db=%v" . | quote }}
