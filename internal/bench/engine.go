@@ -17,7 +17,7 @@ func engineStarter(endpoints []string, prefix string, ttl time.Duration) starter
 			Endpoints:   endpoints,
 			Prefix:      prefix,
 			DialTimeout: etcdbackend.DefaultDialTimeout,
-		}, name, id, ttl, nil)
+		}, election.Params{Election: name, Identity: id, TTL: ttl}, nil)
 		if err != nil {
 			return nil, fmt.Errorf("etcd backend: %w", err)
 		}

@@ -3,10 +3,12 @@ package cli
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -195,6 +197,81 @@ func TestHelpAndVersion(t *testing.T) {
 	}
 }
 
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestUnreachableBackendIsLoggedOnceWithItsCause: with etcd unreachable the
+// first failure is logged at once (not after the dial timeout), naming the
+// endpoint and the cause; retries are not logged again at warning level;
+// durations read as durations.
+func TestUnreachableBackendIsLoggedOnceWithItsCause(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now: connections are refused
+	var stderr syncBuffer
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan int, 1)
+	go func() {
+		done <- Run(ctx, []string{"--election", "e", "--etcd-endpoints", addr, "--http", "", "--log-level", "debug",
+			"--etcd-dial-timeout", "10m", "--ttl", "2s"}, env(nil), io.Discard, &stderr)
+	}()
+	defer func() {
+		cancel()
+		if code := <-done; code != exitOK {
+			t.Errorf("exit code %d, want 0", code)
+		}
+	}()
+	lines := func(level string) []string {
+		var out []string
+		for _, l := range strings.Split(stderr.String(), "\n") {
+			if strings.Contains(l, `"level":"`+level+`"`) {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	deadline := time.Now().Add(30 * time.Second) // far below the 10 min dial timeout
+	for len(lines("DEBUG")) < 20 || !strings.Contains(stderr.String(), "backend call failed") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no repeated failures logged:\n%s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var warns []string
+	for _, l := range lines("WARN") {
+		if strings.Contains(l, "backend call failed") {
+			warns = append(warns, l)
+		}
+	}
+	if len(warns) != 1 {
+		t.Fatalf("%d warnings about the backend, want 1:\n%s", len(warns), strings.Join(warns, "\n"))
+	}
+	if !strings.Contains(warns[0], addr) || !strings.Contains(warns[0], "connection refused") {
+		t.Errorf("the warning does not name the endpoint %s and the cause: %s", addr, warns[0])
+	}
+	if !strings.Contains(stderr.String(), `"ttl":"2s"`) {
+		t.Errorf("the start-up log does not give the TTL as a duration:\n%s", stderr.String())
+	}
+}
+
 // kubeconfigFor writes a kubeconfig whose server is addr.
 func kubeconfigFor(t *testing.T, addr string) string {
 	t.Helper()
@@ -225,9 +302,9 @@ func TestKubernetesBackendBadInput(t *testing.T) {
 		{"short ttl", append(base, "--ttl", "1s"), nil, "--ttl 1s: the kubernetes backend needs between 2s and 24h0m0s"},
 		{"long ttl", append(base, "--ttl", "25h"), nil, "--ttl 25h0m0s"},
 		{"fractional ttl", append(base, "--ttl", "2500ms"), nil, "--ttl 2.5s: a Lease's duration is whole seconds"},
-		{"bad lease name", append(base, "--lease-name", "Not_A_Name"), nil, `--lease-name "Not_A_Name" is not a valid Kubernetes object name:`},
+		{"bad lease name", append(base, "--lease-name", "Not_A_Name"), nil, `--lease-name "Not_A_Name" is not a valid Lease name:`},
 		{"election is no object name", []string{"--backend", "kubernetes", "--election", "My_Election", "--kubeconfig", kc, "--lease-namespace", "ns"}, nil,
-			`--lease-name "My_Election" is not a valid Kubernetes object name (defaults to --election; set --lease-name)`},
+			`(it defaults to --election; set --lease-name)`},
 		{"bad lease namespace", append(base, "--lease-namespace", "a.b"), nil, `--lease-namespace "a.b" is not a valid namespace`},
 		{"no namespace outside a pod", []string{"--backend", "kubernetes", "--election", "e", "--kubeconfig", kc}, nil, "--lease-namespace is required outside a pod"},
 		{"bad namespace from env", []string{"--backend", "kubernetes", "--election", "e", "--kubeconfig", kc},
@@ -280,8 +357,8 @@ func TestLeaseDefaults(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if cfg.LeaseName != tt.wantName || cfg.LeaseNamespace != tt.wantNamespace || cfg.kubeREST == nil {
-				t.Errorf("lease %s/%s (rest config %v), want %s/%s", cfg.LeaseNamespace, cfg.LeaseName, cfg.kubeREST != nil,
+			if cfg.Lease.Name != tt.wantName || cfg.Lease.Namespace != tt.wantNamespace || cfg.kubeREST == nil {
+				t.Errorf("lease %s/%s (rest config %v), want %s/%s", cfg.Lease.Namespace, cfg.Lease.Name, cfg.kubeREST != nil,
 					tt.wantNamespace, tt.wantName)
 			}
 		})

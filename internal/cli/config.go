@@ -8,17 +8,16 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 
 	"github.com/leader-elector/leader-elector/pkg/election"
 	"github.com/leader-elector/leader-elector/pkg/election/etcd"
-	"github.com/leader-elector/leader-elector/pkg/election/lease"
-	redislock "github.com/leader-elector/leader-elector/pkg/election/redis"
+	"github.com/leader-elector/leader-elector/pkg/election/redislock"
 	"github.com/leader-elector/leader-elector/pkg/kube"
 )
 
@@ -32,10 +31,6 @@ const (
 	defaultBackend = "etcd"
 )
 
-// minRedisTTL leaves room for renewals every TTL/3 inside the validity
-// window after drift and the scheduling margin.
-const minRedisTTL = time.Second
-
 // config is the sidecar's parsed command line.
 type config struct {
 	Backend           string
@@ -47,12 +42,10 @@ type config struct {
 	LogFormat         string
 	LogLevel          slog.Level
 	HistoryFile       string
-	// LeaseName and LeaseNamespace locate the Lease of --backend kubernetes.
-	LeaseName      string
-	LeaseNamespace string
 
 	Etcd  etcd.Options
 	Redis redislock.Options
+	Lease leaseFlags
 	Kube  kube.Options
 
 	// kubeREST is the loaded Kubernetes client configuration; nil while
@@ -71,7 +64,7 @@ func newFlagSet(cfg *config, logLevel *string) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("sidecar", pflag.ContinueOnError)
 	fs.SortFlags = false
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&cfg.Backend, "backend", defaultBackend, "election backend: etcd, redis or kubernetes (see the README for what each guarantees)")
+	fs.StringVar(&cfg.Backend, "backend", defaultBackend, "election backend: "+backendNames()+" (see the README for what each guarantees)")
 	fs.StringVar(&cfg.Election, "election", "", "name of the election (required)")
 	fs.StringVar(&cfg.ElectionNamespace, "election-namespace", "", "accepted for compatibility with the contrib image: the default of --pod-namespace")
 	fs.StringVar(&cfg.ID, "id", "", "this candidate's identity (default: $POD_NAME, else the hostname)")
@@ -80,13 +73,12 @@ func newFlagSet(cfg *config, logLevel *string) *pflag.FlagSet {
 	fs.StringVar(&cfg.LogFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&cfg.HistoryFile, "history-file", "", "append every status change to this file as JSON lines stamped with CLOCK_MONOTONIC (audits, safety checks)")
-	fs.StringVar(&cfg.LeaseName, "lease-name", "", "--backend kubernetes: name of the coordination.k8s.io Lease (default: the election name)")
-	fs.StringVar(&cfg.LeaseNamespace, "lease-namespace", "", "--backend kubernetes: namespace of the Lease (default: --election-namespace, else $POD_NAMESPACE, else the pod's service-account namespace)")
-	cfg.Etcd.AddFlags(fs)
-	cfg.Redis = redislock.DefaultOptions()
-	cfg.Redis.AddFlags(fs)
+	reg := backendRegistry()
+	for _, name := range sortedKeys(reg) {
+		reg[name].addFlags(fs, cfg)
+	}
 	cfg.Kube = kube.DefaultOptions()
-	cfg.Kube.AddFlags(fs)
+	addKubeFlags(fs, &cfg.Kube)
 	return fs
 }
 
@@ -105,11 +97,14 @@ func parseConfig(args []string, getenv envFunc) (*config, error) {
 	if err := applyEnv(fs, getenv); err != nil {
 		return nil, err
 	}
-	if err := cfg.Etcd.Complete(getenv(EnvPrefix + "ETCD_PASSWORD")); err != nil {
-		return nil, err
+	spec, ok := backendRegistry()[cfg.Backend]
+	if !ok {
+		return nil, fmt.Errorf("--backend %q: want %s", cfg.Backend, backendNames())
 	}
-	if cfg.Redis.PasswordFile == "" {
-		cfg.Redis.Password = getenv(EnvPrefix + "REDIS_PASSWORD")
+	if spec.complete != nil {
+		if err := spec.complete(cfg, getenv); err != nil {
+			return nil, flagError(err, spec.flags)
+		}
 	}
 	// The contrib image's --election-namespace names where the election's
 	// pods live: our pod namespace unless that is given.
@@ -117,9 +112,6 @@ func parseConfig(args []string, getenv envFunc) (*config, error) {
 		cfg.Kube.PodNamespace = cfg.ElectionNamespace
 	}
 	cfg.Kube.FromEnvironment(getenv, os.ReadFile)
-	if cfg.Backend == lease.BackendName {
-		cfg.leaseDefaults(getenv, os.ReadFile)
-	}
 	if cfg.ID == "" {
 		cfg.ID = cfg.Kube.PodName
 	}
@@ -139,45 +131,15 @@ func parseConfig(args []string, getenv envFunc) (*config, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Kube.Enabled() || cfg.Backend == lease.BackendName {
+	if cfg.Kube.Enabled() {
 		// Reads the kubeconfig or the pod's service-account files; contacts nothing.
 		rc, err := cfg.Kube.RESTConfig()
 		if err != nil {
-			if cfg.Backend == lease.BackendName {
-				return nil, fmt.Errorf("%w (--backend kubernetes needs the in-cluster configuration or --kubeconfig)", err)
-			}
-			return nil, fmt.Errorf("%w (Kubernetes publishing is on because --pod-name or POD_NAME is set)", err)
+			return nil, fmt.Errorf("%s (Kubernetes publishing is on because --pod-name or POD_NAME is set)", flagError(err, kubeFlags))
 		}
 		cfg.kubeREST = rc
 	}
 	return cfg, nil
-}
-
-// leaseDefaults fills the Lease's name and namespace for --backend
-// kubernetes: the election name, and the first namespace found in
-// --election-namespace, POD_NAMESPACE (the downward API), --pod-namespace
-// and the mounted service-account namespace file.
-func (c *config) leaseDefaults(getenv envFunc, readFile func(string) ([]byte, error)) {
-	if c.LeaseName == "" {
-		c.LeaseName = c.Election
-	}
-	for _, ns := range []func() string{
-		func() string { return c.ElectionNamespace },
-		func() string { return getenv("POD_NAMESPACE") },
-		func() string { return c.Kube.PodNamespace },
-		func() string {
-			b, err := readFile(kube.NamespaceFile)
-			if err != nil {
-				return ""
-			}
-			return strings.TrimSpace(string(b))
-		},
-	} {
-		if c.LeaseNamespace != "" {
-			return
-		}
-		c.LeaseNamespace = ns()
-	}
 }
 
 // validate checks everything a flag can get wrong. Each error names its flag.
@@ -200,51 +162,33 @@ func (c *config) validate() error {
 		}
 	}
 	if err := c.Kube.Validate(); err != nil {
-		return err
+		return flagError(err, kubeFlags)
 	}
-	switch c.Backend {
-	case "etcd":
-		if c.TTL < etcd.MinTTL {
-			return fmt.Errorf("--ttl %v is below etcd's minimum lease of %v", c.TTL, etcd.MinTTL)
-		}
-		if c.TTL%time.Second != 0 {
-			return fmt.Errorf("--ttl %v: etcd leases are whole seconds", c.TTL)
-		}
-		return c.Etcd.Validate()
-	case "redis":
-		if c.TTL < minRedisTTL {
-			return fmt.Errorf("--ttl %v is below the Redis backend's minimum of %v", c.TTL, minRedisTTL)
-		}
-		return c.Redis.Validate()
-	case lease.BackendName:
-		return c.validateLease()
-	default:
-		return fmt.Errorf("--backend %q: want etcd, redis or kubernetes", c.Backend)
+	spec, ok := backendRegistry()[c.Backend]
+	if !ok {
+		return fmt.Errorf("--backend %q: want %s", c.Backend, backendNames())
 	}
+	if err := spec.check(c); err != nil {
+		return flagError(err, spec.flags)
+	}
+	// The engine's timing rules (the validity window must hold two renewals).
+	return flagError(election.Config{Election: c.Election, Identity: c.ID, TTL: c.TTL}.Validate(), nil)
 }
 
-// validateLease checks the flags of --backend kubernetes; the Lease
-// package's own check names no flags, so the limits are restated here.
-func (c *config) validateLease() error {
-	switch {
-	case c.TTL < lease.MinDuration || c.TTL > lease.MaxDuration:
-		return fmt.Errorf("--ttl %v: the kubernetes backend needs between %v and %v", c.TTL, lease.MinDuration, lease.MaxDuration)
-	case c.TTL%time.Second != 0:
-		return fmt.Errorf("--ttl %v: a Lease's duration is whole seconds", c.TTL)
-	case c.LeaseNamespace == "":
-		return errors.New("--lease-namespace is required outside a pod (no --election-namespace, POD_NAMESPACE or service-account namespace file)")
+// params is what the backend is told about this candidate.
+func (c *config) params() election.Params {
+	return election.Params{Election: c.Election, Identity: c.ID, TTL: c.TTL}
+}
+
+// sortedKeys returns the registry's names in order, so flags register
+// (and print) in a stable order.
+func sortedKeys(m map[string]backendSpec) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
 	}
-	if errs := validation.IsDNS1123Subdomain(c.LeaseName); len(errs) > 0 {
-		from := ""
-		if c.LeaseName == c.Election {
-			from = " (defaults to --election; set --lease-name)"
-		}
-		return fmt.Errorf("--lease-name %q is not a valid Kubernetes object name%s: %s", c.LeaseName, from, strings.Join(errs, "; "))
-	}
-	if errs := validation.IsDNS1123Label(c.LeaseNamespace); len(errs) > 0 {
-		return fmt.Errorf("--lease-namespace %q is not a valid namespace: %s", c.LeaseNamespace, strings.Join(errs, "; "))
-	}
-	return nil
+	sort.Strings(keys)
+	return keys
 }
 
 // applyEnv sets every flag not given on the command line from its

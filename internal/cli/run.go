@@ -15,15 +15,10 @@ import (
 	"sync"
 	"syscall"
 
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
 	"github.com/leader-elector/leader-elector/internal/demo"
 	"github.com/leader-elector/leader-elector/pkg/election"
-	"github.com/leader-elector/leader-elector/pkg/election/etcd"
-	"github.com/leader-elector/leader-elector/pkg/election/lease"
-	redislock "github.com/leader-elector/leader-elector/pkg/election/redis"
 	"github.com/leader-elector/leader-elector/pkg/history"
 	"github.com/leader-elector/leader-elector/pkg/httpapi"
 	"github.com/leader-elector/leader-elector/pkg/kube"
@@ -100,7 +95,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	}
 	engine, err := election.New(ecfg)
 	if err != nil {
-		return err
+		return flagError(err, nil)
 	}
 
 	// Publishers outlive the engine, so they report its final step-down.
@@ -124,17 +119,21 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		}
 	}
 
+	// Publishers besides HTTP (whose failure to serve ends the sidecar):
+	// each follows the engine's status stream on its own.
+	var pubs []election.Publisher
 	if cfg.Kube.Enabled() {
 		pub, err := newKubePublisher(cfg, log, m)
 		if err != nil {
 			return err
 		}
-		wg.Go(func() {
-			if err := pub.Run(pubCtx, engine); err != nil {
-				log.Error("kubernetes publishing stopped", "err", err)
-			}
-		})
+		pubs = append(pubs, pub)
 	}
+	wg.Go(func() {
+		if err := election.Publish(pubCtx, engine, pubs...); err != nil {
+			log.Error("publishing stopped", "err", err)
+		}
+	})
 
 	log.Info("starting", "election", cfg.Election, "identity", cfg.ID, "backend", backend.Name(),
 		"ttl", cfg.TTL, "http", cfg.HTTP, "version", version())
@@ -157,41 +156,18 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	return runErr
 }
 
-// newBackend builds the configured backend. None of them contacts its
-// servers here; the engine does, and retries.
+// newBackend builds the configured backend from the registry. None of
+// them contacts its servers here; the engine does, and retries.
 func newBackend(cfg *config, log *slog.Logger) (election.Backend, error) {
-	if cfg.Backend == lease.BackendName {
-		return newLeaseBackend(cfg, log)
+	spec, ok := backendRegistry()[cfg.Backend]
+	if !ok {
+		return nil, fmt.Errorf("--backend %q: want %s", cfg.Backend, backendNames())
 	}
-	if cfg.Backend == "redis" {
-		redislock.RouteClientLogs(log)
-		return redislock.New(cfg.Redis, cfg.Election, cfg.ID, cfg.TTL, log)
-	}
-	return etcd.New(cfg.Etcd, cfg.Election, cfg.ID, cfg.TTL, log)
-}
-
-// newLeaseBackend builds the Kubernetes Lease backend on its own client,
-// so the publisher's requests never queue behind renewals or the other way
-// round.
-func newLeaseBackend(cfg *config, log *slog.Logger) (election.Backend, error) {
-	klog.SetSlogLogger(log.With("component", "client-go"))
-	rc := rest.CopyConfig(cfg.kubeREST)
-	// client-go's default limiter (5/s, burst 10) would delay a takeover
-	// behind a burst of start-up requests; renewals are a few per TTL.
-	rc.QPS, rc.Burst = 50, 100
-	rc.UserAgent = "leader-elector/" + version() + " lease"
-	client, err := kubernetes.NewForConfig(rc)
+	b, err := spec.build(cfg, cfg.params(), log)
 	if err != nil {
-		return nil, fmt.Errorf("--backend kubernetes: %w", err)
+		return nil, flagError(err, spec.flags)
 	}
-	return lease.NewBackend(lease.Config{
-		Client:    client.CoordinationV1(),
-		Namespace: cfg.LeaseNamespace,
-		Name:      cfg.LeaseName,
-		Identity:  cfg.ID,
-		Duration:  cfg.TTL,
-		Logger:    log,
-	})
+	return b, nil
 }
 
 // newKubePublisher builds the pod label, readiness-gate and event
@@ -203,11 +179,19 @@ func newKubePublisher(cfg *config, log *slog.Logger, m *metrics.Metrics) (*kube.
 }
 
 func newLogger(cfg *config, w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel, ReplaceAttr: humanDurations}
 	if cfg.LogFormat == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// humanDurations prints durations as "10s" rather than nanoseconds.
+func humanDurations(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // buildVersion is stamped by release builds:

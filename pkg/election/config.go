@@ -44,6 +44,12 @@ type Config struct {
 	// ResignHoldoff is how long a candidate that resigned on request waits
 	// before campaigning again, so a peer can take over. Default TTL.
 	ResignHoldoff time.Duration
+	// DuplicateAfter is how long the backend must show a leader with this
+	// candidate's identity that is not this candidate before the engine
+	// reports a duplicate identity. Our own key can outlive a step-down by
+	// up to a TTL (two and more if etcd's Raft leader changes meanwhile),
+	// hence the default of 3 × TTL.
+	DuplicateAfter time.Duration
 	// Logger receives the engine's logs. Default: discard.
 	Logger *slog.Logger
 	// Metrics receives measurements. Default: none.
@@ -81,6 +87,9 @@ func (c Config) withDefaults() Config {
 	if c.ResignHoldoff == 0 {
 		c.ResignHoldoff = c.TTL
 	}
+	if c.DuplicateAfter == 0 {
+		c.DuplicateAfter = 3 * c.TTL
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -96,19 +105,24 @@ func (c Config) validity(ttl time.Duration) time.Duration {
 	return time.Duration(float64(ttl)*(1-c.Drift)) - c.Margin
 }
 
+// Validate applies the defaults and checks the configuration as New does,
+// except for Backend, so a command line can reject bad timings before it
+// builds anything. Errors about a field are *ConfigError.
+func (c Config) Validate() error { return c.withDefaults().validate() }
+
 // validate checks the timing invariants: a renewal must fit well inside the
 // window in which leadership may be claimed, or the engine would step down
 // between renewals of a perfectly healthy lease.
 func (c Config) validate() error {
 	switch {
 	case c.Election == "":
-		return errors.New("election: election name is required")
+		return Invalid("Election", "is required")
 	case c.Identity == "":
-		return errors.New("election: identity is required")
-	case c.Backend == nil:
-		return errors.New("election: backend is required")
-	case c.TTL < 0 || c.Margin < 0 || c.RenewInterval < 0 || c.RetryMin < 0 || c.RetryMax < 0 ||
-		c.ResignTimeout < 0 || c.ResignHoldoff < 0:
+		return Invalid("Identity", "is required")
+	case c.TTL < 0:
+		return Invalid("TTL", "%v must be positive", c.TTL)
+	case c.Margin < 0 || c.RenewInterval < 0 || c.RetryMin < 0 || c.RetryMax < 0 ||
+		c.ResignTimeout < 0 || c.ResignHoldoff < 0 || c.DuplicateAfter < 0:
 		return errors.New("election: durations must not be negative")
 	case c.Drift < 0 || c.Drift >= 0.5:
 		return fmt.Errorf("election: drift %v must be in [0, 0.5)", c.Drift)
@@ -116,7 +130,7 @@ func (c Config) validate() error {
 		return fmt.Errorf("election: retry minimum %v exceeds maximum %v", c.RetryMin, c.RetryMax)
 	}
 	if v := c.validity(c.TTL); v < 2*c.RenewInterval {
-		return fmt.Errorf("election: ttl %v leaves a validity window of %v (after %.0f%% drift and %v margin), "+
+		return Invalid("TTL", "%v leaves a validity window of %v (after %.0f%% drift and %v margin), "+
 			"which must be at least twice the renew interval %v", c.TTL, v, c.Drift*100, c.Margin, c.RenewInterval)
 	}
 	return nil

@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/leader-elector/leader-elector/pkg/election/internal/retry"
 )
 
 // Engine runs one candidate: it campaigns, renews, steps down at its
@@ -20,13 +21,26 @@ type Engine struct {
 	resigns chan resignRequest
 	running atomic.Bool
 
-	// Observed leader, written by the observer goroutine.
-	mu       sync.Mutex
+	// mu guards what the loop and the observer goroutine share; publish
+	// builds the Status from it.
+	mu    sync.Mutex
+	state State // written only by the become* functions
+	// While state is StateLeading: the term's token and when it began.
+	token int64
+	since time.Time
+	// The leader as the observer last saw it.
 	observed Leader
 	seenAt   time.Time     // wall clock when observed was first seen
-	observOK bool          // the observer delivered since its last error
 	obsWake  chan struct{} // closed and replaced when observed changes
-	backOK   bool          // the last grant/renew/campaign call succeeded
+	// Backend health: a non-empty problem means the last call of that kind
+	// failed (calls: grant, campaign, renew; obs: observe).
+	callProblem string
+	obsProblem  string
+	obsOK       bool // the observer delivered since it (re)started
+	// twin is set when another instance with our identity is seen; twinTimer
+	// fires DuplicateAfter after our name was first seen leading without us.
+	twin      bool
+	twinTimer *time.Timer
 
 	// claimUntil is the instant (monotonic) after which IsLeader must read
 	// false even if the engine loop has not yet run: a process that wakes
@@ -45,6 +59,9 @@ func New(cfg Config) (*Engine, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Backend == nil {
+		return nil, errors.New("election: backend is required")
+	}
 	var caveats string
 	if c, ok := cfg.Backend.(Caveats); ok {
 		caveats = c.Caveats()
@@ -60,6 +77,7 @@ func New(cfg Config) (*Engine, error) {
 			Identity: cfg.Identity,
 			TTL:      cfg.TTL,
 			Caveats:  caveats,
+			State:    StateStopped,
 		}, cfg.OnStatus),
 	}
 	e.setClaimUntil(time.Time{})
@@ -75,6 +93,7 @@ func (e *Engine) Status() (Status, <-chan struct{}) {
 		st.Leader = ""
 		st.FencingToken = 0
 		st.Since = time.Time{}
+		st.State = StateCampaigning
 	}
 	return st, ch
 }
@@ -87,16 +106,24 @@ func (e *Engine) setClaimUntil(t time.Time) { e.claimUntil.Store(&t) }
 func (e *Engine) Healthy() bool { return e.running.Load() }
 
 // Resign gives up leadership now. The candidate campaigns again after the
-// configured hold-off. It returns ErrNotLeader when there is nothing to give up.
+// configured hold-off. It returns ErrNotLeader when there is nothing to give
+// up, at once, whatever the loop is doing (a step-down waits for nothing,
+// so a candidate that stepped down says so without asking the backend).
 func (e *Engine) Resign(ctx context.Context) error {
-	if st, _ := e.Status(); !st.IsLeader {
-		return ErrNotLeader
-	}
 	req := resignRequest{ctx: ctx, reply: make(chan error, 1)}
-	select {
-	case e.resigns <- req:
-	case <-ctx.Done():
-		return ctx.Err()
+	for sent := false; !sent; {
+		st, changed := e.Status()
+		if !st.IsLeader {
+			return ErrNotLeader
+		}
+		select {
+		case e.resigns <- req:
+			sent = true
+		case <-changed:
+			// Stepped down meanwhile? Look again.
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	select {
 	case err := <-req.reply:
@@ -113,6 +140,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		return errors.New("election: engine already running")
 	}
 	defer e.running.Store(false)
+	defer e.becomeStopped()
 
 	obsCtx, stopObserver := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -120,17 +148,18 @@ func (e *Engine) Run(ctx context.Context) error {
 	defer wg.Wait()
 	defer stopObserver()
 
-	retry := e.newBackoff()
+	backoff := retry.New(e.cfg.RetryMin, e.cfg.RetryMax)
 	for ctx.Err() == nil {
-		outcome := e.candidacy(ctx)
-		switch outcome {
+		switch e.candidacy(ctx) {
 		case outcomeResigned:
-			retry.reset()
+			backoff.Reset()
+			e.becomeHoldingOff()
 			e.between(ctx, e.cfg.ResignHoldoff)
 		case outcomeFailed:
-			e.between(ctx, retry.next())
-		default:
-			retry.reset()
+			e.becomeBackingOff()
+			e.between(ctx, backoff.Next())
+		case outcomeEnded:
+			backoff.Reset()
 		}
 	}
 	return nil
@@ -158,15 +187,16 @@ type campaignResult struct {
 
 // candidacy runs one candidacy from grant to loss, resignation or shutdown.
 func (e *Engine) candidacy(ctx context.Context) outcome {
+	e.becomeCampaigning()
 	cand, v, err := e.cfg.Backend.Candidate(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return outcomeShutdown
 		}
-		e.backendFailed("grant", err)
+		e.callFailed("grant", err)
 		return outcomeFailed
 	}
-	e.setBackendOK(true)
+	e.callAnswered()
 
 	cctx, cancel := context.WithCancel(ctx)
 	renewals := make(chan renewal)
@@ -201,9 +231,9 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 	extend(v)
 
 	// end stops claiming leadership first, then cleans up the candidacy.
-	end := func(reason string, res outcome) outcome {
+	end := func(reason StepDownReason, res outcome) outcome {
 		if leading {
-			e.stepDown(reason)
+			e.stepDown(reason, res)
 			leading = false
 		}
 		cancel()
@@ -221,49 +251,55 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 	for {
 		select {
 		case <-ctx.Done():
-			return end("shutdown", outcomeShutdown)
+			return end(ReasonShutdown, outcomeShutdown)
 
 		case <-timer.C:
 			if time.Now().Before(deadline) {
 				timer.Reset(time.Until(deadline))
 				continue
 			}
-			e.log.Warn("validity deadline passed without an acknowledged renewal; stepping down",
-				"leading", leading)
-			e.setBackendOK(false)
-			return end("deadline", outcomeEnded)
+			// Step down before anything that could block (even a log write).
+			if leading {
+				e.stepDown(ReasonDeadline, outcomeEnded)
+				leading = false
+			}
+			e.callFailed("renew", errors.New("validity deadline passed without an acknowledged renewal"))
+			return end(ReasonDeadline, outcomeEnded)
 
 		case r := <-renewals:
 			if r.err != nil {
-				e.backendFailed("renew", r.err)
 				if errors.Is(r.err, ErrLost) {
-					return end("lost", outcomeEnded)
+					res := end(ReasonLost, outcomeEnded)
+					e.callFailed("renew", r.err)
+					return res
 				}
+				e.callFailed("renew", r.err)
 				continue
 			}
-			e.setBackendOK(true)
+			e.callAnswered()
 			extend(r.validity)
 
 		case r := <-campaigns:
 			if r.err != nil {
 				if ctx.Err() != nil {
-					return end("shutdown", outcomeShutdown)
+					return end(ReasonShutdown, outcomeShutdown)
 				}
-				e.backendFailed("campaign", r.err)
+				e.callFailed("campaign", r.err)
 				res := outcomeFailed
 				if errors.Is(r.err, ErrLost) {
 					res = outcomeEnded
 				}
-				return end("lost", res)
+				return end(ReasonLost, res)
 			}
+			e.callAnswered()
 			extend(r.term.Validity)
 			if !time.Now().Before(deadline) {
 				e.log.Warn("won, but the validity deadline had already passed; starting over")
-				return end("deadline", outcomeEnded)
+				return end(ReasonDeadline, outcomeEnded)
 			}
 			leading, token = true, r.term.Token
 			e.setClaimUntil(deadline)
-			e.becomeLeader(token, r.term.Vacant, r.term.Kind)
+			e.becomeLeading(r.term)
 
 		case req := <-e.resigns:
 			if !leading {
@@ -271,7 +307,7 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 				continue
 			}
 			e.log.Info("resigning on request")
-			res := end("resigned", outcomeResigned)
+			res := end(ReasonResigned, outcomeResigned)
 			req.reply <- nil
 			return res
 
@@ -282,7 +318,7 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 			if newer {
 				// Someone else's term began after ours: our key is gone.
 				e.log.Warn("a newer term was observed while leading; stepping down")
-				return end("lost", outcomeEnded)
+				return end(ReasonLost, outcomeEnded)
 			}
 		}
 	}
@@ -309,34 +345,109 @@ func (e *Engine) renew(ctx context.Context, cand Candidacy, out chan<- renewal) 
 	}
 }
 
-// becomeLeader publishes this candidate as leader.
-func (e *Engine) becomeLeader(token int64, vacant time.Time, kind string) {
+// The become* functions are the only writers of e.state, each the only way
+// into its state; they log the edge, publish, and feed the metrics.
+
+// becomeCampaigning starts a candidacy.
+func (e *Engine) becomeCampaigning() { e.enter(StateCampaigning, nil) }
+
+// becomeLeading publishes this candidate as leader of term.
+func (e *Engine) becomeLeading(term Term) {
 	now := time.Now()
-	e.status.update(func(s *Status) {
-		s.IsLeader = true
-		s.Leader = e.cfg.Identity
-		s.FencingToken = token
-		s.Since = now
-		s.Ready = true
-	})
+	e.enter(StateLeading, func() { e.token, e.since = term.Token, now })
 	e.cfg.Metrics.SetLeader(true)
-	if !vacant.IsZero() {
-		e.cfg.Metrics.Takeover(now.Sub(vacant), kind)
+	if !term.Vacant.IsZero() {
+		e.cfg.Metrics.Takeover(now.Sub(term.Vacant), term.Kind)
 	}
-	e.log.Info("became leader", "token", token, "after", kind)
+	e.log.Info("became leader", "token", term.Token, "after", term.Kind)
 }
 
 // stepDown publishes that this candidate no longer leads. It runs before
-// any backend call, so an unreachable backend cannot delay it.
-func (e *Engine) stepDown(reason string) {
+// any backend call, so an unreachable backend cannot delay it. The loop
+// then cleans up and enters its next state.
+func (e *Engine) stepDown(reason StepDownReason, next outcome) {
 	e.setClaimUntil(time.Time{})
-	e.status.update(func(s *Status) {
-		s.IsLeader = false
-		e.applyObserved(s)
-	})
+	to := StateCampaigning
+	switch next {
+	case outcomeResigned:
+		to = StateHoldingOff
+	case outcomeShutdown:
+		to = StateStopped
+	case outcomeFailed:
+		to = StateBackingOff
+	}
+	e.enter(to, func() { e.token, e.since = 0, time.Time{} })
 	e.cfg.Metrics.SetLeader(false)
 	e.cfg.Metrics.SteppedDown(reason)
-	e.log.Info("stepped down", "reason", reason)
+	e.log.Info("stepped down", "reason", string(reason))
+}
+
+// becomeHoldingOff waits after a resignation on request.
+func (e *Engine) becomeHoldingOff() { e.enter(StateHoldingOff, nil) }
+
+// becomeBackingOff waits after a backend failure.
+func (e *Engine) becomeBackingOff() { e.enter(StateBackingOff, nil) }
+
+// becomeStopped marks the end of Run.
+func (e *Engine) becomeStopped() {
+	e.enter(StateStopped, func() {
+		if e.twinTimer != nil {
+			e.twinTimer.Stop()
+		}
+	})
+}
+
+// enter moves to state s (running change under the lock) and publishes.
+// An edge missing from the transition table is a bug in the loop; it is
+// logged, and the tests fail on it.
+func (e *Engine) enter(s State, change func()) {
+	e.mu.Lock()
+	from := e.state
+	e.state = s
+	if change != nil {
+		change()
+	}
+	e.mu.Unlock()
+	if !CanTransition(from, s) {
+		e.log.Error("illegal state transition; please report this bug", "from", from.String(), "to", s.String())
+	}
+	if from != s {
+		e.log.Debug("state", "from", from.String(), "to", s.String())
+	}
+	e.publish()
+}
+
+// publish rebuilds the status from the engine's fields.
+func (e *Engine) publish() {
+	st := e.status.update(func(s *Status) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		s.State = e.state
+		s.Problem = e.problem()
+		s.DuplicateIdentity = e.twin
+		if e.state == StateLeading {
+			s.IsLeader, s.Leader, s.FencingToken, s.Since = true, e.cfg.Identity, e.token, e.since
+			// Its own renewals prove the leader's claim even while the
+			// observer fails.
+			s.Ready = true
+			return
+		}
+		s.IsLeader = false
+		s.Ready = e.obsOK && e.obsProblem == "" && e.callProblem == ""
+		s.Leader, s.FencingToken, s.Since = "", 0, time.Time{}
+		// Not ready means the last leader known may be gone: name nobody.
+		// Our own identity as observed leader while we do not lead is a key
+		// of ours not yet verified or not yet expired (or a twin's): it is
+		// reported as unknown, so an application that compares the name
+		// with its own never acts on it.
+		if s.Ready && e.observed.ID != "" && e.observed.ID != e.cfg.Identity {
+			s.Leader, s.FencingToken, s.Since = e.observed.ID, e.observed.Token, e.seenAt
+			if s.State == StateCampaigning {
+				s.State = StateFollowing
+			}
+		}
+	})
+	e.cfg.Metrics.SetState(st.State)
 }
 
 // newerTerm returns a channel that is ready when the observer has seen a
@@ -356,88 +467,156 @@ func (e *Engine) newerTerm(leading bool, token int64) <-chan struct{} {
 	return e.obsWake
 }
 
-// observe follows the leader as the backend sees it, retrying on errors.
+// observe follows the leader as the backend sees it. The backend returns
+// on failure; the engine retries here with its one backoff.
 func (e *Engine) observe(ctx context.Context) {
-	retry := e.newBackoff()
+	backoff := retry.New(e.cfg.RetryMin, e.cfg.RetryMax)
 	for ctx.Err() == nil {
 		err := e.cfg.Backend.Observe(ctx, func(l Leader) {
-			retry.reset()
-			e.mu.Lock()
-			if l != e.observed {
-				e.observed = l
-				e.seenAt = time.Now()
-				close(e.obsWake)
-				e.obsWake = make(chan struct{})
-			}
-			e.observOK = true
-			e.mu.Unlock()
-			e.publishObserved()
+			backoff.Reset()
+			e.observedLeader(l)
 		})
 		if ctx.Err() != nil {
 			return
 		}
+		if err == nil {
+			err = errors.New("observing ended without an error")
+		}
 		e.cfg.Metrics.BackendError("observe")
-		e.log.Warn("observing the leader failed; retrying", "err", err)
 		e.mu.Lock()
-		e.observOK = false
+		e.obsOK = false
+		changed := e.noteProblem(&e.obsProblem, err)
 		e.mu.Unlock()
-		e.publishObserved()
-		sleep(ctx, retry.next())
+		e.logFailure("observe", err, changed)
+		e.publish()
+		_ = retry.Sleep(ctx, backoff.Next())
 	}
 }
 
-// sleep blocks for d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
+// observedLeader records a report of the observer.
+func (e *Engine) observedLeader(l Leader) {
+	e.mu.Lock()
+	if l != e.observed {
+		e.observed = l
+		e.seenAt = time.Now()
+		close(e.obsWake)
+		e.obsWake = make(chan struct{})
+		e.checkTwin()
 	}
+	e.obsOK = true
+	before := e.problem()
+	e.obsProblem = ""
+	recovered := before != "" && e.problem() == ""
+	e.mu.Unlock()
+	if recovered {
+		e.log.Info("the backend answers again")
+	}
+	e.publish()
 }
 
-func (e *Engine) publishObserved() {
-	e.status.update(func(s *Status) {
-		if !s.IsLeader {
-			e.applyObserved(s)
-		} else {
-			e.mu.Lock()
-			s.Ready = e.observOK || e.backOK
-			e.mu.Unlock()
+// checkTwin arms or disarms the duplicate-identity timer after a change of
+// the observed leader. Called with e.mu held.
+func (e *Engine) checkTwin() {
+	if e.twinTimer != nil {
+		e.twinTimer.Stop()
+		e.twinTimer = nil
+	}
+	ours := e.observed.ID == e.cfg.Identity
+	if !ours {
+		if e.twin {
+			e.twin = false
+			e.log.Info("no other instance with this identity is seen any more")
+		}
+		return
+	}
+	if e.twin {
+		return
+	}
+	seen := e.observed
+	e.twinTimer = time.AfterFunc(e.cfg.DuplicateAfter, func() {
+		e.mu.Lock()
+		dup := e.observed == seen && !(e.state == StateLeading && e.token == seen.Token)
+		if dup && !e.twin {
+			e.twin = true
+			e.log.Warn("another instance runs with this identity: it holds a term this instance does not; "+
+				"give every instance its own identity (the pod name)", "token", seen.Token, "for", e.cfg.DuplicateAfter.String())
+		}
+		e.mu.Unlock()
+		if dup {
+			e.publish()
 		}
 	})
 }
 
-// applyObserved fills a follower's status from the observed leader. Our own
-// identity as observed leader while we do not lead means a key of ours that
-// has not been verified or has not expired yet; it is reported as unknown,
-// so an application that compares the name with its own never acts on it.
-func (e *Engine) applyObserved(s *Status) {
+// callFailed records a failed grant, campaign or renew.
+func (e *Engine) callFailed(op string, err error) {
+	e.cfg.Metrics.BackendError(op)
+	if errors.Is(err, ErrLost) {
+		// The backend answered: the candidacy is gone.
+		e.log.Info("candidacy lost", "op", op, "err", err)
+		return
+	}
+	e.mu.Lock()
+	changed := e.noteProblem(&e.callProblem, err)
+	e.mu.Unlock()
+	e.logFailure(op, err, changed)
+	e.publish()
+}
+
+// callAnswered records a successful grant, campaign or renew.
+func (e *Engine) callAnswered() {
+	e.mu.Lock()
+	had := e.callProblem != ""
+	before := e.problem()
+	e.callProblem = ""
+	recovered := before != "" && e.problem() == ""
+	e.mu.Unlock()
+	if recovered {
+		e.log.Info("the backend answers again")
+	}
+	if had {
+		e.publish()
+	}
+}
+
+// noteProblem sets *p (callProblem or obsProblem) from err and reports
+// whether the backend's health as a whole changed, which is when a
+// failure is worth a warning. Called with e.mu held.
+func (e *Engine) noteProblem(p *string, err error) bool {
+	problem := ProblemUnreachable
+	if errors.Is(err, ErrDenied) {
+		problem = ProblemDenied
+	}
+	before := e.problem()
+	*p = problem
+	return e.problem() != before
+}
+
+// problem is the backend's health as Status.Problem shows it. Called with
+// e.mu held.
+func (e *Engine) problem() string {
+	if e.callProblem != "" {
+		return e.callProblem
+	}
+	return e.obsProblem
+}
+
+// logFailure logs a backend failure at warning level when it changes the
+// backend's health, and at debug level while it persists, so an outage is
+// reported at once and then only when it changes.
+func (e *Engine) logFailure(op string, err error, changed bool) {
+	if changed {
+		e.log.Warn("backend call failed; retrying with backoff, and logging again only when this changes",
+			"op", op, "problem", e.currentProblem(), "err", err)
+		return
+	}
+	e.log.Debug("backend call failed", "op", op, "err", err)
+}
+
+func (e *Engine) currentProblem() string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	s.Leader, s.FencingToken, s.Since = e.observed.ID, e.observed.Token, e.seenAt
-	if s.Leader == "" || s.Leader == e.cfg.Identity {
-		s.Leader, s.FencingToken, s.Since = "", 0, time.Time{}
-	}
-	s.Ready = e.observOK && e.backOK
-}
-
-func (e *Engine) setBackendOK(ok bool) {
-	e.mu.Lock()
-	changed := e.backOK != ok
-	e.backOK = ok
-	e.mu.Unlock()
-	if changed {
-		e.publishObserved()
-	}
-}
-
-func (e *Engine) backendFailed(op string, err error) {
-	e.cfg.Metrics.BackendError(op)
-	e.log.Warn("backend call failed", "op", op, "err", err)
-	if !errors.Is(err, ErrLost) {
-		e.setBackendOK(false)
-	}
+	return e.problem()
 }
 
 // between waits between candidacies for d or until ctx ends. Nothing is
@@ -456,27 +635,6 @@ func (e *Engine) between(ctx context.Context, d time.Duration) {
 		}
 	}
 }
-
-// backoff is capped exponential backoff with full jitter on the upper half.
-type backoff struct {
-	min, max, cur time.Duration
-}
-
-func (e *Engine) newBackoff() *backoff {
-	return &backoff{min: e.cfg.RetryMin, max: e.cfg.RetryMax}
-}
-
-func (b *backoff) next() time.Duration {
-	if b.cur == 0 {
-		b.cur = b.min
-	} else {
-		b.cur = min(b.cur*2, b.max)
-	}
-	half := b.cur / 2
-	return half + rand.N(half+1)
-}
-
-func (b *backoff) reset() { b.cur = 0 }
 
 // String describes the engine for logs.
 func (e *Engine) String() string {

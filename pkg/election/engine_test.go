@@ -213,8 +213,8 @@ func TestConfigValidation(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{"no election", Config{Identity: "a", Backend: b}, "election name is required"},
-		{"no identity", Config{Election: "e", Backend: b}, "identity is required"},
+		{"no election", Config{Identity: "a", Backend: b}, "Election is required"},
+		{"no identity", Config{Election: "e", Backend: b}, "Identity is required"},
 		{"no backend", Config{Election: "e", Identity: "a"}, "backend is required"},
 		{"drift", Config{Election: "e", Identity: "a", Backend: b, Drift: 0.6}, "drift"},
 		{"margin eats ttl", Config{Election: "e", Identity: "a", Backend: b, TTL: 2 * time.Second, Margin: 1500 * time.Millisecond}, "validity window"},

@@ -20,7 +20,19 @@ type Status struct {
 	Since        time.Time // wall-clock time the current term was observed to start
 
 	// Ready means the backend answered and an election outcome was observed.
+	// While it is false no leader is named (Leader is empty), because the
+	// last one known may have stepped down since.
 	Ready bool
+	// State is where the engine is in its cycle (see the package doc).
+	State State
+	// Problem says why the backend is failing: ProblemUnreachable or
+	// ProblemDenied; empty while it answers. The logs carry the details.
+	Problem string
+	// DuplicateIdentity means another running instance uses this
+	// instance's identity: the backend has shown a leader with our name
+	// that is not us for longer than DuplicateAfter. Both instances stay
+	// safe (each holds its own lease or lock), but only one can ever lead.
+	DuplicateIdentity bool
 	// Changed is when this status was published.
 	Changed time.Time
 	// Mono is Changed on CLOCK_MONOTONIC in nanoseconds, which processes on

@@ -23,6 +23,9 @@ type statusJSON struct {
 	Since        string  `json:"since,omitempty"`
 	TTLSeconds   float64 `json:"ttl_seconds"`
 	Ready        bool    `json:"ready"`
+	State        string  `json:"state"`
+	Problem      string  `json:"problem,omitempty"`
+	Duplicate    bool    `json:"duplicate_identity,omitempty"`
 	Caveats      string  `json:"caveats,omitempty"`
 }
 
@@ -36,6 +39,9 @@ func toJSON(st election.Status) statusJSON {
 		Backend:      st.Backend,
 		TTLSeconds:   st.TTL.Seconds(),
 		Ready:        st.Ready,
+		State:        st.State.String(),
+		Problem:      st.Problem,
+		Duplicate:    st.DuplicateIdentity,
 		Caveats:      st.Caveats,
 	}
 	if !st.Since.IsZero() {

@@ -31,6 +31,7 @@ func leaderStatus() election.Status {
 		FencingToken: 42,
 		Since:        since,
 		Ready:        true,
+		State:        election.StateLeading,
 	}
 }
 
@@ -110,6 +111,7 @@ func TestStatusJSON(t *testing.T) {
 		"since":         "2026-03-04T04:06:07.8Z",
 		"ttl_seconds":   2.5,
 		"ready":         true,
+		"state":         "leading",
 	}
 	if len(got) != len(want) {
 		t.Errorf("fields = %v, want %v", got, want)

@@ -119,7 +119,7 @@ func start(t *testing.T, p *kube.Publisher, src election.Source) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx, src) }()
+	go func() { done <- p.Publish(ctx, src) }()
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -23,23 +22,23 @@ func TestValidate(t *testing.T) {
 	tests := []struct {
 		name    string
 		change  func(*kube.Options)
-		wantErr string // a substring naming the flag; empty means valid
+		wantErr string // a substring naming the field; empty means valid
 	}{
 		{"defaults", func(*kube.Options) {}, ""},
 		{"disabled is always valid", func(o *kube.Options) { o.PodName, o.RoleLabel = "", "not a key!" }, ""},
-		{"bad pod name", func(o *kube.Options) { o.PodName = "Pod_1" }, "--pod-name"},
-		{"missing namespace", func(o *kube.Options) { o.PodNamespace = "" }, "--pod-namespace"},
-		{"bad namespace", func(o *kube.Options) { o.PodNamespace = "a.b" }, "--pod-namespace"},
-		{"bad role key", func(o *kube.Options) { o.RoleLabel = "a/b/c" }, "--role-label"},
-		{"bad leader value", func(o *kube.Options) { o.LeaderValue = "lead er" }, "--leader-value"},
-		{"empty follower value", func(o *kube.Options) { o.FollowerValue = "" }, "--follower-value"},
-		{"long follower value", func(o *kube.Options) { o.FollowerValue = strings.Repeat("f", 64) }, "--follower-value"},
-		{"same values", func(o *kube.Options) { o.FollowerValue = o.LeaderValue }, "--leader-value"},
-		{"bad election key", func(o *kube.Options) { o.ElectionLabel = "-x" }, "--election-label"},
-		{"same keys", func(o *kube.Options) { o.ElectionLabel = o.RoleLabel }, "--election-label"},
-		{"bad gate", func(o *kube.Options) { o.ReadinessGate = "x/y/z" }, "--readiness-gate"},
+		{"bad pod name", func(o *kube.Options) { o.PodName = "Pod_1" }, "PodName"},
+		{"missing namespace", func(o *kube.Options) { o.PodNamespace = "" }, "PodNamespace"},
+		{"bad namespace", func(o *kube.Options) { o.PodNamespace = "a.b" }, "PodNamespace"},
+		{"bad role key", func(o *kube.Options) { o.RoleLabel = "a/b/c" }, "RoleLabel"},
+		{"bad leader value", func(o *kube.Options) { o.LeaderValue = "lead er" }, "LeaderValue"},
+		{"empty follower value", func(o *kube.Options) { o.FollowerValue = "" }, "FollowerValue"},
+		{"long follower value", func(o *kube.Options) { o.FollowerValue = strings.Repeat("f", 64) }, "FollowerValue"},
+		{"same values", func(o *kube.Options) { o.FollowerValue = o.LeaderValue }, "LeaderValue"},
+		{"bad election key", func(o *kube.Options) { o.ElectionLabel = "-x" }, "ElectionLabel"},
+		{"same keys", func(o *kube.Options) { o.ElectionLabel = o.RoleLabel }, "ElectionLabel"},
+		{"bad gate", func(o *kube.Options) { o.ReadinessGate = "x/y/z" }, "ReadinessGate"},
 		{"good gate", func(o *kube.Options) { o.ReadinessGate = "example.com/leader" }, ""},
-		{"short resync", func(o *kube.Options) { o.Resync = time.Millisecond }, "--kube-resync"},
+		{"short resync", func(o *kube.Options) { o.Resync = time.Millisecond }, "Resync"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -67,36 +66,6 @@ func TestValidateElection(t *testing.T) {
 		if err := kube.ValidateElection(bad); err == nil {
 			t.Errorf("%q: got nil, want an error", bad)
 		}
-	}
-}
-
-func TestAddFlags(t *testing.T) {
-	o := kube.DefaultOptions()
-	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
-	o.AddFlags(fs)
-	err := fs.Parse([]string{
-		"--kubeconfig=/k", "--pod-name=p", "--pod-namespace=n", "--role-label=r.io/role",
-		"--leader-value=primary", "--follower-value=replica", "--election-label=r.io/e",
-		"--readiness-gate=r.io/g", "--kube-events=false", "--kube-resync=5s",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := kube.Options{
-		Kubeconfig: "/k", PodName: "p", PodNamespace: "n", RoleLabel: "r.io/role",
-		LeaderValue: "primary", FollowerValue: "replica", ElectionLabel: "r.io/e",
-		ReadinessGate: "r.io/g", Events: false, Resync: 5 * time.Second,
-	}
-	if o != want {
-		t.Errorf("got %+v, want %+v", o, want)
-	}
-
-	d := kube.DefaultOptions()
-	if err := pflag.NewFlagSet("x", pflag.ContinueOnError).Parse(nil); err != nil {
-		t.Fatal(err)
-	}
-	if !d.Events || d.Resync != 30*time.Second || d.RoleLabel != "leader-elector.io/role" || d.Enabled() {
-		t.Errorf("unexpected defaults: %+v", d)
 	}
 }
 
@@ -153,7 +122,7 @@ func TestNewRejects(t *testing.T) {
 	}
 	src := newSource("p")
 	src.st.Election = "not/valid"
-	if err := p.Run(t.Context(), src); err == nil {
+	if err := p.Publish(t.Context(), src); err == nil {
 		t.Error("Run with an invalid election name: got nil error")
 	}
 }
@@ -183,7 +152,7 @@ func TestPatchesOnlyDifferences(t *testing.T) {
 	src := newSource("p")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx, src) }()
+	go func() { done <- p.Publish(ctx, src) }()
 
 	kubetest.Eventually(t, 10*time.Second, "follower label", func(ctx context.Context) bool {
 		got, err := podLabel(ctx, client, "ns", "p", roleKey)

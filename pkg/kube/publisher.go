@@ -117,7 +117,7 @@ type nopMetrics struct{}
 
 func (nopMetrics) PublishError(string) {}
 
-// run is the state of one Run call; only Run's goroutine touches it.
+// run is the state of one Publish call; only its goroutine touches it.
 type run struct {
 	*Publisher
 	events *events // nil when events are off
@@ -128,10 +128,12 @@ type run struct {
 	failing bool  // the last reconcile failed
 }
 
-// Run publishes the status from src until ctx ends, then sets the pod back
+var _ election.Publisher = (*Publisher)(nil)
+
+// Publish publishes the status from src until ctx ends, then sets the pod back
 // to follower (and the gate to False) within a short bounded time and
 // returns nil. It returns an error only when it cannot start.
-func (p *Publisher) Run(ctx context.Context, src election.Source) error {
+func (p *Publisher) Publish(ctx context.Context, src election.Source) error {
 	st, changed := src.Status()
 	if err := ValidateElection(st.Election); err != nil {
 		return err

@@ -29,6 +29,7 @@ type Metrics struct {
 	registry *prometheus.Registry
 
 	isLeader      prometheus.Gauge
+	state         *prometheus.GaugeVec
 	transitions   prometheus.Counter
 	takeover      *prometheus.HistogramVec
 	steppedDown   *prometheus.CounterVec
@@ -36,7 +37,7 @@ type Metrics struct {
 	publishErrors *prometheus.CounterVec
 
 	// mu guards leader, so that a transition is counted exactly once even
-	// when SetLeader is called concurrently.
+	// when SetLeader is called concurrently, and makes each SetState atomic.
 	mu     sync.Mutex
 	leader bool
 }
@@ -53,6 +54,12 @@ func New(info Info) *Metrics {
 			Name:      "is_leader",
 			Help:      "1 while this candidate claims leadership, else 0.",
 		}),
+		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace,
+			Name:      "state",
+			Help: "1 for the engine's current state, 0 for the others: stopped, campaigning, following, " +
+				"leading, holding-off (after a resign) or backing-off (after a backend failure).",
+		}, []string{"state"}),
 		transitions: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace,
 			Name:      "leadership_transitions_total",
@@ -101,10 +108,14 @@ func New(info Info) *Metrics {
 	// Create the label values the engine is documented to use, so that
 	// their series exist (at zero) before the first event; rate() and
 	// alerts on increase() then work from the start.
-	for _, r := range []string{"resigned", "deadline", "lost", "shutdown"} {
-		m.steppedDown.WithLabelValues(r)
+	for _, r := range election.StepDownReasons {
+		m.steppedDown.WithLabelValues(string(r))
 	}
-	for _, op := range []string{"grant", "campaign", "renew", "resign", "observe"} {
+	for _, s := range election.States {
+		m.state.WithLabelValues(s.String())
+	}
+	m.state.WithLabelValues(election.StateStopped.String()).Set(1)
+	for _, op := range election.BackendOps {
 		m.backendErrors.WithLabelValues(op)
 	}
 	for _, k := range []string{election.Handover, election.Failover, unknownKind} {
@@ -116,6 +127,7 @@ func New(info Info) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo,
 		m.isLeader,
+		m.state,
 		m.transitions,
 		m.takeover,
 		m.steppedDown,
@@ -164,7 +176,22 @@ func (m *Metrics) Takeover(d time.Duration, kind string) {
 }
 
 // SteppedDown counts a loss of leadership by reason.
-func (m *Metrics) SteppedDown(reason string) { m.steppedDown.WithLabelValues(reason).Inc() }
+func (m *Metrics) SteppedDown(reason election.StepDownReason) {
+	m.steppedDown.WithLabelValues(string(reason)).Inc()
+}
+
+// SetState sets the state gauge: 1 for s, 0 for every other state.
+func (m *Metrics) SetState(s election.State) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, o := range election.States {
+		v := 0.0
+		if o == s {
+			v = 1
+		}
+		m.state.WithLabelValues(o.String()).Set(v)
+	}
+}
 
 // BackendError counts a failed backend operation.
 func (m *Metrics) BackendError(op string) { m.backendErrors.WithLabelValues(op).Inc() }

@@ -101,6 +101,28 @@ func TestSteppedDown(t *testing.T) {
 	}
 }
 
+// TestStateGauge: exactly one state reads 1, named as the engine names it.
+func TestStateGauge(t *testing.T) {
+	m := New(Info{})
+	check := func(want election.State) {
+		t.Helper()
+		for _, s := range election.States {
+			v := 0.0
+			if s == want {
+				v = 1
+			}
+			if got := testutil.ToFloat64(m.state.WithLabelValues(s.String())); got != v {
+				t.Errorf("state{state=%q} = %v, want %v", s, got, v)
+			}
+		}
+	}
+	check(election.StateStopped)
+	m.SetState(election.StateFollowing)
+	check(election.StateFollowing)
+	m.SetState(election.StateLeading)
+	check(election.StateLeading)
+}
+
 func TestBackendError(t *testing.T) {
 	m := New(Info{})
 	m.BackendError("renew")

@@ -42,29 +42,50 @@ type Backend struct {
 	client *clientv3.Client
 }
 
-// MinTTL is the shortest lease etcd grants with its default Raft timings;
-// shorter requests are silently raised.
-const MinTTL = 2 * time.Second
+// Limits of etcd leases.
+const (
+	// MinTTL is the shortest lease etcd grants with its default Raft
+	// timings; shorter requests are silently raised.
+	MinTTL = 2 * time.Second
+	// MaxTTL is etcd's maximum lease TTL (lease.MaxLeaseTTL, 9,000,000,000 s).
+	MaxTTL = 9_000_000_000 * time.Second
+)
 
-// New returns a backend for the election. It does not contact etcd.
-func New(opts Options, electionName, identity string, ttl time.Duration, log *slog.Logger) (*Backend, error) {
-	if err := opts.Validate(); err != nil {
+// ValidateTTL checks a TTL against etcd's lease limits: at least MinTTL, at
+// most MaxTTL, whole seconds (the lease API counts seconds).
+func ValidateTTL(ttl time.Duration) error {
+	switch {
+	case ttl < MinTTL:
+		return election.Invalid("TTL", "%v is below etcd's minimum lease of %v", ttl, MinTTL)
+	case ttl > MaxTTL:
+		return election.Invalid("TTL", "%v is above etcd's maximum lease of %v", ttl, MaxTTL)
+	case ttl%time.Second != 0:
+		return election.Invalid("TTL", "%v: etcd leases are whole seconds", ttl)
+	}
+	return nil
+}
+
+// New returns a backend for the candidate p. It validates opts and p
+// against etcd's limits (errors are *election.ConfigError) and does not
+// contact etcd.
+func New(opts Options, p election.Params, log *slog.Logger) (*Backend, error) {
+	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	if ttl < MinTTL {
-		return nil, fmt.Errorf("--ttl %v is below etcd's minimum lease of %v", ttl, MinTTL)
+	if err := ValidateTTL(p.TTL); err != nil {
+		return nil, err
 	}
-	if ttl%time.Second != 0 {
-		return nil, fmt.Errorf("--ttl %v: etcd leases are whole seconds", ttl)
+	if err := opts.Validate(); err != nil {
+		return nil, err
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Backend{
 		opts:     opts,
-		prefix:   opts.Prefix + electionName + "/",
-		identity: identity,
-		ttl:      int64(ttl / time.Second),
+		prefix:   opts.Prefix + p.Election + "/",
+		identity: p.Identity,
+		ttl:      int64(p.TTL / time.Second),
 		log:      log,
 	}, nil
 }
@@ -128,12 +149,15 @@ func (b *Backend) Candidate(ctx context.Context) (election.Candidacy, election.V
 	if err != nil {
 		return nil, election.Validity{}, err
 	}
+	if err := b.reachable(ctx, cli); err != nil {
+		return nil, election.Validity{}, err
+	}
 	rctx, cancel := b.request(ctx)
 	defer cancel()
 	sent := time.Now()
 	resp, err := cli.Grant(rctx, b.ttl)
 	if err != nil {
-		return nil, election.Validity{}, fmt.Errorf("granting a lease: %w", err)
+		return nil, election.Validity{}, b.failed(ctx, "granting a lease", err)
 	}
 	c := &candidacy{
 		b:     b,
@@ -214,7 +238,7 @@ func (c *candidacy) create(ctx context.Context) (int64, error) {
 		Else(clientv3.OpGet(c.key)).
 		Commit()
 	if err != nil {
-		return 0, leaseErr("creating the candidate key", err)
+		return 0, c.b.failed(ctx, "creating the candidate key", err)
 	}
 	rev := resp.Header.Revision
 	if !resp.Succeeded {
@@ -241,7 +265,7 @@ func (c *candidacy) waitPredecessors(ctx context.Context, rev int64) (time.Time,
 				clientv3.WithLastCreate()...)...)
 		cancel()
 		if err != nil {
-			return time.Time{}, 0, fmt.Errorf("finding the predecessor: %w", err)
+			return time.Time{}, 0, c.b.failed(ctx, "finding the predecessor", err)
 		}
 		if len(resp.Kvs) == 0 {
 			return vacant, lease, nil
@@ -260,7 +284,7 @@ func (c *candidacy) waitDeleted(ctx context.Context, key string, rev int64) erro
 	defer cancel()
 	for wr := range c.cli.Watch(wctx, key, clientv3.WithRev(rev+1), clientv3.WithFilterPut()) {
 		if err := wr.Err(); err != nil {
-			return fmt.Errorf("watching the predecessor: %w", err)
+			return c.b.failed(ctx, "watching the predecessor", err)
 		}
 		for _, ev := range wr.Events {
 			if ev.Type == mvccpb.DELETE {
@@ -286,7 +310,7 @@ func (c *candidacy) verify(ctx context.Context, rev int64) (election.Validity, e
 	sent := time.Now()
 	resp, err := c.cli.TimeToLive(rctx, c.lease)
 	if err != nil {
-		return election.Validity{}, leaseErr("checking the lease", err)
+		return election.Validity{}, c.b.failed(ctx, "checking the lease", err)
 	}
 	if resp.TTL <= 0 {
 		return election.Validity{}, fmt.Errorf("lease %x expired: %w", c.lease, election.ErrLost)
@@ -301,7 +325,7 @@ func (c *candidacy) checkKey(ctx context.Context, rev int64) error {
 		If(clientv3.Compare(clientv3.CreateRevision(c.key), "=", rev)).
 		Commit()
 	if err != nil {
-		return fmt.Errorf("checking the candidate key: %w", err)
+		return c.b.failed(ctx, "checking the candidate key", err)
 	}
 	if !resp.Succeeded {
 		return fmt.Errorf("candidate key %s is gone: %w", c.key, election.ErrLost)
@@ -320,7 +344,7 @@ func (c *candidacy) Renew(ctx context.Context) (election.Validity, error) {
 	sent := time.Now()
 	resp, err := c.cli.KeepAliveOnce(ctx, c.lease)
 	if err != nil {
-		return election.Validity{}, leaseErr("renewing the lease", err)
+		return election.Validity{}, c.b.failed(ctx, "renewing the lease", err)
 	}
 	return election.Validity{Sent: sent, TTL: time.Duration(resp.TTL) * time.Second}, nil
 }
@@ -336,23 +360,15 @@ func (c *candidacy) Resign(ctx context.Context) error {
 			Then(clientv3.OpDelete(c.key)).
 			Commit()
 		if err != nil {
-			return fmt.Errorf("deleting the candidate key: %w", err)
+			return c.b.failed(ctx, "deleting the candidate key", err)
 		}
 		return nil
 	}
 	_, err := c.cli.Revoke(ctx, c.lease)
 	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
-		return fmt.Errorf("revoking the lease: %w", err)
+		return c.b.failed(ctx, "revoking the lease", err)
 	}
 	return nil
-}
-
-// leaseErr wraps err, marking a missing lease as a lost candidacy.
-func leaseErr(what string, err error) error {
-	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
-		return fmt.Errorf("%s: %w: %w", what, election.ErrLost, err)
-	}
-	return fmt.Errorf("%s: %w", what, err)
 }
 
 // Observe reports the leader (the key with the lowest create revision) at
@@ -360,6 +376,9 @@ func leaseErr(what string, err error) error {
 func (b *Backend) Observe(ctx context.Context, fn func(election.Leader)) error {
 	cli, err := b.connect()
 	if err != nil {
+		return err
+	}
+	if err := b.reachable(ctx, cli); err != nil {
 		return err
 	}
 	rev, err := b.reportLeader(ctx, cli, fn)
@@ -370,7 +389,7 @@ func (b *Backend) Observe(ctx context.Context, fn func(election.Leader)) error {
 	defer cancel()
 	for wr := range cli.Watch(wctx, b.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
 		if err := wr.Err(); err != nil {
-			return fmt.Errorf("watching the election: %w", err)
+			return b.failed(ctx, "watching the election", err)
 		}
 		if len(wr.Events) == 0 {
 			continue
@@ -392,7 +411,7 @@ func (b *Backend) reportLeader(ctx context.Context, cli *clientv3.Client, fn fun
 	defer cancel()
 	resp, err := cli.Get(rctx, b.prefix, append([]clientv3.OpOption{clientv3.WithPrefix()}, clientv3.WithFirstCreate()...)...)
 	if err != nil {
-		return 0, fmt.Errorf("reading the leader: %w", err)
+		return 0, b.failed(ctx, "reading the leader", err)
 	}
 	var l election.Leader
 	if len(resp.Kvs) > 0 {

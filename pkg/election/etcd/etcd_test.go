@@ -41,7 +41,7 @@ type candidate struct {
 func startCandidate(t *testing.T, endpoints []string, id string) *candidate {
 	t.Helper()
 	opts := etcd.Options{Endpoints: endpoints, Prefix: etcd.DefaultPrefix, DialTimeout: 2 * time.Second}
-	b, err := etcd.New(opts, "test", id, ttl, nil)
+	b, err := etcd.New(opts, election.Params{Election: "test", Identity: id, TTL: ttl}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,18 +315,20 @@ func TestInvalidOptions(t *testing.T) {
 		ttl  time.Duration
 		want string
 	}{
-		{"no endpoints", etcd.Options{Prefix: "/p/", DialTimeout: time.Second}, ttl, "--etcd-endpoints is required"},
-		{"bad endpoint", etcd.Options{Endpoints: []string{"nohost"}, Prefix: "/p/", DialTimeout: time.Second}, ttl, "--etcd-endpoints"},
+		{"no endpoints", etcd.Options{Prefix: "/p/", DialTimeout: time.Second}, ttl, "Endpoints is required"},
+		{"bad endpoint", etcd.Options{Endpoints: []string{"nohost"}, Prefix: "/p/", DialTimeout: time.Second}, ttl, "Endpoints"},
 		{"bad scheme", etcd.Options{Endpoints: []string{"ftp://a:1"}, Prefix: "/p/", DialTimeout: time.Second}, ttl, "unsupported scheme"},
 		{"short ttl", etcd.Options{Endpoints: []string{"127.0.0.1:1"}, Prefix: "/p/", DialTimeout: time.Second}, time.Second, "below etcd's minimum"},
 		{"fractional ttl", etcd.Options{Endpoints: []string{"127.0.0.1:1"}, Prefix: "/p/", DialTimeout: time.Second}, 2500 * time.Millisecond, "whole seconds"},
-		{"cert without key", etcd.Options{Endpoints: []string{"127.0.0.1:1"}, Prefix: "/p/", DialTimeout: time.Second, Cert: "c.pem"}, ttl, "--etcd-cert and --etcd-key"},
+		{"cert without key", etcd.Options{Endpoints: []string{"127.0.0.1:1"}, Prefix: "/p/", DialTimeout: time.Second, Cert: "c.pem"}, ttl, "Cert and Key must be given together"},
 		{"user without password", etcd.Options{Endpoints: []string{"127.0.0.1:1"}, Prefix: "/p/", DialTimeout: time.Second, Username: "u"}, ttl, "needs a password"},
-		{"missing CA file", etcd.Options{Endpoints: []string{"127.0.0.1:1"}, Prefix: "/p/", DialTimeout: time.Second, CACert: "/nonexistent/ca.pem"}, ttl, "--etcd-cacert"},
+		{"duplicate endpoint", etcd.Options{Endpoints: []string{"127.0.0.1:1", "127.0.0.1:1"}, Prefix: "/p/", DialTimeout: time.Second}, ttl, "given twice"},
+		{"ttl above etcd's maximum", etcd.Options{Endpoints: []string{"127.0.0.1:1"}, Prefix: "/p/", DialTimeout: time.Second}, etcd.MaxTTL + time.Second, "maximum lease"},
+		{"missing CA file", etcd.Options{Endpoints: []string{"127.0.0.1:1"}, Prefix: "/p/", DialTimeout: time.Second, CACert: "/nonexistent/ca.pem"}, ttl, "CACert"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := etcd.New(tt.opts, "test", "a", tt.ttl, nil)
+			_, err := etcd.New(tt.opts, election.Params{Election: "test", Identity: "a", TTL: tt.ttl}, nil)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("got %v, want an error containing %q", err, tt.want)
 			}
@@ -336,7 +338,7 @@ func TestInvalidOptions(t *testing.T) {
 
 func TestRenewAfterLeaseLossIsErrLost(t *testing.T) {
 	cluster := etcdtest.Single(t)
-	b, err := etcd.New(etcd.Options{Endpoints: cluster.ClientURLs(), Prefix: "/p/", DialTimeout: 2 * time.Second}, "test", "a", ttl, nil)
+	b, err := etcd.New(etcd.Options{Endpoints: cluster.ClientURLs(), Prefix: "/p/", DialTimeout: 2 * time.Second}, election.Params{Election: "test", Identity: "a", TTL: ttl}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,7 +374,7 @@ func TestFailoverAcrossAnEtcdRaftLeaderChange(t *testing.T) {
 	urls := cluster.ClientURLs()
 
 	// a wins and renews until it "crashes": it simply stops renewing.
-	crashed, err := etcd.New(etcd.Options{Endpoints: urls, Prefix: etcd.DefaultPrefix, DialTimeout: 2 * time.Second}, "test", "a", ttl, nil)
+	crashed, err := etcd.New(etcd.Options{Endpoints: urls, Prefix: etcd.DefaultPrefix, DialTimeout: 2 * time.Second}, election.Params{Election: "test", Identity: "a", TTL: ttl}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -446,7 +448,7 @@ func TestTermSaysHowThePredecessorWent(t *testing.T) {
 	cluster := etcdtest.Single(t)
 	cli := newClient(t, cluster.ClientURLs())
 	newCandidacy := func(id string) election.Candidacy {
-		b, err := etcd.New(etcd.Options{Endpoints: cluster.ClientURLs(), Prefix: etcd.DefaultPrefix, DialTimeout: 2 * time.Second}, "test", id, ttl, nil)
+		b, err := etcd.New(etcd.Options{Endpoints: cluster.ClientURLs(), Prefix: etcd.DefaultPrefix, DialTimeout: 2 * time.Second}, election.Params{Election: "test", Identity: id, TTL: ttl}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

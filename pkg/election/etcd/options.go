@@ -9,8 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spf13/pflag"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
+
+	"github.com/leader-elector/leader-elector/pkg/election"
 )
 
 // Defaults, written once.
@@ -38,44 +39,37 @@ type Options struct {
 	PasswordFile string
 }
 
-// AddFlags registers the backend's flags on fs.
-func (o *Options) AddFlags(fs *pflag.FlagSet) {
-	fs.StringSliceVar(&o.Endpoints, "etcd-endpoints", nil, "etcd endpoints, comma separated (required for --backend etcd)")
-	fs.StringVar(&o.Prefix, "etcd-prefix", DefaultPrefix, "key prefix; the election's keys live under <prefix><election>/")
-	fs.DurationVar(&o.DialTimeout, "etcd-dial-timeout", DefaultDialTimeout, "timeout for connecting to etcd and for each request")
-	fs.StringVar(&o.CACert, "etcd-cacert", "", "PEM file with the CA that signed etcd's server certificate (enables TLS)")
-	fs.StringVar(&o.Cert, "etcd-cert", "", "PEM client certificate for etcd (with --etcd-key)")
-	fs.StringVar(&o.Key, "etcd-key", "", "PEM private key for --etcd-cert")
-	fs.StringVar(&o.Username, "etcd-username", "", "etcd user; the password comes from the environment or --etcd-password-file")
-	fs.StringVar(&o.PasswordFile, "etcd-password-file", "", "file holding the etcd password")
-}
-
-// Validate checks the options without contacting etcd. Each error names the
-// flag at fault.
+// Validate checks the options without contacting etcd. Errors are
+// *election.ConfigError naming the field at fault.
 func (o *Options) Validate() error {
 	if len(o.Endpoints) == 0 {
-		return errors.New("--etcd-endpoints is required for --backend etcd")
+		return election.Invalid("Endpoints", "is required")
 	}
+	seen := make(map[string]bool, len(o.Endpoints))
 	for _, ep := range o.Endpoints {
 		if err := checkEndpoint(ep); err != nil {
-			return fmt.Errorf("--etcd-endpoints: %q: %w", ep, err)
+			return election.Invalid("Endpoints", "%q: %v", ep, err)
 		}
+		if seen[ep] {
+			return election.Invalid("Endpoints", "%q is given twice", ep)
+		}
+		seen[ep] = true
 	}
 	switch {
 	case o.Prefix == "":
-		return errors.New("--etcd-prefix must not be empty")
+		return election.Invalid("Prefix", "must not be empty")
 	case o.DialTimeout <= 0:
-		return fmt.Errorf("--etcd-dial-timeout must be positive, got %v", o.DialTimeout)
+		return election.Invalid("DialTimeout", "must be positive, got %v", o.DialTimeout)
 	case (o.Cert == "") != (o.Key == ""):
-		return errors.New("--etcd-cert and --etcd-key must be given together")
+		return election.Invalid("Cert", "and {Key} must be given together")
 	case o.Username == "" && (o.Password != "" || o.PasswordFile != ""):
-		return errors.New("an etcd password was given without --etcd-username")
+		return election.Invalid("Password", "was given without {Username}")
 	case o.Username != "" && o.Password == "" && o.PasswordFile == "":
-		return errors.New("--etcd-username needs a password from the environment or --etcd-password-file")
+		return election.Invalid("Username", "needs a password (from the environment or {PasswordFile})")
 	}
 	if o.tlsInfo() != nil {
 		if _, err := o.tlsConfig(); err != nil {
-			return fmt.Errorf("--etcd-cacert/--etcd-cert/--etcd-key: %w", err)
+			return election.Invalid("CACert", ", {Cert} or {Key}: %v", err)
 		}
 	}
 	return nil
@@ -120,7 +114,7 @@ func (o *Options) Complete(envPassword string) error {
 	if o.PasswordFile != "" {
 		b, err := os.ReadFile(o.PasswordFile)
 		if err != nil {
-			return fmt.Errorf("--etcd-password-file: %w", err)
+			return election.Invalid("PasswordFile", ": %v", err)
 		}
 		o.Password = strings.TrimRight(string(b), "\r\n")
 		return nil

@@ -9,7 +9,6 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // Acquire blocks until this candidate takes the Lease, ctx ends, or a
@@ -24,14 +23,17 @@ import (
 // state only one succeeds; the others see a conflict and read again.
 //
 // While it waits it watches the Lease, so a release is seen within
-// milliseconds. A holder with this candidate's own identity (an earlier run
+// milliseconds; a failure of the watch is returned like any other (the
+// caller retries: nothing of the wait is lost, since the observation lives
+// in the Lock). A holder with this candidate's own identity (an earlier run
 // of this process) is waited out like any other.
 func (l *Lock) Acquire(ctx context.Context) (*Term, error) {
 	wctx, stop := context.WithCancel(ctx)
+	watchErr := make(chan error, 1)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer stop()
-	wg.Go(func() { l.follow(wctx) })
+	wg.Go(func() { watchErr <- l.stream(wctx, func() {}) })
 
 	if err := l.refresh(ctx); err != nil {
 		return nil, err
@@ -55,6 +57,12 @@ func (l *Lock) Acquire(ctx context.Context) (*Term, error) {
 				case <-ctx.Done():
 					timer.Stop()
 					return nil, ctx.Err()
+				case err := <-watchErr:
+					timer.Stop()
+					if ctx.Err() != nil {
+						return nil, ctx.Err()
+					}
+					return nil, err
 				case <-changed:
 				case <-timer.C:
 				}
@@ -88,12 +96,12 @@ func (l *Lock) refresh(ctx context.Context) error {
 	cur, err := l.leases.Get(rctx, l.name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
-		l.note(nil)
+		l.note(nil, "")
 		return nil
 	case err != nil:
 		return fmt.Errorf("reading Lease %s: %w", l.Describe(), err)
 	}
-	l.note(cur)
+	l.noteLease(cur)
 	return nil
 }
 
@@ -113,7 +121,7 @@ func (l *Lock) create(ctx context.Context) (*Term, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating Lease %s: %w", l.Describe(), err)
 	}
-	l.note(res)
+	l.noteLease(res)
 	return &Term{Token: token, sent: sent, lease: res}, nil
 }
 
@@ -132,32 +140,6 @@ func (l *Lock) take(ctx context.Context, judged *coordinationv1.Lease, vacant ti
 	if err != nil {
 		return nil, fmt.Errorf("taking Lease %s: %w", l.Describe(), err)
 	}
-	l.note(res)
+	l.noteLease(res)
 	return &Term{Token: token, Vacant: vacant, Kind: kind, sent: sent, lease: res}, nil
-}
-
-// follow keeps the shared observation current with a watch until ctx ends,
-// restarting it after errors with a capped backoff. Waiting candidates never
-// depend on it for safety: it only makes them notice changes sooner.
-func (l *Lock) follow(ctx context.Context) {
-	backoff := l.backoff()
-	for ctx.Err() == nil {
-		err := l.stream(ctx, func() { backoff = l.backoff() })
-		if ctx.Err() != nil {
-			return
-		}
-		l.log.Debug("watching the Lease failed; retrying", "err", err)
-		t := time.NewTimer(backoff.Step())
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		}
-		t.Stop()
-	}
-}
-
-// backoff is the retry policy of the watch: from 100 ms, doubling, capped
-// at half the lease duration.
-func (l *Lock) backoff() wait.Backoff {
-	return wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: 16, Cap: l.duration / 2}
 }

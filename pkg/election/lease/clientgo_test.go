@@ -35,10 +35,9 @@ func TestClientGoElectorInterop(t *testing.T) {
 
 	// Our engine reaches the API server through a proxy the test can cut.
 	proxy := env.Proxy(t)
-	backend, err := lease.NewBackend(lease.Config{
-		Client:    fastClient(t, proxy.Config(env.Config)).CoordinationV1(),
-		Namespace: ns, Name: "e", Identity: "ours", Duration: interopDuration,
-	})
+	backend, err := lease.NewBackend(
+		lease.Options{Client: fastClient(t, proxy.Config(env.Config)).CoordinationV1(), Namespace: ns},
+		election.Params{Election: "e", Identity: "ours", TTL: interopDuration}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/resourceversion"
 	"k8s.io/apimachinery/pkg/util/validation"
 	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 )
@@ -98,15 +99,11 @@ type Lock struct {
 type observation struct {
 	known bool // false until the first read
 	lease *coordinationv1.Lease
-	at    time.Time
-}
-
-// rv is the observed resourceVersion; "" when the Lease is absent.
-func (o observation) rv() string {
-	if o.lease == nil {
-		return ""
-	}
-	return o.lease.ResourceVersion
+	// rv orders observations: the object's resourceVersion, or for an absent
+	// Lease the resourceVersion of its deletion or of the empty list; "" when
+	// unknown (a Get that answered NotFound).
+	rv string
+	at time.Time
 }
 
 // New returns a Lock. It contacts nothing.
@@ -140,17 +137,28 @@ func (l *Lock) current() (observation, <-chan struct{}) {
 }
 
 // note records a read or write result: lease is the object as the API
-// server returned it, or nil when it answered NotFound. A state already seen
-// keeps its first-seen time, so re-reading an unchanged Lease never makes a
-// silent holder look alive. A result that arrives out of order (an older
-// read after a newer event) counts as a change: that only makes followers
-// wait longer.
-func (l *Lock) note(lease *coordinationv1.Lease) {
+// server returned it, or nil when it is absent; rv is the resourceVersion
+// of that state (see observation.rv). A state already seen keeps its
+// first-seen time, so re-reading an unchanged Lease never makes a silent
+// holder look alive. A result older than the current observation (a read
+// that was overtaken by a watch event) is ignored: resourceVersions of one
+// resource compare as integers (k8s.io/apimachinery/pkg/util/resourceversion).
+// When they cannot be compared the result counts as a change, which only
+// makes followers wait longer.
+func (l *Lock) note(lease *coordinationv1.Lease, rv string) {
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	prev := l.seen
+	if prev.known && prev.rv != "" && rv != "" {
+		if c, err := resourceversion.CompareResourceVersion(rv, prev.rv); err == nil && c < 0 {
+			return
+		}
+	}
 	if prev.known && sameState(prev.lease, lease) {
+		if rv != "" {
+			l.seen.rv = rv
+		}
 		return
 	}
 	if lease != nil {
@@ -167,10 +175,13 @@ func (l *Lock) note(lease *coordinationv1.Lease) {
 		l.log.Warn("the Lease was replaced by a new object", "old_uid", prev.lease.UID, "new_uid", lease.UID,
 			"transitions", transitions(lease), "highest_token", l.maxToken)
 	}
-	l.seen = observation{known: true, lease: lease, at: now}
+	l.seen = observation{known: true, lease: lease, rv: rv, at: now}
 	close(l.changed)
 	l.changed = make(chan struct{})
 }
+
+// noteLease records an object read or written.
+func (l *Lock) noteLease(lease *coordinationv1.Lease) { l.note(lease, lease.ResourceVersion) }
 
 // sameState reports whether two reads show the same state of the Lease.
 func sameState(a, b *coordinationv1.Lease) bool {

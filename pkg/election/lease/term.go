@@ -94,7 +94,7 @@ func (l *Lock) Renew(ctx context.Context, t *Term) (time.Time, error) {
 		sent := time.Now()
 		res, err := l.leases.Update(ctx, next, metav1.UpdateOptions{})
 		if err == nil {
-			l.note(res)
+			l.noteLease(res)
 			t.lease, t.sent = res, sent
 			return sent, nil
 		}
@@ -119,7 +119,7 @@ func (l *Lock) Release(ctx context.Context, t *Term) error {
 		next.Spec = l.record("", time.Second, metav1.NewMicroTime(time.Now()), t.Token)
 		res, err := l.leases.Update(ctx, next, metav1.UpdateOptions{})
 		if err == nil {
-			l.note(res)
+			l.noteLease(res)
 			t.released = true
 			return nil
 		}
@@ -141,7 +141,7 @@ func (l *Lock) Release(ctx context.Context, t *Term) error {
 func (l *Lock) resync(ctx context.Context, t *Term, err error, attempt int) (bool, error) {
 	switch {
 	case apierrors.IsNotFound(err):
-		l.note(nil)
+		l.note(nil, "")
 		return true, fmt.Errorf("the Lease was deleted: %w", ErrLost)
 	case !apierrors.IsConflict(err):
 		return false, fmt.Errorf("writing the Lease: %w", err)
@@ -150,13 +150,13 @@ func (l *Lock) resync(ctx context.Context, t *Term, err error, attempt int) (boo
 	}
 	cur, gerr := l.leases.Get(ctx, l.name, metav1.GetOptions{})
 	if apierrors.IsNotFound(gerr) {
-		l.note(nil)
+		l.note(nil, "")
 		return true, fmt.Errorf("the Lease was deleted: %w", ErrLost)
 	}
 	if gerr != nil {
 		return false, fmt.Errorf("re-reading the Lease after a conflict: %w", gerr)
 	}
-	l.note(cur)
+	l.noteLease(cur)
 	if !l.owns(t, cur) {
 		return true, fmt.Errorf("the Lease now names %q with token %d: %w", holder(cur), transitions(cur), ErrLost)
 	}

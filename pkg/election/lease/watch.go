@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -33,9 +34,9 @@ func (l *Lock) stream(ctx context.Context, listed func()) error {
 			return fmt.Errorf("listing Lease %s: %w", l.Describe(), err)
 		}
 		if len(list.Items) == 0 {
-			l.note(nil)
+			l.note(nil, list.ResourceVersion)
 		} else {
-			l.note(&list.Items[0])
+			l.noteLease(&list.Items[0])
 		}
 		listed()
 		secs := int64(watchTimeout / time.Second)
@@ -75,10 +76,14 @@ func (l *Lock) consume(ctx context.Context, w watch.Interface) error {
 		switch ev.Type {
 		case watch.Added, watch.Modified:
 			if lease, isLease := ev.Object.(*coordinationv1.Lease); isLease {
-				l.note(lease)
+				l.noteLease(lease)
 			}
 		case watch.Deleted:
-			l.note(nil)
+			rv := ""
+			if lease, isLease := ev.Object.(*coordinationv1.Lease); isLease {
+				rv = lease.ResourceVersion
+			}
+			l.note(nil, rv)
 		case watch.Error:
 			err := apierrors.FromObject(ev.Object)
 			if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
@@ -101,7 +106,22 @@ func (l *Lock) Watch(ctx context.Context, fn func(Holder)) error {
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
 	errc := make(chan error, 1)
-	go func() { errc <- l.stream(wctx, func() {}) }()
+	// The first report waits for this watch's own list: what the Lock saw
+	// earlier (its own last write, say) may be stale by now.
+	listed := make(chan struct{})
+	var once sync.Once
+	go func() { errc <- l.stream(wctx, func() { once.Do(func() { close(listed) }) }) }()
+	select {
+	case <-listed:
+	case <-ctx.Done():
+		<-errc
+		return ctx.Err()
+	case err := <-errc:
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return err
+	}
 
 	var (
 		last     Holder
@@ -112,22 +132,23 @@ func (l *Lock) Watch(ctx context.Context, fn func(Holder)) error {
 	for {
 		o, changed := l.current()
 		var expiry <-chan time.Time
-		if o.known {
-			h, expires := l.judge(o, time.Now())
-			if !reported || h != last {
-				fn(h)
-				last, reported = h, true
-			}
-			if !expires.IsZero() {
-				timer.Reset(time.Until(expires))
-				expiry = timer.C
-			}
+		h, expires := l.judge(o, time.Now())
+		if !reported || h != last {
+			fn(h)
+			last, reported = h, true
+		}
+		if !expires.IsZero() {
+			timer.Reset(time.Until(expires))
+			expiry = timer.C
 		}
 		select {
 		case <-ctx.Done():
 			<-errc
 			return ctx.Err()
 		case err := <-errc:
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			if err == nil || errors.Is(err, context.Canceled) {
 				err = errors.New("watching the Lease: stopped")
 			}
@@ -140,6 +161,9 @@ func (l *Lock) Watch(ctx context.Context, fn func(Holder)) error {
 			if err := l.refresh(ctx); err != nil {
 				stop()
 				<-errc
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
 				return err
 			}
 		}

@@ -85,12 +85,25 @@ func TestObserve(t *testing.T) {
 		t.Errorf("reports = %+v, want exactly: none, pod-a, none (renewals are not changes)", o.reports())
 	}
 
-	// Redis restarting (empty) is reported once it answers again.
+	// Redis restarting (empty) ends Observe with an error if a read fell
+	// into the outage, or else is seen as the lock being gone.
 	c2 := candidate(t, b)
 	term2 := campaign(t, c2, 10*time.Second)
 	o.waitFor(t, election.Leader{ID: "pod-a", Token: term2.Token})
 	srv.Restart()
-	o.waitFor(t, election.Leader{})
+	eventually(t, 10*time.Second, "the observer to see the empty server or fail", func() bool {
+		select {
+		case err := <-o.done:
+			o.done <- err // for the cleanup
+			if err == nil {
+				t.Fatal("Observe returned nil")
+			}
+			return true
+		default:
+		}
+		r := o.reports()
+		return r[len(r)-1] == election.Leader{}
+	})
 }
 
 func TestObserveSeesExpiry(t *testing.T) {

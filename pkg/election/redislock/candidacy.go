@@ -34,14 +34,16 @@ type attempt struct {
 	unreachable bool          // too few nodes answered to ever reach a majority
 	warming     bool          // a node grants nothing yet after losing its data
 	expires     time.Duration // earliest expiry of another holder's lock; 0 if unknown
+	failed      int           // nodes that did not answer
 	err         error         // first node error
 }
 
-// Campaign implements election.Candidacy. It retries until it holds the lock
-// on a majority of nodes within the validity time: at once on a release
-// message, when the holder's lock is due to expire, at least every poll
-// interval in case a message was lost, and with backoff while Redis is
-// unreachable.
+// Campaign implements election.Candidacy. It attempts until it holds the
+// lock on a majority of nodes within the validity time: at once on a release
+// message, when the holder's lock is due to expire, and at least every poll
+// interval in case a message was lost. Waiting for the holder is not
+// retrying: when too few nodes answer, Campaign returns the error and the
+// engine retries with its backoff.
 func (c *candidacy) Campaign(ctx context.Context) (election.Term, error) {
 	c.mu.Lock()
 	leading, resigned := c.value != "", c.resigned
@@ -55,8 +57,6 @@ func (c *candidacy) Campaign(ctx context.Context) (election.Term, error) {
 
 	wake, stop := c.b.subscribe(ctx, func(p string) bool { return p == "released" })
 	defer stop()
-	retry := newBackoff(min(c.b.poll*2, 2*time.Second))
-	failing := false
 	// woke is when the wait before the current attempt ended: a release
 	// message, the holder's expiry, or a poll. If that attempt wins after
 	// another candidate held the lock, it is when the vacancy was seen.
@@ -78,32 +78,23 @@ func (c *candidacy) Campaign(ctx context.Context) (election.Term, error) {
 			}
 			return c.take(ctx, a)
 		}
-		held = !a.unreachable && !a.partial && !a.warming
+		if a.unreachable {
+			if ctx.Err() != nil {
+				return election.Term{}, ctx.Err()
+			}
+			return election.Term{}, classify(fmt.Errorf("redis: reached %d of %d nodes, need %d: %w",
+				len(c.b.nodes)-a.failed, len(c.b.nodes), c.b.quorum, a.err))
+		}
+		held = !a.partial && !a.warming
 		wait, waitWake := c.b.poll, wake
 		switch {
-		case a.unreachable:
-			if authErr := asAuthError(a.err); authErr != nil {
-				return election.Term{}, authErr
-			}
-			if !failing {
-				c.b.logger.Warn("cannot reach a majority of Redis nodes; retrying", "err", a.err)
-			}
-			failing = true
-			wait = retry.next()
 		case a.partial:
 			// Candidates that split the nodes between them back off by a
 			// random amount, ignoring the release messages their own
 			// rollbacks publish, so one of them gets ahead.
 			wait, waitWake = rand.N(max(c.b.poll/10, time.Millisecond)), nil
-		default:
-			if failing {
-				c.b.logger.Info("Redis answers again")
-			}
-			failing = false
-			retry.reset()
-			if a.expires > 0 {
-				wait = min(wait, a.expires+time.Millisecond)
-			}
+		case a.expires > 0:
+			wait = min(wait, a.expires+time.Millisecond)
 		}
 		if released, err = waitForWake(ctx, wait, waitWake); err != nil {
 			return election.Term{}, err
@@ -199,6 +190,7 @@ func (c *candidacy) attempt(ctx context.Context) (attempt, error) {
 	} else if failed > len(b.nodes)-b.quorum {
 		a.unreachable = true
 	}
+	a.failed = failed
 	return a, nil
 }
 
@@ -275,8 +267,8 @@ func (c *candidacy) Renew(ctx context.Context) (election.Validity, error) {
 		return election.Validity{}, fmt.Errorf("redis: lock %s gone on %d of %d nodes: %w",
 			b.keys.lock, gone, len(b.nodes), election.ErrLost)
 	}
-	return election.Validity{}, fmt.Errorf("redis: renewed on %d of %d nodes, need %d: %w",
-		held, len(b.nodes), b.quorum, firstErr)
+	return election.Validity{}, classify(fmt.Errorf("redis: renewed on %d of %d nodes, need %d: %w",
+		held, len(b.nodes), b.quorum, firstErr))
 }
 
 // Resign implements election.Candidacy: it deletes the lock on every node

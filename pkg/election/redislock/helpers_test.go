@@ -65,7 +65,7 @@ func newBackendWarm(t *testing.T, servers []*redistest.Server, identity string, 
 			}
 		}
 	}
-	b, err := NewWithClients(clients, Config{Election: "test", Identity: identity, TTL: ttl, Logger: testLogger(t)})
+	b, err := NewWithClients(clients, Config{Params: election.Params{Election: "test", Identity: identity, TTL: ttl}, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatalf("NewWithClients: %v", err)
 	}

@@ -3,12 +3,13 @@ package redislock
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/leader-elector/leader-elector/pkg/election/internal/retry"
 )
 
 // healthInterval is how long a pub/sub connection may stay silent before it
@@ -66,7 +67,7 @@ func (b *Backend) subscribe(ctx context.Context, accept func(payload string) boo
 // listen receives from ps until ctx ends or ps is closed. go-redis
 // reconnects and resubscribes on the next receive after an error.
 func listen(ctx context.Context, ps *redis.PubSub, accept func(string) bool, notify func()) {
-	retry := newBackoff(2 * time.Second)
+	backoff := retry.New(50*time.Millisecond, 2*time.Second)
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, healthInterval)
 		if ctx.Err() != nil || errors.Is(err, redis.ErrClosed) {
@@ -81,12 +82,12 @@ func listen(ctx context.Context, ps *redis.PubSub, accept func(string) bool, not
 				_ = ps.Ping(ctx)
 				continue
 			}
-			if waitFor(ctx, retry.next(), nil) != nil {
+			if retry.Sleep(ctx, backoff.Next()) != nil {
 				return
 			}
 			continue
 		}
-		retry.reset()
+		backoff.Reset()
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" {
@@ -120,23 +121,3 @@ func waitForWake(ctx context.Context, d time.Duration, wake <-chan struct{}) (bo
 		return true, nil
 	}
 }
-
-// backoff yields jittered, doubling delays from 50ms (or limit, if smaller)
-// up to limit.
-type backoff struct {
-	cur, limit time.Duration
-}
-
-func newBackoff(limit time.Duration) *backoff { return &backoff{limit: limit} }
-
-func (b *backoff) next() time.Duration {
-	if b.cur == 0 {
-		b.cur = min(50*time.Millisecond, b.limit)
-	} else {
-		b.cur = min(2*b.cur, b.limit)
-	}
-	// Between half and all of the step, so candidates drift apart.
-	return b.cur/2 + rand.N(b.cur/2+1)
-}
-
-func (b *backoff) reset() { b.cur = 0 }

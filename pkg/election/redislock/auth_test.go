@@ -16,7 +16,7 @@ import (
 // newFromOptions builds a backend the way the command line does.
 func newFromOptions(t *testing.T, o Options, identity string) *Backend {
 	t.Helper()
-	b, err := New(o, "test", identity, 5*time.Second, testLogger(t))
+	b, err := New(o, election.Params{Election: "test", Identity: identity, TTL: 5 * time.Second}, testLogger(t))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -40,17 +40,17 @@ func exercise(t *testing.T, b *Backend) {
 	o.waitFor(t, election.Leader{})
 }
 
-// wantAuthError checks that Campaign and Observe stop with ErrAuth rather
-// than retrying forever.
+// wantAuthError checks that Candidate and Observe return ErrAuth, which
+// the engine reports as election.ErrDenied.
 func wantAuthError(t *testing.T, b *Backend, mention string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	_, err := candidate(t, b).Campaign(ctx)
-	if !errors.Is(err, ErrAuth) || !strings.Contains(err.Error(), mention) {
-		t.Fatalf("Campaign = %v, want ErrAuth mentioning %q", err, mention)
+	_, _, err := b.Candidate(ctx)
+	if !errors.Is(err, ErrAuth) || !errors.Is(err, election.ErrDenied) || !strings.Contains(err.Error(), mention) {
+		t.Fatalf("Candidate = %v, want ErrAuth (election.ErrDenied) mentioning %q", err, mention)
 	}
-	t.Logf("Campaign: %v", err)
+	t.Logf("Candidate: %v", err)
 	err = b.Observe(ctx, func(election.Leader) {})
 	if !errors.Is(err, ErrAuth) {
 		t.Fatalf("Observe = %v, want ErrAuth", err)

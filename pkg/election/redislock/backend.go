@@ -25,19 +25,38 @@ type Client interface {
 
 // Config describes one election on already-built clients.
 type Config struct {
-	// Election names the election; it is part of every key. Required.
-	Election string
-	// Identity names this candidate; followers see it as the leader's ID.
-	// Required.
-	Identity string
-	// TTL is the lock's time to live; a leader renews about every TTL/3.
-	// At least 10ms.
-	TTL time.Duration
+	// Params names the election and candidate and gives the lock's TTL
+	// (a leader renews about every TTL/3). The TTL must be whole
+	// milliseconds (Redis' PX unit), at least MinTTL and at most MaxTTL.
+	election.Params
 	// KeyPrefix is prepended to every key and channel. Empty means
 	// DefaultKeyPrefix.
 	KeyPrefix string
 	// Logger receives the backend's logs. Nil discards them.
 	Logger *slog.Logger
+}
+
+// Limits of the lock's TTL.
+const (
+	// MinTTL leaves room, after Redlock's drift allowance and one request
+	// timeout per node, for a renewal well inside the lock's validity.
+	MinTTL = 10 * time.Millisecond
+	// MaxTTL keeps the TTL in milliseconds far inside Redis' integer range
+	// and the lock's life within what a person would ever configure (a day).
+	MaxTTL = 24 * time.Hour
+)
+
+// ValidateTTL checks ttl against the backend's limits.
+func ValidateTTL(ttl time.Duration) error {
+	switch {
+	case ttl < MinTTL:
+		return election.Invalid("TTL", "%v is below the Redis backend's minimum of %v", ttl, MinTTL)
+	case ttl > MaxTTL:
+		return election.Invalid("TTL", "%v is above the Redis backend's maximum of %v", ttl, MaxTTL)
+	case ttl%time.Millisecond != 0:
+		return election.Invalid("TTL", "%v: Redis lock TTLs are whole milliseconds", ttl)
+	}
+	return nil
 }
 
 // keys are the names the election uses in Redis.
@@ -78,14 +97,21 @@ type Backend struct {
 
 var _ election.Backend = (*Backend)(nil)
 
-// New connects to the Redis servers in opts (validating it first) and
-// returns the backend for one election. The backend owns the connections;
-// Close releases them.
-func New(opts Options, electionName, identity string, ttl time.Duration, logger *slog.Logger) (*Backend, error) {
+// New validates opts and p (errors are *election.ConfigError naming the
+// field), builds clients for the Redis servers in opts and returns the
+// backend for the candidate p. It contacts nothing. The backend owns the
+// clients; Close releases them.
+func New(opts Options, p election.Params, logger *slog.Logger) (*Backend, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if err := ValidateTTL(p.TTL); err != nil {
+		return nil, err
+	}
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	copts, err := opts.clientOptions(opTimeout(ttl))
+	copts, err := opts.clientOptions(opTimeout(p.TTL))
 	if err != nil {
 		return nil, err
 	}
@@ -93,9 +119,7 @@ func New(opts Options, electionName, identity string, ttl time.Duration, logger 
 	for i, o := range copts {
 		clients[i] = redis.NewClient(o)
 	}
-	b, err := NewWithClients(clients, Config{
-		Election: electionName, Identity: identity, TTL: ttl, KeyPrefix: opts.KeyPrefix, Logger: logger,
-	})
+	b, err := NewWithClients(clients, Config{Params: p, KeyPrefix: opts.KeyPrefix, Logger: logger})
 	if err != nil {
 		for _, c := range clients {
 			_ = c.Close()
@@ -115,14 +139,11 @@ func NewWithClients(clients []Client, cfg Config) (*Backend, error) {
 	case n > 1 && (n%2 == 0 || n < 3):
 		return nil, fmt.Errorf("redis: Redlock needs an odd number (3 or more) of masters, got %d", n)
 	}
-	if cfg.Election == "" {
-		return nil, errors.New("redis: election name is empty")
+	if err := cfg.Params.Validate(); err != nil {
+		return nil, err
 	}
-	if cfg.Identity == "" {
-		return nil, errors.New("redis: identity is empty")
-	}
-	if cfg.TTL < 10*time.Millisecond {
-		return nil, fmt.Errorf("redis: TTL %s is below the 10ms minimum", cfg.TTL)
+	if err := ValidateTTL(cfg.TTL); err != nil {
+		return nil, err
 	}
 	prefix := cfg.KeyPrefix
 	if prefix == "" {
@@ -132,7 +153,7 @@ func NewWithClients(clients []Client, cfg Config) (*Backend, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	ttl := cfg.TTL.Truncate(time.Millisecond) // Redis counts whole milliseconds
+	ttl := cfg.TTL
 	base := prefix + cfg.Election
 	names := make([]string, len(clients))
 	for i, c := range clients {
@@ -167,8 +188,12 @@ func opTimeout(ttl time.Duration) time.Duration {
 func (b *Backend) Name() string { return "redis" }
 
 // Candidate implements election.Backend. Redis holds nothing for a
-// candidate until it wins, so the returned Validity is zero.
-func (b *Backend) Candidate(context.Context) (election.Candidacy, election.Validity, error) {
+// candidate until it wins, so the returned Validity is zero; it reads the
+// lock on every node, so that an unreachable Redis is an error here.
+func (b *Backend) Candidate(ctx context.Context) (election.Candidacy, election.Validity, error) {
+	if _, _, err := b.read(ctx); err != nil {
+		return nil, election.Validity{}, err
+	}
 	return &candidacy{b: b}, election.Validity{}, nil
 }
 
@@ -195,47 +220,31 @@ func (b *Backend) noteToken(t int64) {
 
 // Observe implements election.Backend. It reads the lock at start, on every
 // pub/sub event, when the current lock is due to expire, and at least every
-// poll interval. It calls fn on every change, and again after Redis was
-// unreachable and answers once more. Unreachable Redis is retried, never
-// returned.
+// poll interval, and calls fn on every change. The first failed read ends
+// it with that error: the engine decides what an outage means.
 func (b *Backend) Observe(ctx context.Context, fn func(election.Leader)) error {
 	wake, stop := b.subscribe(ctx, func(string) bool { return true })
 	defer stop()
 	var (
-		last      election.Leader
-		reported  bool
-		failing   bool
-		retryWait = newBackoff(b.poll)
+		last     election.Leader
+		reported bool
 	)
 	for {
 		leader, expires, err := b.read(ctx)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		wait := b.poll
 		if err != nil {
-			if authErr := asAuthError(err); authErr != nil {
-				return authErr
-			}
-			if !failing {
-				b.logger.Warn("cannot read the leader from Redis; retrying", "err", err)
-			}
-			failing = true
-			wait = retryWait.next()
-		} else {
-			if failing {
-				b.logger.Info("Redis answers again")
-			}
-			retryWait.reset()
-			if !reported || failing || leader != last {
-				fn(leader)
-				last, reported = leader, true
-			}
-			failing = false
-			if expires > 0 {
-				// Notice an expired lock (which publishes nothing) at once.
-				wait = min(wait, expires+time.Millisecond)
-			}
+			return err
+		}
+		if !reported || leader != last {
+			fn(leader)
+			last, reported = leader, true
+		}
+		wait := b.poll
+		if expires > 0 {
+			// Notice an expired lock (which publishes nothing) at once.
+			wait = min(wait, expires+time.Millisecond)
 		}
 		if err := waitFor(ctx, wait, wake); err != nil {
 			return err
@@ -288,8 +297,8 @@ func (b *Backend) read(ctx context.Context) (election.Leader, time.Duration, err
 		}
 	}
 	if answered < b.quorum {
-		return election.Leader{}, 0, fmt.Errorf("redis: read the lock on %d of %d nodes, need %d: %w",
-			answered, len(b.nodes), b.quorum, firstErr)
+		return election.Leader{}, 0, classify(fmt.Errorf("redis: read the lock on %d of %d nodes, need %d: %w",
+			answered, len(b.nodes), b.quorum, firstErr))
 	}
 	for value, n := range holders {
 		if n < b.quorum {

@@ -14,7 +14,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/spf13/pflag"
+
+	"github.com/leader-elector/leader-elector/pkg/election"
 )
 
 // DefaultKeyPrefix is prepended to every key and channel name.
@@ -49,62 +50,48 @@ func DefaultOptions() Options {
 	return Options{KeyPrefix: DefaultKeyPrefix}
 }
 
-// AddFlags registers the --redis-* flags on fs, with o's current values as
-// defaults.
-func (o *Options) AddFlags(fs *pflag.FlagSet) {
-	fs.StringSliceVar(&o.Addrs, "redis-addr", o.Addrs,
-		"Redis address host:port; three or more (an odd number) independent masters select Redlock")
-	fs.StringVar(&o.Username, "redis-username", o.Username, "Redis ACL user name")
-	fs.StringVar(&o.PasswordFile, "redis-password-file", o.PasswordFile, "file holding the Redis password")
-	fs.IntVar(&o.DB, "redis-db", o.DB, "Redis logical database number")
-	fs.BoolVar(&o.TLS, "redis-tls", o.TLS, "connect to Redis with TLS")
-	fs.StringVar(&o.CACert, "redis-cacert", o.CACert, "PEM CA bundle that verifies Redis (default: system roots)")
-	fs.StringVar(&o.Cert, "redis-cert", o.Cert, "PEM client certificate for Redis (needs --redis-key)")
-	fs.StringVar(&o.Key, "redis-key", o.Key, "PEM private key of --redis-cert")
-	fs.StringVar(&o.KeyPrefix, "redis-key-prefix", o.KeyPrefix, "prefix of every Redis key and channel this elector uses")
-}
-
-// Validate returns one error naming the first bad flag, or nil.
+// Validate returns one *election.ConfigError naming the first bad field,
+// or nil. It contacts nothing.
 func (o Options) Validate() error {
 	if len(o.Addrs) == 0 {
-		return errors.New("--redis-addr: at least one address is required")
+		return election.Invalid("Addrs", ": at least one address is required")
 	}
 	seen := make(map[string]bool, len(o.Addrs))
 	for _, a := range o.Addrs {
 		if err := validateAddr(a); err != nil {
-			return fmt.Errorf("--redis-addr %q: %w", a, err)
+			return election.Invalid("Addrs", "%q: %v", a, err)
 		}
 		if seen[a] {
-			return fmt.Errorf("--redis-addr %q is given twice", a)
+			return election.Invalid("Addrs", "%q is given twice", a)
 		}
 		seen[a] = true
 	}
 	if n := len(o.Addrs); n > 1 && (n%2 == 0 || n < 3) {
-		return fmt.Errorf("--redis-addr: Redlock needs an odd number (3 or more) of independent masters, got %d", n)
+		return election.Invalid("Addrs", ": Redlock needs an odd number (3 or more) of independent masters, got %d", n)
 	}
 	if o.DB < 0 {
-		return fmt.Errorf("--redis-db must not be negative, got %d", o.DB)
+		return election.Invalid("DB", "must not be negative, got %d", o.DB)
 	}
 	if o.Password != "" && o.PasswordFile != "" {
-		return errors.New("--redis-password-file: a password was also given; use one or the other")
+		return election.Invalid("PasswordFile", ": a password was also given; use one or the other")
 	}
 	if !o.TLS {
-		for _, f := range []struct{ flag, value string }{
-			{"--redis-cacert", o.CACert}, {"--redis-cert", o.Cert}, {"--redis-key", o.Key},
+		for _, f := range []struct{ field, value string }{
+			{"CACert", o.CACert}, {"Cert", o.Cert}, {"Key", o.Key},
 		} {
 			if f.value != "" {
-				return fmt.Errorf("%s needs --redis-tls", f.flag)
+				return election.Invalid(f.field, "needs {TLS}")
 			}
 		}
 	}
 	if o.Cert != "" && o.Key == "" {
-		return errors.New("--redis-cert needs --redis-key")
+		return election.Invalid("Cert", "needs {Key}")
 	}
 	if o.Key != "" && o.Cert == "" {
-		return errors.New("--redis-key needs --redis-cert")
+		return election.Invalid("Key", "needs {Cert}")
 	}
 	if strings.ContainsAny(o.KeyPrefix, " \t\r\n") {
-		return fmt.Errorf("--redis-key-prefix %q must not contain whitespace", o.KeyPrefix)
+		return election.Invalid("KeyPrefix", "%q must not contain whitespace", o.KeyPrefix)
 	}
 	return nil
 }
@@ -130,7 +117,7 @@ func (o Options) clientOptions(opTimeout time.Duration) ([]*redis.Options, error
 	if o.PasswordFile != "" {
 		b, err := os.ReadFile(o.PasswordFile)
 		if err != nil {
-			return nil, fmt.Errorf("--redis-password-file: %w", err)
+			return nil, election.Invalid("PasswordFile", ": %v", err)
 		}
 		password = strings.TrimSpace(string(b))
 	}
@@ -173,17 +160,17 @@ func (o Options) tlsConfig() (*tls.Config, error) {
 	if o.CACert != "" {
 		pem, err := os.ReadFile(o.CACert)
 		if err != nil {
-			return nil, fmt.Errorf("--redis-cacert: %w", err)
+			return nil, election.Invalid("CACert", ": %v", err)
 		}
 		c.RootCAs = x509.NewCertPool()
 		if !c.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--redis-cacert %s: no PEM certificates found", o.CACert)
+			return nil, election.Invalid("CACert", "%s: no PEM certificates found", o.CACert)
 		}
 	}
 	if o.Cert != "" {
 		cert, err := tls.LoadX509KeyPair(o.Cert, o.Key)
 		if err != nil {
-			return nil, fmt.Errorf("--redis-cert/--redis-key: %w", err)
+			return nil, election.Invalid("Cert", "/{Key}: %v", err)
 		}
 		c.Certificates = []tls.Certificate{cert}
 	}

@@ -6,7 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/leader-elector/leader-elector/internal/testutil/redistest"
+	"github.com/leader-elector/leader-elector/internal/testutil/tcpproxy"
 	"github.com/leader-elector/leader-elector/pkg/election"
 )
 
@@ -90,4 +93,67 @@ func TestEnginesOnRedis(t *testing.T) {
 			t.Errorf("%s leads with token %d, not above the first term's %d", id, st.FencingToken, firstStatus.FencingToken)
 		}
 	}
+}
+
+// TestOutageMakesEveryEngineNotReady: with Redis unreachable for three
+// TTLs, no engine may stay ready or keep naming a leader that may have
+// stepped down (the etcd backend's behaviour under the same outage).
+func TestOutageMakesEveryEngineNotReady(t *testing.T) {
+	srv := redistest.Start(t)
+	proxy := tcpproxy.Start(t, srv.Addr())
+	const ttl = time.Second
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+	var engines []*election.Engine
+	for _, id := range []string{"pod-a", "pod-b"} {
+		clients := []Client{redis.NewClient(baseClientOptions(proxy.Addr(), opTimeout(ttl)))}
+		b, err := NewWithClients(clients, Config{Params: election.Params{Election: "test", Identity: id, TTL: ttl}, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.Close() })
+		e, err := election.New(election.Config{Election: "test", Identity: id, TTL: ttl, Logger: testLogger(t), Backend: b})
+		if err != nil {
+			t.Fatalf("election.New: %v", err)
+		}
+		engines = append(engines, e)
+		wg.Go(func() { _ = e.Run(ctx) })
+	}
+	skipWarmUp(t, []*redistest.Server{srv})
+	eventually(t, 20*time.Second, "a leader every engine names and is ready with", func() bool {
+		for _, e := range engines {
+			if st, _ := e.Status(); !st.Ready || st.Leader == "" {
+				return false
+			}
+		}
+		return true
+	})
+	proxy.Reset()
+	// Three TTLs: every engine must by then say not ready and name nobody.
+	eventually(t, 3*ttl, "every engine to be not ready and name no leader", func() bool {
+		for _, e := range engines {
+			if st, _ := e.Status(); st.Ready || st.Leader != "" || st.IsLeader {
+				return false
+			}
+		}
+		return true
+	})
+	proxy.Pass()
+	eventually(t, 20*time.Second, "one leader again", func() bool {
+		leaders := 0
+		for _, e := range engines {
+			st, _ := e.Status()
+			if !st.Ready || st.Leader == "" {
+				return false
+			}
+			if st.IsLeader {
+				leaders++
+			}
+		}
+		return leaders == 1
+	})
 }
