@@ -243,4 +243,3 @@ func TestLeaseBlackholedLeaderStepsDown(t *testing.T) {
 	})
 	t.Logf("stepped down %v after the cut; %s took over", steppedDown, next.ID)
 }
-
