@@ -17,7 +17,7 @@ build:
 	CGO_ENABLED=0 $(GO) build $(IMAGE_GOFLAGS) -ldflags "$(IMAGE_LDFLAGS)" -o $(BIN)/sidecar ./cmd/sidecar
 
 ## test: install test dependencies, then run every test with the race detector.
-test: test-deps fmt-check
+test: test-deps fmt-check image-test
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 

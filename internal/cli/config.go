@@ -42,6 +42,7 @@ type config struct {
 	LogFormat         string
 	LogLevel          slog.Level
 	HistoryFile       string
+	API               apiFlags // control listener and HTTP limits (httpflags.go)
 
 	Etcd  etcd.Options
 	Redis redislock.Options
@@ -73,6 +74,7 @@ func newFlagSet(cfg *config, logLevel *string) *pflag.FlagSet {
 	fs.StringVar(&cfg.LogFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&cfg.HistoryFile, "history-file", "", "append every status change to this file as JSON lines stamped with CLOCK_MONOTONIC (audits, safety checks)")
+	cfg.API.addFlags(fs)
 	reg := backendRegistry()
 	for _, name := range sortedKeys(reg) {
 		reg[name].addFlags(fs, cfg)
@@ -160,6 +162,9 @@ func (c *config) validate() error {
 		if _, _, err := net.SplitHostPort(c.HTTP); err != nil {
 			return fmt.Errorf("--http %q: want host:port or :port", c.HTTP)
 		}
+	}
+	if err := c.API.validate(); err != nil {
+		return err
 	}
 	if err := c.Kube.Validate(); err != nil {
 		return flagError(err, kubeFlags)

@@ -104,18 +104,20 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	errs := make(chan error, 1)
-	if cfg.HTTP != "" {
-		api := httpapi.New(httpapi.Config{Addr: cfg.HTTP, Elector: engine, Metrics: m.Handler(), Logger: log})
+	if cfg.HTTP != "" || cfg.API.controlEnabled() {
+		hc := httpapi.Config{Addr: cfg.HTTP, Elector: engine, Metrics: m.Handler(), Logger: log}
+		cfg.API.apply(&hc)
+		api := httpapi.New(hc)
 		wg.Go(func() {
 			if err := api.Serve(pubCtx); err != nil {
 				errs <- err
 			}
 		})
-		// The port is bound before the backend is contacted, so a clash
-		// fails fast and touches nothing.
+		// The listeners are bound before the backend is contacted, so a
+		// clash fails fast and touches nothing.
 		<-api.Listening()
-		if api.Addr() == "" {
-			return <-errs
+		if err := api.ListenError(); err != nil {
+			return err
 		}
 	}
 
