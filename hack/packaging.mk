@@ -111,7 +111,7 @@ manifests:
 	  echo "# Role and RoleBinding for --backend kubernetes (election \"example\": the"; \
 	  echo "# Lease of that name); apply with rbac.yaml. For another election, edit"; \
 	  echo "# resourceNames."; \
-	  $(HELM) template leader-elector $(CHART) -f $(CHART)/ci/manifests-values.yaml --set backend=kubernetes \
+	  $(HELM) template leader-elector $(CHART) -f $(CHART)/ci/manifests-values.yaml --kube-version $(HELM_KUBE_VERSION) --set backend=kubernetes \
 	    --show-only templates/rbac-lease.yaml; \
 	} > $(MANIFESTS)/rbac-lease.yaml
 	{ echo "$$MANIFEST_HEADER"; \
