@@ -133,11 +133,15 @@ func parseConfig(args []string, getenv envFunc) (*config, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Kube.Enabled() {
+	if cfg.Kube.Enabled() || spec.needsKubeConfig {
 		// Reads the kubeconfig or the pod's service-account files; contacts nothing.
 		rc, err := cfg.Kube.RESTConfig()
 		if err != nil {
-			return nil, fmt.Errorf("%s (Kubernetes publishing is on because --pod-name or POD_NAME is set)", flagError(err, kubeFlags))
+			why := "Kubernetes publishing is on because --pod-name or POD_NAME is set"
+			if spec.needsKubeConfig {
+				why = "--backend " + cfg.Backend + " needs the in-cluster configuration or --kubeconfig"
+			}
+			return nil, fmt.Errorf("%s (%s)", flagError(err, kubeFlags), why)
 		}
 		cfg.kubeREST = rc
 	}
@@ -241,7 +245,8 @@ func usage(w io.Writer) {
 	cfg := &config{}
 	var lvl string
 	fs := newFlagSet(cfg, &lvl)
-	fmt.Fprintf(w, "Usage: sidecar [flags]        run the sidecar\n       sidecar demo [flags]   run a local demo on an embedded etcd\n       sidecar version\n\nFlags (each also settable as %s<FLAG>, e.g. %sELECTION):\n", EnvPrefix, EnvPrefix)
+	usageHeader(w)
+	fmt.Fprintf(w, "\nFlags (each also settable as %s<FLAG>, e.g. %sELECTION):\n", EnvPrefix, EnvPrefix)
 	fs.SetOutput(w)
 	fs.PrintDefaults()
 	fmt.Fprintf(w, "\nSecrets come from the environment or a file, never a flag: %sETCD_PASSWORD or --etcd-password-file,\n%sREDIS_PASSWORD or --redis-password-file.\n", EnvPrefix, EnvPrefix)

@@ -120,7 +120,7 @@ func (b *Backend) connect() (*clientv3.Client, error) {
 		Logger:               zap.NewNop(),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("connecting to etcd: %w", err)
+		return nil, b.failed(context.Background(), "connecting to etcd", err)
 	}
 	b.client = c
 	return c, nil
