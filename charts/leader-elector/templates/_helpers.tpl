@@ -56,6 +56,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/*
+Whether the sidecar talks to the Kubernetes API, and so mounts a token:
+to publish on its pod (kube.enabled) or to hold the Lease (backend
+kubernetes). Empty when not.
+*/}}
+{{- define "leader-elector.usesAPI" -}}
+{{- if or .Values.kube.enabled (eq .Values.backend "kubernetes") }}true{{ end }}
+{{- end }}
+
 {{/* Election name: election.name, else the full name. */}}
 {{- define "leader-elector.electionName" -}}
 {{- default (include "leader-elector.fullname" .) .Values.election.name }}
