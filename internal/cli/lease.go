@@ -61,6 +61,11 @@ func leaseSpec() backendSpec {
 			// burst 10), shared with the publisher's start-up requests, would
 			// delay a takeover. Renewals are a few requests per TTL.
 			rc.QPS, rc.Burst = 50, 100
+			// HTTP/1.1: a request that times out takes its connection with it,
+			// so after a partition the next renewal dials afresh. Over HTTP/2
+			// every request shares one connection, which client-go's health
+			// check drops only after 30 s without a frame plus a 15 s ping.
+			rc.NextProtos = []string{"http/1.1"}
 			rc.UserAgent = "leader-elector/" + version() + " lease"
 			client, err := kubernetes.NewForConfig(rc)
 			if err != nil {
