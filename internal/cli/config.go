@@ -53,10 +53,11 @@ type config struct {
 
 	Etcd  etcd.Options
 	Redis redislock.Options
+	Lease leaseFlags
 	Kube  kube.Options
 
 	// kubeREST is the loaded Kubernetes client configuration; nil while
-	// Kubernetes publishing is off.
+	// Kubernetes publishing is off and the backend is not kubernetes.
 	kubeREST *rest.Config
 }
 
