@@ -70,8 +70,9 @@ func TestInjectorCertManagerGolden(t *testing.T) {
 			injectorRoles++
 		}
 	}
-	// Only the ClusterRole for injected sidecars, which the injector does not hold.
-	if injectorRoles != 1 {
+	// Only the ClusterRoles for injected sidecars (publishing, Lease), which
+	// the injector does not hold.
+	if injectorRoles != 2 {
 		t.Error("with cert-manager the injector needs no rights on Secrets or webhook configurations")
 	}
 	deps := typed[appsv1.Deployment](t, objs, "Deployment")
@@ -119,7 +120,8 @@ func TestInjectorResources(t *testing.T) {
 			}
 		}
 	}
-	// The sidecar template parses and offers both configured backends.
+	// The sidecar template parses and offers both configured backends and
+	// kubernetes.
 	cms := typed[corev1.ConfigMap](t, objs, "ConfigMap")
 	if len(cms) != 1 {
 		t.Fatalf("ConfigMaps %d", len(cms))
@@ -128,7 +130,7 @@ func TestInjectorResources(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tmpl.DefaultBackend != "etcd" || len(tmpl.Backends) != 2 {
+	if tmpl.DefaultBackend != "etcd" || len(tmpl.Backends) != 3 || tmpl.Backends["kubernetes"].Containers == nil {
 		t.Errorf("template backends %v, default %s", tmpl.Backends, tmpl.DefaultBackend)
 	}
 }
@@ -142,6 +144,8 @@ func TestInjectedSidecarMatchesTheChartsSidecar(t *testing.T) {
 		{"redis tls and a password file", "backend: redis\nelection: {name: orders}\nreadiness: {mode: label}\nexample: {enabled: true}\n" +
 			"redis: {addrs: [\"r:6379\"], tls: {enabled: true, secretName: ca}, auth: {username: u, existingSecret: pw, passwordFrom: file}}\n"},
 		{"no kube", "election: {name: orders}\nkube: {enabled: false}\nexample: {enabled: true}\n"},
+		{"kubernetes", "backend: kubernetes\nelection: {name: orders, ttl: 15s}\nexample: {enabled: true}\n"},
+		{"kubernetes without publishing", "backend: kubernetes\nelection: {name: orders}\nkube: {enabled: false}\nexample: {enabled: true}\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			values := "etcd: {endpoints: [\"http://etcd:2379\"]}\n" + tc.values + "injector: {enabled: true}\n"

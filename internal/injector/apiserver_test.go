@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,9 +20,12 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	psapi "k8s.io/pod-security-admission/api"
+	"sigs.k8s.io/yaml"
 
 	"github.com/leader-elector/leader-elector/internal/cli"
 	"github.com/leader-elector/leader-elector/internal/freeport"
@@ -256,7 +260,24 @@ func TestWebhookOnAPIServer(t *testing.T) {
 		if injected == nil {
 			t.Skip("needs the first subtest's pod")
 		}
-		runInjectedSidecar(t, env, injected)
+		runInjectedSidecar(t, env, injected, sidecarAccount(t, env, ns))
+	})
+
+	t.Run("backend kubernetes: the injected sidecar holds a Lease", func(t *testing.T) {
+		ann := map[string]string{injector.AnnotationElection: "billing", injector.AnnotationBackend: "kubernetes", injector.AnnotationTTL: "3s"}
+		got, err := create(appPod("billing-0", optedIn(nil), ann), metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		side, _ := sidecarOf(got)
+		if side == nil || argValue(side, "--backend") != "kubernetes" || argValue(side, "--etcd-endpoints") != "" {
+			t.Fatalf("sidecar %+v", side)
+		}
+		// While it leads, the Lease named after the election names this pod.
+		runInjectedSidecar(t, env, got, sidecarAccount(t, env, ns), func(ctx context.Context) bool {
+			lease, err := env.Client.CoordinationV1().Leases(ns).Get(ctx, "billing", metav1.GetOptions{})
+			return err == nil && lease.Spec.HolderIdentity != nil && *lease.Spec.HolderIdentity == "billing-0"
+		})
 	})
 
 	t.Run("certificate rotation keeps admission working", func(t *testing.T) {
@@ -388,15 +409,59 @@ func verifies(bundle []byte, c *x509.Certificate) error {
 	return err
 }
 
+// sidecarAccount creates a service account in ns with exactly the rights
+// docs/install.md tells a namespace owner to grant (RoleBindings to the
+// chart's ClusterRoles for injected sidecars) and returns its credentials.
+func sidecarAccount(t *testing.T, env *kubetest.Env, ns string) *rest.Config {
+	t.Helper()
+	name := "sidecar"
+	if _, err := env.Client.CoreV1().ServiceAccounts(ns).Get(t.Context(), name, metav1.GetOptions{}); err == nil {
+		name = "sidecar-2"
+	}
+	cfg := env.ServiceAccount(t, ns, name, "")
+	for _, m := range chartGolden(t) {
+		if m["kind"] != "ClusterRole" {
+			continue
+		}
+		var role rbacv1.ClusterRole
+		raw, _ := yaml.Marshal(m)
+		if err := yaml.Unmarshal(raw, &role); err != nil {
+			t.Fatal(err)
+		}
+		if role.Labels["app.kubernetes.io/component"] != "injector" || slices.ContainsFunc(role.Rules, func(r rbacv1.PolicyRule) bool {
+			return slices.Contains(r.Resources, "mutatingwebhookconfigurations")
+		}) {
+			continue // the injector's own
+		}
+		if _, err := env.Client.RbacV1().ClusterRoles().Create(t.Context(), &role, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+		// kubectl -n NS create rolebinding ... --clusterrole=ROLE --serviceaccount=NS:SA
+		_, err := env.Client.RbacV1().RoleBindings(ns).Create(t.Context(), &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: name + "-" + role.Name},
+			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role.Name},
+			Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: ns}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return cfg
+}
+
 // runInjectedSidecar runs the sidecar (cli.Run, in-process) with the
 // injected container's arguments and environment, the downward API resolved
-// for pod, against a real etcd in place of the chart's endpoint, and the
-// test's API server through LEADER_ELECTOR_KUBECONFIG in place of the
-// projected token. It must win the election (the only candidate) and
-// publish it on its pod: the leader label and the readiness-gate condition.
-func runInjectedSidecar(t *testing.T, env *kubetest.Env, pod *corev1.Pod) {
+// for pod, a real etcd in place of the chart's endpoint, and the test's API
+// server, with the account's credentials, through LEADER_ELECTOR_KUBECONFIG
+// in place of the projected token. It must win the election (the only
+// candidate) and publish it on its pod: the leader label and, when the pod
+// has a readiness gate, its condition.
+func runInjectedSidecar(t *testing.T, env *kubetest.Env, pod *corev1.Pod, account *rest.Config, also ...func(context.Context) bool) {
 	side, _ := sidecarOf(pod)
-	etcd := etcdtest.Single(t)
+	var etcd interface{ ClientURLs() []string }
+	if argValue(side, "--etcd-endpoints") != "" {
+		etcd = etcdtest.Single(t)
+	}
 	ports, err := freeport.Ports(1)
 	if err != nil {
 		t.Fatal(err)
@@ -412,7 +477,7 @@ func runInjectedSidecar(t *testing.T, env *kubetest.Env, pod *corev1.Pod) {
 		}
 		args = append(args, a)
 	}
-	envVars := map[string]string{"LEADER_ELECTOR_KUBECONFIG": kubetest.WriteKubeconfig(t, env.Config)}
+	envVars := map[string]string{"LEADER_ELECTOR_KUBECONFIG": kubetest.WriteKubeconfig(t, account)}
 	for _, e := range side.Env {
 		switch {
 		case e.ValueFrom == nil:
@@ -448,8 +513,16 @@ func runInjectedSidecar(t *testing.T, env *kubetest.Env, pod *corev1.Pod) {
 			return false
 		}
 		p, err := env.Client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
-		if err != nil || p.Labels["leader-elector.io/role"] != "leader" || p.Labels["leader-elector.io/election"] != "orders" {
+		if err != nil || p.Labels["leader-elector.io/role"] != "leader" || p.Labels["leader-elector.io/election"] != pod.Annotations[injector.AnnotationElection] {
 			return false
+		}
+		for _, cond := range also {
+			if !cond(ctx) {
+				return false
+			}
+		}
+		if len(p.Spec.ReadinessGates) == 0 {
+			return true
 		}
 		for _, c := range p.Status.Conditions {
 			if c.Type == "leader-elector.io/leader" && c.Status == corev1.ConditionTrue {

@@ -8,7 +8,13 @@
 {{- printf "%s-%s" (include "leader-elector.injectorName" .) .Release.Namespace | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* ClusterRole a namespace owner binds to an opted-in pod's service account. */}}
+{{/*
+ClusterRoles a namespace owner binds to an opted-in pod's service account:
+publishing on the pod, and (backend kubernetes) holding a Lease.
+*/}}
+{{- define "leader-elector.injectedLeaseRoleName" -}}
+{{- printf "%s-lease-%s" (include "leader-elector.fullname" .) .Release.Namespace | trunc 63 | trimSuffix "-" }}
+{{- end }}
 {{- define "leader-elector.injectedRoleName" -}}
 {{- printf "%s-sidecar-%s" (include "leader-elector.fullname" .) .Release.Namespace | trunc 63 | trimSuffix "-" }}
 {{- end }}
@@ -21,12 +27,15 @@ app.kubernetes.io/component: injector
 
 {{/*
 Backends the injector offers, comma-separated: every backend the values
-configure (etcd with etcd.endpoints, redis with redis.addrs).
+configure (etcd with etcd.endpoints, redis with redis.addrs) and kubernetes,
+which needs no configuration (a Lease named after the election in the pod's
+namespace).
 */}}
 {{- define "leader-elector.injectorBackends" -}}
 {{- $out := list }}
 {{- if .Values.etcd.endpoints }}{{ $out = append $out "etcd" }}{{ end }}
 {{- if .Values.redis.addrs }}{{ $out = append $out "redis" }}{{ end }}
+{{- $out = append $out "kubernetes" }}
 {{- join "," $out }}
 {{- end }}
 
