@@ -6,13 +6,17 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
+	"strconv"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 
 	"github.com/leader-elector/leader-elector/pkg/election"
@@ -42,6 +46,7 @@ type config struct {
 	LogFormat         string
 	LogLevel          slog.Level
 	HistoryFile       string
+	LegacyKeyLayout   bool
 	API               apiFlags // control listener and HTTP limits (httpflags.go)
 
 	Etcd  etcd.Options
@@ -73,6 +78,7 @@ func newFlagSet(cfg *config, logLevel *string) *pflag.FlagSet {
 	fs.StringVar(&cfg.LogFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&cfg.HistoryFile, "history-file", "", "append every status change to this file as JSON lines stamped with CLOCK_MONOTONIC (audits, safety checks)")
+	fs.BoolVar(&cfg.LegacyKeyLayout, "legacy-key-layout", false, "etcd and redis: keep the unscoped key layout of v0.1 (<prefix><election>), shared by every namespace; for upgrading (see the README)")
 	cfg.API.addFlags(fs)
 	reg := backendRegistry()
 	for _, name := range sortedKeys(reg) {
@@ -113,6 +119,7 @@ func parseConfig(args []string, getenv envFunc) (*config, error) {
 		cfg.Kube.PodNamespace = cfg.ElectionNamespace
 	}
 	cfg.Kube.FromEnvironment(getenv, os.ReadFile)
+	cfg.scopeElection()
 	if cfg.ID == "" {
 		cfg.ID = cfg.Kube.PodName
 	}
@@ -162,8 +169,21 @@ func (c *config) validate() error {
 		return fmt.Errorf("--log-format %q: want json or text", c.LogFormat)
 	}
 	if c.HTTP != "" {
-		if _, _, err := net.SplitHostPort(c.HTTP); err != nil {
-			return fmt.Errorf("--http %q: want host:port or :port", c.HTTP)
+		if err := checkListenAddr(c.HTTP); err != nil {
+			return fmt.Errorf("--http %q: %v", c.HTTP, err)
+		}
+	}
+	if c.ElectionNamespace != "" {
+		if errs := validation.IsDNS1123Label(c.ElectionNamespace); len(errs) > 0 {
+			return fmt.Errorf("--election-namespace %q: %s", c.ElectionNamespace, strings.Join(errs, "; "))
+		}
+	}
+	if c.HistoryFile != "" {
+		if fi, err := os.Stat(c.HistoryFile); err == nil && fi.IsDir() {
+			return fmt.Errorf("--history-file %q is a directory", c.HistoryFile)
+		}
+		if fi, err := os.Stat(filepath.Dir(c.HistoryFile)); err != nil || !fi.IsDir() {
+			return fmt.Errorf("--history-file %q: the directory %s does not exist", c.HistoryFile, filepath.Dir(c.HistoryFile))
 		}
 	}
 	if err := c.API.validate(); err != nil {
@@ -181,6 +201,45 @@ func (c *config) validate() error {
 	}
 	// The engine's timing rules (the validity window must hold two renewals).
 	return flagError(election.Config{Election: c.Election, Identity: c.ID, TTL: c.TTL}.Validate(), nil)
+}
+
+// defaultNamespace scopes elections whose namespace is unknown, as
+// Kubernetes places objects without one.
+const defaultNamespace = "default"
+
+// scopeElection scopes the key-value backends' elections by the pod's
+// namespace (--pod-namespace, --election-namespace or POD_NAMESPACE), so
+// that one election name in two namespaces is two elections, unless
+// --legacy-key-layout keeps the unscoped layout.
+func (c *config) scopeElection() {
+	if c.LegacyKeyLayout {
+		return
+	}
+	ns := c.Kube.PodNamespace
+	if ns == "" {
+		ns = defaultNamespace
+	}
+	c.Etcd.Namespace = ns
+	c.Redis.Namespace = ns
+}
+
+// checkListenAddr checks an address to listen on without binding it or
+// resolving a name: host:port or :port, the host empty, an IP literal or
+// localhost, the port 0 (any free port) to 65535.
+func checkListenAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want host:port or :port")
+	}
+	if host != "" && host != "localhost" {
+		if _, err := netip.ParseAddr(host); err != nil {
+			return errors.New("the host must be empty, an IP address or localhost")
+		}
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || (p == 0 && port != "0") {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	return nil
 }
 
 // params is what the backend is told about this candidate.

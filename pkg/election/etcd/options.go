@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -115,8 +116,12 @@ func checkEndpoint(ep string) error {
 		}
 		hostport = strings.TrimSuffix(ep[i+3:], "/")
 	}
-	if _, _, err := net.SplitHostPort(hostport); err != nil {
+	_, port, err := net.SplitHostPort(hostport)
+	if err != nil {
 		return errors.New("want host:port or a URL with a port")
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
+		return fmt.Errorf("port %q is not a number from 1 to 65535", port)
 	}
 	return nil
 }
