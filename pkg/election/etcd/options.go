@@ -152,7 +152,7 @@ func (o *Options) Complete(envPassword string) error {
 		o.Password = strings.TrimRight(string(b), "\r\n")
 		if o.Password == "" {
 			// An empty Secret key must not mean "no authentication".
-			return election.Invalid("PasswordFile", " %s is empty", o.PasswordFile)
+			return election.Invalid("PasswordFile", "file %s is empty", o.PasswordFile)
 		}
 		return nil
 	}

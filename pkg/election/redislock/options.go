@@ -183,7 +183,7 @@ func readPassword(path string) (string, error) {
 	}
 	pw := strings.TrimSpace(string(b))
 	if pw == "" {
-		return "", election.Invalid("PasswordFile", " %s is empty", path)
+		return "", election.Invalid("PasswordFile", "file %s is empty", path)
 	}
 	return pw, nil
 }
@@ -288,7 +288,7 @@ func (o Options) tlsConfig() (*tls.Config, error) {
 		}
 		c.RootCAs = x509.NewCertPool()
 		if !c.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, election.Invalid("CACert", "%s: no PEM certificates found", o.CACert)
+			return nil, election.Invalid("CACert", "file %s has no PEM certificates", o.CACert)
 		}
 	}
 	if o.Cert != "" {
