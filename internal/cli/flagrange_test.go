@@ -191,3 +191,63 @@ func TestEveryFlagHasARangeCase(t *testing.T) {
 		}
 	})
 }
+
+// TestElectionScope: the key-value backends' elections are scoped by the
+// pod's namespace from each place internal/cli reads it, "default" when
+// none is known, and not at all with --legacy-key-layout.
+func TestElectionScope(t *testing.T) {
+	base := []string{"--election", "web", "--etcd-endpoints", "127.0.0.1:2379", "--redis-addr", "127.0.0.1:6379"}
+	tests := []struct {
+		name      string
+		args      []string
+		env       map[string]string
+		etcd, rds string
+	}{
+		{"unknown namespace", base, nil, "/leader-elector/default:web/", "leader-elector:default/web"},
+		{"POD_NAMESPACE", base, map[string]string{"POD_NAMESPACE": "prod"}, "/leader-elector/prod:web/", "leader-elector:prod/web"},
+		{"--pod-namespace", append(base, "--pod-namespace", "staging"), nil, "/leader-elector/staging:web/", "leader-elector:staging/web"},
+		{"contrib --election-namespace", append(base, "-election-namespace=qa"), nil, "/leader-elector/qa:web/", "leader-elector:qa/web"},
+		{"custom prefixes", append(base, "--pod-namespace", "qa", "--etcd-prefix", "/team/", "--redis-key-prefix", "team:"), nil, "/team/qa:web/", "team:qa/web"},
+		{"legacy layout", append(base, "--legacy-key-layout"), map[string]string{"POD_NAMESPACE": "prod"}, "/leader-elector/web/", "leader-elector:web"},
+		{"legacy layout keeps any prefix", append(base, "--legacy-key-layout", "--etcd-prefix", "/a:b", "--redis-key-prefix", "x/"), nil, "/a:bweb/", "x/web"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := parseConfig(tt.args, env(tt.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Etcd.ElectionPrefix(cfg.Election); got != tt.etcd {
+				t.Errorf("etcd prefix %q, want %q", got, tt.etcd)
+			}
+			if got := cfg.Redis.ElectionKey(cfg.Election); got != tt.rds {
+				t.Errorf("redis key %q, want %q", got, tt.rds)
+			}
+			cfg.Backend = "redis"
+			if err := cfg.validate(); err != nil {
+				t.Errorf("the same flags with --backend redis: %v", err)
+			}
+		})
+	}
+}
+
+// TestCredentialsThatStayEncryptedOrLocalAreAccepted: a password may go to
+// a loopback IP or a Unix socket without TLS, and anywhere with the
+// explicitly insecure flags.
+func TestCredentialsThatStayEncryptedOrLocalAreAccepted(t *testing.T) {
+	pw := map[string]string{"LEADER_ELECTOR_ETCD_PASSWORD": secret, "LEADER_ELECTOR_REDIS_PASSWORD": secret}
+	for _, args := range [][]string{
+		{"--etcd-endpoints", "127.0.0.1:2379", "--etcd-username", "app"},
+		{"--etcd-endpoints", "http://[::1]:2379", "--etcd-username", "app"},
+		{"--etcd-endpoints", "unix:///run/etcd.sock", "--etcd-username", "app"},
+		{"--etcd-endpoints", "https://etcd.example:2379", "--etcd-username", "app"},
+		{"--etcd-endpoints", "etcd.example:2379", "--etcd-username", "app", "--etcd-insecure-plaintext-auth"},
+		{"--backend", "redis", "--redis-addr", "127.0.0.1:6379"},
+		{"--backend", "redis", "--redis-addr", "redis.example:6379", "--redis-tls"},
+		{"--backend", "redis", "--redis-addr", "redis.example:6379", "--redis-insecure-plaintext-auth"},
+	} {
+		if _, err := parseConfig(append([]string{"--election", "e"}, args...), env(pw)); err != nil {
+			t.Errorf("%v: %v", args, err)
+		}
+	}
+}
