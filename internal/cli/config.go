@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 
+	"github.com/leader-elector/leader-elector/pkg/apphealth"
 	"github.com/leader-elector/leader-elector/pkg/election"
 	"github.com/leader-elector/leader-elector/pkg/election/etcd"
 	"github.com/leader-elector/leader-elector/pkg/election/redislock"
@@ -47,7 +48,13 @@ type config struct {
 	LogLevel          slog.Level
 	HistoryFile       string
 	LegacyKeyLayout   bool
-	API               apiFlags // control listener and HTTP limits (httpflags.go)
+	StatusFile        string
+	API               apiFlags          // control listener and HTTP limits (httpflags.go)
+	Health            apphealth.Options // off while Health.URL is empty
+	Incarnation       opsFlags          // restart clean-up and rollouts (incarnation.go)
+
+	// Exec is set by `sidecar exec`: the command to run while leading.
+	Exec *execConfig
 
 	Etcd  etcd.Options
 	Redis redislock.Options
@@ -64,7 +71,8 @@ type envFunc func(string) string
 // electionName is a valid Kubernetes label value, so the name can also label pods.
 var electionName = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
 
-// newFlagSet registers every flag on a fresh set bound to cfg.
+// newFlagSet registers every flag on a fresh set bound to cfg; with
+// cfg.Exec set, the flags of `sidecar exec` too.
 func newFlagSet(cfg *config, logLevel *string) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("sidecar", pflag.ContinueOnError)
 	fs.SortFlags = false
@@ -79,7 +87,13 @@ func newFlagSet(cfg *config, logLevel *string) *pflag.FlagSet {
 	fs.StringVar(logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&cfg.HistoryFile, "history-file", "", "append every status change to this file as JSON lines stamped with CLOCK_MONOTONIC (audits, safety checks)")
 	fs.BoolVar(&cfg.LegacyKeyLayout, "legacy-key-layout", false, "etcd and redis: keep the unscoped key layout of v0.1 (<prefix><election>), shared by every namespace; for upgrading (see the README)")
+	fs.StringVar(&cfg.StatusFile, "status-file", "", "keep the /status JSON in this file, replaced atomically (write and rename) on every change")
+	addHealthFlags(fs, &cfg.Health)
+	if cfg.Exec != nil {
+		addExecFlags(fs, cfg.Exec)
+	}
 	cfg.API.addFlags(fs)
+	cfg.Incarnation.addFlags(fs)
 	reg := backendRegistry()
 	for _, name := range sortedKeys(reg) {
 		reg[name].addFlags(fs, cfg)
@@ -92,13 +106,22 @@ func newFlagSet(cfg *config, logLevel *string) *pflag.FlagSet {
 // parseConfig reads flags, then the environment for flags not given, then
 // derived defaults, and validates the result without contacting anything.
 func parseConfig(args []string, getenv envFunc) (*config, error) {
-	cfg := &config{}
+	return parseConfigInto(&config{}, args, getenv)
+}
+
+// parseConfigInto is parseConfig for a config prepared by the caller
+// (`sidecar exec` sets cfg.Exec first).
+func parseConfigInto(cfg *config, args []string, getenv envFunc) (*config, error) {
 	var logLevel string
 	fs := newFlagSet(cfg, &logLevel)
 	if err := fs.Parse(contribArgs(args)); err != nil {
 		return nil, err
 	}
-	if fs.NArg() > 0 {
+	if cfg.Exec != nil {
+		if err := cfg.Exec.setCommand(fs); err != nil {
+			return nil, err
+		}
+	} else if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if err := applyEnv(fs, getenv); err != nil {
@@ -120,6 +143,7 @@ func parseConfig(args []string, getenv envFunc) (*config, error) {
 	}
 	cfg.Kube.FromEnvironment(getenv, os.ReadFile)
 	cfg.scopeElection()
+	cfg.Incarnation.complete(getenv)
 	if cfg.ID == "" {
 		cfg.ID = cfg.Kube.PodName
 	}
@@ -165,6 +189,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("--id %q must be 1 to 253 characters", c.ID)
 	case c.TTL <= 0:
 		return fmt.Errorf("--ttl must be positive, got %v", c.TTL)
+	case c.Incarnation.Generation < 0:
+		return fmt.Errorf("--generation %d must not be negative", c.Incarnation.Generation)
 	case c.LogFormat != "json" && c.LogFormat != "text":
 		return fmt.Errorf("--log-format %q: want json or text", c.LogFormat)
 	}
@@ -178,15 +204,17 @@ func (c *config) validate() error {
 			return fmt.Errorf("--election-namespace %q: %s", c.ElectionNamespace, strings.Join(errs, "; "))
 		}
 	}
-	if c.HistoryFile != "" {
-		if fi, err := os.Stat(c.HistoryFile); err == nil && fi.IsDir() {
-			return fmt.Errorf("--history-file %q is a directory", c.HistoryFile)
-		}
-		if fi, err := os.Stat(filepath.Dir(c.HistoryFile)); err != nil || !fi.IsDir() {
-			return fmt.Errorf("--history-file %q: the directory %s does not exist", c.HistoryFile, filepath.Dir(c.HistoryFile))
+	for _, f := range []struct{ flag, path string }{
+		{"--history-file", c.HistoryFile}, {"--status-file", c.StatusFile}, {"--incarnation-file", c.Incarnation.File},
+	} {
+		if err := checkFilePath(f.path); err != nil {
+			return fmt.Errorf("%s %q: %v", f.flag, f.path, err)
 		}
 	}
 	if err := c.API.validate(); err != nil {
+		return err
+	}
+	if err := c.validateApp(); err != nil {
 		return err
 	}
 	if err := c.Kube.Validate(); err != nil {
@@ -200,7 +228,18 @@ func (c *config) validate() error {
 		return flagError(err, spec.flags)
 	}
 	// The engine's timing rules (the validity window must hold two renewals).
-	return flagError(election.Config{Election: c.Election, Identity: c.ID, TTL: c.TTL}.Validate(), nil)
+	if err := flagError(election.Config{Election: c.Election, Identity: c.ID, TTL: c.TTL}.Validate(), nil); err != nil {
+		return err
+	}
+	if c.Exec != nil {
+		// The grace period comes out of the validity window.
+		ecfg := election.Config{Election: c.Election, Identity: c.ID, TTL: c.TTL, Margin: c.Exec.margin()}
+		if err := ecfg.Validate(); err != nil {
+			return fmt.Errorf("--exec-grace %v is taken out of the validity window and leaves too little of it: %v; "+
+				"raise --ttl or lower --exec-grace", c.Exec.Grace, flagError(err, nil))
+		}
+	}
+	return nil
 }
 
 // defaultNamespace scopes elections whose namespace is unknown, as
@@ -221,6 +260,22 @@ func (c *config) scopeElection() {
 	}
 	c.Etcd.Namespace = ns
 	c.Redis.Namespace = ns
+}
+
+// checkFilePath checks, without creating anything, that a file the sidecar
+// will create or append to can be: its directory exists and the path is
+// not a directory. Empty means off.
+func checkFilePath(path string) error {
+	if path == "" {
+		return nil
+	}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return errors.New("is a directory")
+	}
+	if fi, err := os.Stat(filepath.Dir(path)); err != nil || !fi.IsDir() {
+		return fmt.Errorf("the directory %s does not exist", filepath.Dir(path))
+	}
+	return nil
 }
 
 // checkListenAddr checks an address to listen on without binding it or

@@ -67,6 +67,18 @@ func TestEveryFlagOutOfRange(t *testing.T) {
 		{"log level", with(etcd, "--log-level", "loud"), nil, "--log-level"},
 		{"history file in a missing directory", with(etcd, "--history-file", "/nonexistent/h.jsonl"), nil, `--history-file "/nonexistent/h.jsonl": the directory /nonexistent does not exist`},
 		{"history file a directory", with(etcd, "--history-file", dir), nil, "is a directory"},
+		{"status file in a missing directory", with(etcd, "--status-file", "/nonexistent/s.json"), nil, `--status-file "/nonexistent/s.json": the directory /nonexistent does not exist`},
+		{"status file a directory", with(etcd, "--status-file", dir), nil, `--status-file "` + dir + `": is a directory`},
+		{"incarnation file in a missing directory", with(etcd, "--incarnation-file", "/nonexistent/i"), nil, `--incarnation-file "/nonexistent/i": the directory /nonexistent does not exist`},
+		{"exec grace", append([]string{"exec"}, with(etcd, "--exec-grace", "0s", "--", "true")...), nil, "--exec-grace must be positive"},
+		{"exec on exit", append([]string{"exec"}, with(etcd, "--exec-on-exit", "restart", "--", "true")...), nil, `--exec-on-exit "restart"`},
+		{"generation negative", with(etcd, "--generation", "-1"), nil, "--generation -1 must not be negative"},
+		{"app health url", with(etcd, "--app-health-url", "localhost:8080/healthz"), nil, "--app-health-url"},
+		{"app health interval", with(etcd, "--app-health-url", "http://127.0.0.1:8080/", "--app-health-interval", "0s"), nil, "--app-health-interval must be positive"},
+		{"app health timeout", with(etcd, "--app-health-url", "http://127.0.0.1:8080/", "--app-health-timeout", "-1s"), nil, "--app-health-timeout must be positive"},
+		{"app health timeout above the interval", with(etcd, "--app-health-url", "http://127.0.0.1:8080/", "--app-health-interval", "1s", "--app-health-timeout", "2s"), nil, "--app-health-timeout"},
+		{"app health failures", with(etcd, "--app-health-url", "http://127.0.0.1:8080/", "--app-health-failures", "0"), nil, "--app-health-failures must be at least 1"},
+		{"app health successes", with(etcd, "--app-health-url", "http://127.0.0.1:8080/", "--app-health-successes", "0"), nil, "--app-health-successes must be at least 1"},
 		{"legacy key layout", with(etcd, "--legacy-key-layout=maybe"), nil, "--legacy-key-layout"},
 		{"control addr port too large", with(etcd, "--control-addr", "127.0.0.1:70000"), nil, `--control-addr "127.0.0.1:70000": port`},
 		{"control socket", with(etcd, "--control-socket", "/nonexistent/c.sock"), nil, "--control-socket"},
@@ -179,6 +191,7 @@ func TestEveryFlagHasARangeCase(t *testing.T) {
 	anyValue := map[string]string{
 		"etcd-username":  "any etcd user name; checked with its password",
 		"redis-username": "any Redis ACL user name; checked with its password",
+		"pod-uid":        "compared with the incarnation file's record only, never parsed",
 	}
 	cfg := &config{}
 	var lvl string

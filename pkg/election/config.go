@@ -54,11 +54,37 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics receives measurements. Default: none.
 	Metrics Metrics
+	// Gate, if set, decides whether this candidate may stand (see Gate).
+	// Default: always.
+	Gate Gate
+	// BeforeRelease, if set, is called after a leader has stepped down
+	// (the step-down is already published) and before the engine releases
+	// its lease or lock, so work done under the term can be stopped before
+	// a successor can win: the exec wrapper waits there for its command to
+	// exit. It delays the release, never the step-down; it must return
+	// before the lease could expire (within Margin), or the lock simply
+	// expires instead of being handed over.
+	BeforeRelease func()
+	// Clock reports time the machine spent suspended, which the engine
+	// subtracts from validity windows (see Clock). Default SystemClock().
+	Clock Clock
 	// OnStatus, if set, is called with every status change, in order, before
 	// readers of Status see it. Readers of Status may miss short-lived
 	// states; OnStatus does not, which is what an audit history needs. It
 	// must not block.
 	OnStatus func(Status)
+	// OnCandidacy, if set and the backend implements Reclaimer, is called
+	// with the handle of every new candidacy before it campaigns, so that
+	// a later process of this candidate can release it after a crash
+	// (Reclaimer). It runs in the engine's loop before anything is led:
+	// keep it short (a small local file write).
+	OnCandidacy func(handle string)
+	// Generation is the version of the workload this candidate runs, as an
+	// increasing number (for example the Helm release revision); 0 (the
+	// default) publishes none. With a backend implementing Generations, a
+	// waiting candidate queues again behind a newer-generation candidate
+	// queued behind it, so a rolling update moves leadership once.
+	Generation int64
 }
 
 // withDefaults returns c with every zero field set to its default.
@@ -96,7 +122,30 @@ func (c Config) withDefaults() Config {
 	if c.Metrics == nil {
 		c.Metrics = nopMetrics{}
 	}
+	if c.Clock == nil {
+		c.Clock = SystemClock()
+	}
 	return c
+}
+
+// checkInterval is how often the engine's loop wakes even when nothing
+// happens: to notice a validity deadline that passed while the machine was
+// suspended (its timers, on CLOCK_MONOTONIC, fire late by the suspend), and
+// to show it is alive (Healthy).
+func (c Config) checkInterval() time.Duration { return min(c.RenewInterval, maxCheckInterval) }
+
+const maxCheckInterval = 500 * time.Millisecond
+
+// candidateTimeout bounds a call that starts a candidacy, so an unanswered
+// backend never holds the loop: a grant slower than a TTL would be close to
+// expiry anyway.
+func (c Config) candidateTimeout() time.Duration { return c.TTL }
+
+// stallAfter is how long the loop may go without a heartbeat before Healthy
+// reports it stuck: longer than any call the loop itself waits for (a
+// candidacy start, a resignation) plus two heartbeats.
+func (c Config) stallAfter() time.Duration {
+	return c.candidateTimeout() + c.ResignTimeout + 2*c.checkInterval() + time.Second
 }
 
 // validity is how long after an acknowledged request was sent this

@@ -41,15 +41,27 @@ type Engine struct {
 	// fires DuplicateAfter after our name was first seen leading without us.
 	twin      bool
 	twinTimer *time.Timer
+	// queued: this candidacy is in line with its generation published;
+	// waiting candidates read ready only then while generations are on.
+	queued bool
 
-	// claimUntil is the instant (monotonic) after which IsLeader must read
-	// false even if the engine loop has not yet run: a process that wakes
-	// from a pause checks it before it says anything.
-	claimUntil atomic.Pointer[time.Time]
+	// epoch is the origin of the engine's timeline (see now).
+	epoch time.Time
+	// claimUntil is the instant (on the engine's timeline, in nanoseconds)
+	// after which IsLeader must read false even if the engine loop has not
+	// yet run: a process that wakes from a pause or a suspend checks it
+	// before it says anything. 0 claims nothing.
+	claimUntil atomic.Int64
+	// claimWake wakes the status's readers at claimUntil; loop only.
+	claimWake *time.Timer
+	// beat is when the loop last showed it is alive (time.Since(epoch), in
+	// nanoseconds), through the status path.
+	beat atomic.Int64
 }
 
 type resignRequest struct {
 	ctx   context.Context
+	to    string // the chosen successor; empty: whoever is next
 	reply chan error
 }
 
@@ -66,29 +78,44 @@ func New(cfg Config) (*Engine, error) {
 	if c, ok := cfg.Backend.(Caveats); ok {
 		caveats = c.Caveats()
 	}
+	_, handoff := cfg.Backend.(Handoff)
 	e := &Engine{
 		cfg:     cfg,
 		log:     cfg.Logger.With("election", cfg.Election, "identity", cfg.Identity),
 		resigns: make(chan resignRequest),
 		obsWake: make(chan struct{}),
 		status: newBroadcaster(Status{
-			Election: cfg.Election,
-			Backend:  cfg.Backend.Name(),
-			Identity: cfg.Identity,
-			TTL:      cfg.TTL,
-			Caveats:  caveats,
-			State:    StateStopped,
+			Election:   cfg.Election,
+			Backend:    cfg.Backend.Name(),
+			Identity:   cfg.Identity,
+			TTL:        cfg.TTL,
+			Caveats:    caveats,
+			Switchover: handoff,
+			State:      StateStopped,
 		}, cfg.OnStatus),
+		epoch: time.Now(),
 	}
-	e.setClaimUntil(time.Time{})
 	return e, nil
+}
+
+// now is the current instant on the engine's timeline: monotonic time since
+// the engine was built plus the time the machine has spent suspended, so
+// that a validity window shrinks by every suspend it overlaps.
+func (e *Engine) now() time.Duration { return time.Since(e.epoch) + e.cfg.Clock.Suspended() }
+
+// deadlineOf returns the instant on the engine's timeline after which v no
+// longer proves anything. suspended is the Clock's reading taken before the
+// request that v acknowledges was sent: any suspend after it is counted,
+// which can only move the deadline earlier.
+func (e *Engine) deadlineOf(v Validity, suspended time.Duration) time.Duration {
+	return v.Sent.Sub(e.epoch) + suspended + e.cfg.validity(v.TTL)
 }
 
 // Status returns the latest status and a channel closed on the next change.
 // IsLeader is re-checked against the validity deadline on every call.
 func (e *Engine) Status() (Status, <-chan struct{}) {
 	st, ch := e.status.Status()
-	if st.IsLeader && !time.Now().Before(*e.claimUntil.Load()) {
+	if st.IsLeader && e.now() >= time.Duration(e.claimUntil.Load()) {
 		st.IsLeader = false
 		st.Leader = ""
 		st.FencingToken = 0
@@ -98,19 +125,82 @@ func (e *Engine) Status() (Status, <-chan struct{}) {
 	return st, ch
 }
 
-// setClaimUntil publishes the instant after which IsLeader reads false.
-// It stores a copy: readers must never see a variable the loop still writes.
-func (e *Engine) setClaimUntil(t time.Time) { e.claimUntil.Store(&t) }
+// setClaimUntil publishes the instant after which IsLeader reads false
+// (0: claim nothing), and arms a timer that wakes every reader of the status
+// at that instant. The loop steps down then too, but the wake-up does not
+// wait for it: a reader blocked on the change channel (/watch, the pod
+// labels, WhileLeading) re-reads the status, which Status re-checks against
+// the deadline, even if the loop or a status writer is stuck. Only the loop
+// calls it.
+func (e *Engine) setClaimUntil(t time.Duration) {
+	e.claimUntil.Store(int64(t))
+	if t == 0 {
+		if e.claimWake != nil {
+			e.claimWake.Stop()
+		}
+		return
+	}
+	d := t - e.now()
+	if e.claimWake == nil {
+		e.claimWake = time.AfterFunc(d, e.status.wake)
+		return
+	}
+	e.claimWake.Reset(d)
+}
 
-// Healthy reports whether the election loop is running.
-func (e *Engine) Healthy() bool { return e.running.Load() }
+// Healthy reports whether the election loop is running and not stuck: it
+// shows it is alive, through the status path, at least every check interval
+// (500 ms at most), and it never waits on anything longer than a candidacy
+// start or a resignation (both bounded). A loop or a status path that has
+// not moved for longer than that (a blocked OnStatus hook, a deadlock) is
+// reported, so a liveness probe can restart the process.
+func (e *Engine) Healthy() bool {
+	if !e.running.Load() {
+		return false
+	}
+	return time.Since(e.epoch)-time.Duration(e.beat.Load()) <= e.cfg.stallAfter()
+}
+
+// heartbeat records that the loop is alive. It passes through the status
+// lock, so a status path that is stuck makes the loop look stuck too.
+func (e *Engine) heartbeat() {
+	e.status.touch()
+	e.beat.Store(int64(time.Since(e.epoch)))
+}
 
 // Resign gives up leadership now. The candidate campaigns again after the
 // configured hold-off. It returns ErrNotLeader when there is nothing to give
 // up, at once, whatever the loop is doing (a step-down waits for nothing,
 // so a candidate that stepped down says so without asking the backend).
 func (e *Engine) Resign(ctx context.Context) error {
-	req := resignRequest{ctx: ctx, reply: make(chan error, 1)}
+	return e.request(ctx, resignRequest{ctx: ctx, reply: make(chan error, 1)})
+}
+
+// HandOver hands leadership to the candidate named to and to no one else
+// (a planned switchover), if the backend implements Handoff. It returns
+// once the leader's term has ended and to is the only candidate that can
+// win the next one (it leads as soon as it sees that, within milliseconds
+// on a healthy backend). The old leader then holds off, as after Resign,
+// and queues again behind it.
+//
+// Errors: ErrNotLeader when this candidate does not lead;
+// ErrHandoffUnsupported when the backend cannot do it; ErrNotInLine
+// (wrapped, saying why) when to is not a live candidate of this election,
+// in which case nothing changed. If to left the line between the check and
+// the handover, this candidate stops claiming for that instant and then
+// leads again with the same token. If the backend fails during the
+// handover the outcome is unknown: the leader steps down and holds off as
+// after Resign, and the successor is the chosen one or whoever is next.
+func (e *Engine) HandOver(ctx context.Context, to string) error {
+	if to == "" {
+		return fmt.Errorf("%w: no successor named", ErrNotInLine)
+	}
+	return e.request(ctx, resignRequest{ctx: ctx, to: to, reply: make(chan error, 1)})
+}
+
+// request passes a resign or handover request to the loop and waits for
+// its answer.
+func (e *Engine) request(ctx context.Context, req resignRequest) error {
 	for sent := false; !sent; {
 		st, changed := e.Status()
 		if !st.IsLeader {
@@ -139,8 +229,10 @@ func (e *Engine) Run(ctx context.Context) error {
 	if !e.running.CompareAndSwap(false, true) {
 		return errors.New("election: engine already running")
 	}
+	e.heartbeat()
 	defer e.running.Store(false)
 	defer e.becomeStopped()
+	defer e.setClaimUntil(0)
 
 	obsCtx, stopObserver := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -150,6 +242,11 @@ func (e *Engine) Run(ctx context.Context) error {
 
 	backoff := retry.New(e.cfg.RetryMin, e.cfg.RetryMax)
 	for ctx.Err() == nil {
+		if el, changed := e.cfg.eligibility(); !el.Eligible {
+			e.becomeStandingAside(el)
+			e.standAside(ctx, changed)
+			continue
+		}
 		switch e.candidacy(ctx) {
 		case outcomeResigned:
 			backoff.Reset()
@@ -158,7 +255,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		case outcomeFailed:
 			e.becomeBackingOff()
 			e.between(ctx, backoff.Next())
-		case outcomeEnded:
+		case outcomeEnded, outcomeStandAside:
 			backoff.Reset()
 		}
 	}
@@ -168,16 +265,18 @@ func (e *Engine) Run(ctx context.Context) error {
 type outcome int
 
 const (
-	outcomeEnded    outcome = iota // lost or expired; start again now
-	outcomeFailed                  // the backend failed; back off
-	outcomeResigned                // resigned on request; hold off
-	outcomeShutdown                // ctx ended
+	outcomeEnded      outcome = iota // lost or expired; start again now
+	outcomeFailed                    // the backend failed; back off
+	outcomeResigned                  // resigned on request; hold off
+	outcomeShutdown                  // ctx ended
+	outcomeStandAside                // the gate closed; stand aside until it opens
 )
 
 // renewal is one renewer result.
 type renewal struct {
-	validity Validity
-	err      error
+	validity  Validity
+	suspended time.Duration // Clock reading before the request was sent
+	err       error
 }
 
 type campaignResult struct {
@@ -187,8 +286,15 @@ type campaignResult struct {
 
 // candidacy runs one candidacy from grant to loss, resignation or shutdown.
 func (e *Engine) candidacy(ctx context.Context) outcome {
+	el, gate := e.cfg.eligibility()
+	if !el.Eligible {
+		return outcomeStandAside
+	}
 	e.becomeCampaigning()
-	cand, v, err := e.cfg.Backend.Candidate(ctx)
+	suspended := e.cfg.Clock.Suspended()
+	gctx, gcancel := context.WithTimeout(ctx, e.cfg.candidateTimeout())
+	cand, v, err := e.cfg.Backend.Candidate(gctx)
+	gcancel()
 	if err != nil {
 		if ctx.Err() != nil {
 			return outcomeShutdown
@@ -197,41 +303,49 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 		return outcomeFailed
 	}
 	e.callAnswered()
+	e.recordCandidacy(cand)
 
 	cctx, cancel := context.WithCancel(ctx)
 	renewals := make(chan renewal)
 	campaigns := make(chan campaignResult, 1)
 	var wg sync.WaitGroup
 	wg.Go(func() { e.renew(cctx, cand, renewals) })
+	// The campaign's proof comes from a request sent after this reading.
+	campaignSuspended := e.cfg.Clock.Suspended()
 	wg.Go(func() {
 		term, err := cand.Campaign(cctx)
 		campaigns <- campaignResult{term, err}
 	})
+	newer := e.watchNewer(cctx, cand, &wg)
 
 	var (
-		deadline time.Time // zero: nothing held yet
+		deadline time.Duration // on the engine's timeline; 0: nothing held yet
 		timer    = time.NewTimer(time.Hour)
+		check    = time.NewTicker(e.cfg.checkInterval())
 		leading  bool
+		led      bool // leading was true at some point of this candidacy
 		token    int64
+		term     Term // the term led, while leading
 	)
 	timer.Stop()
-	extend := func(v Validity) {
+	defer check.Stop()
+	extend := func(v Validity, suspended time.Duration) {
 		if v.IsZero() {
 			return
 		}
-		d := v.Sent.Add(e.cfg.validity(v.TTL))
-		if d.After(deadline) {
+		if d := e.deadlineOf(v, suspended); d > deadline {
 			deadline = d
 			if leading {
 				e.setClaimUntil(deadline)
 			}
-			timer.Reset(time.Until(deadline))
+			timer.Reset(deadline - e.now())
 		}
 	}
-	extend(v)
+	extend(v, suspended)
 
 	// end stops claiming leadership first, then cleans up the candidacy.
 	end := func(reason StepDownReason, res outcome) outcome {
+		wasLeading := leading
 		if leading {
 			e.stepDown(reason, res)
 			leading = false
@@ -239,8 +353,15 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 		cancel()
 		wg.Wait()
 		timer.Stop()
+		if led && e.cfg.BeforeRelease != nil {
+			// Work done under the term stops before a successor can win.
+			e.cfg.BeforeRelease()
+		}
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.ResignTimeout)
 		defer rcancel()
+		if wasLeading && res == outcomeShutdown && e.now() < deadline && e.handOverToNewer(rctx, cand) {
+			return res
+		}
 		if err := cand.Resign(rctx); err != nil {
 			e.cfg.Metrics.BackendError("resign")
 			e.log.Warn("resign failed; the lease will expire on its own", "err", err)
@@ -248,23 +369,37 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 		return res
 	}
 
+	// expired ends the candidacy at its validity deadline.
+	expired := func() outcome {
+		// Step down before anything that could block (even a log write).
+		if leading {
+			e.stepDown(ReasonDeadline, outcomeEnded)
+			leading = false
+		}
+		e.callFailed("renew", errors.New("validity deadline passed without an acknowledged renewal"))
+		return end(ReasonDeadline, outcomeEnded)
+	}
+
 	for {
 		select {
 		case <-ctx.Done():
 			return end(ReasonShutdown, outcomeShutdown)
 
-		case <-timer.C:
-			if time.Now().Before(deadline) {
-				timer.Reset(time.Until(deadline))
+		case <-check.C:
+			// The timer, on CLOCK_MONOTONIC, fires late by any suspend;
+			// this check counts it.
+			e.heartbeat()
+			if deadline == 0 || e.now() < deadline {
 				continue
 			}
-			// Step down before anything that could block (even a log write).
-			if leading {
-				e.stepDown(ReasonDeadline, outcomeEnded)
-				leading = false
+			return expired()
+
+		case <-timer.C:
+			if now := e.now(); now < deadline {
+				timer.Reset(deadline - now)
+				continue
 			}
-			e.callFailed("renew", errors.New("validity deadline passed without an acknowledged renewal"))
-			return end(ReasonDeadline, outcomeEnded)
+			return expired()
 
 		case r := <-renewals:
 			if r.err != nil {
@@ -277,7 +412,7 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 				continue
 			}
 			e.callAnswered()
-			extend(r.validity)
+			extend(r.validity, r.suspended)
 
 		case r := <-campaigns:
 			if r.err != nil {
@@ -292,12 +427,12 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 				return end(ReasonLost, res)
 			}
 			e.callAnswered()
-			extend(r.term.Validity)
-			if !time.Now().Before(deadline) {
+			extend(r.term.Validity, campaignSuspended)
+			if e.now() >= deadline {
 				e.log.Warn("won, but the validity deadline had already passed; starting over")
 				return end(ReasonDeadline, outcomeEnded)
 			}
-			leading, token = true, r.term.Token
+			leading, led, token, term = true, true, r.term.Token, r.term
 			e.setClaimUntil(deadline)
 			e.becomeLeading(r.term)
 
@@ -306,10 +441,39 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 				req.reply <- ErrNotLeader
 				continue
 			}
+			if req.to != "" {
+				handed, res := e.handOver(req, cand, term, deadline, &leading, end)
+				if !handed {
+					// Not handed over: still leading, same term.
+					continue
+				}
+				return res
+			}
 			e.log.Info("resigning on request")
 			res := end(ReasonResigned, outcomeResigned)
 			req.reply <- nil
 			return res
+
+		case <-gate:
+			el, gate = e.cfg.eligibility()
+			if el.Eligible {
+				e.publish() // the health word may have changed
+				continue
+			}
+			if leading {
+				e.log.Warn("the health gate closed; stepping down so a healthy peer leads", "why", el.Reason)
+			} else {
+				e.log.Info("the health gate closed; leaving the queue", "why", el.Reason)
+			}
+			return end(ReasonUnhealthy, outcomeStandAside)
+		case <-newer:
+			newer = nil
+			if leading {
+				continue // a leader leads until it goes; its successor is then the newer one
+			}
+			e.log.Info("a candidate of a newer generation is queued behind this one; queueing again behind it",
+				"generation", e.cfg.Generation)
+			return end(ReasonLost, outcomeEnded)
 
 		case <-e.newerTerm(leading, token):
 			e.mu.Lock()
@@ -324,6 +488,126 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 	}
 }
 
+// handOver serves a switchover request while leading. It reports whether
+// the term ended, and then the candidacy's outcome; otherwise this
+// candidate still leads the same term. It answers the request either way.
+func (e *Engine) handOver(req resignRequest, cand Candidacy, term Term, deadline time.Duration,
+	leading *bool, end func(StepDownReason, outcome) outcome) (bool, outcome) {
+	h, ok := e.cfg.Backend.(Handoff)
+	if !ok {
+		req.reply <- ErrHandoffUnsupported
+		return false, 0
+	}
+	if req.to == e.cfg.Identity {
+		req.reply <- fmt.Errorf("%w: %q is this candidate, which leads already", ErrNotInLine, req.to)
+		return false, 0
+	}
+	// The loop waits for these calls: they end by the validity deadline,
+	// so no claim outlives it.
+	ctx, cancel := context.WithTimeout(req.ctx, deadline-e.now())
+	defer cancel()
+	if err := h.CheckSuccessor(ctx, cand, req.to); err != nil {
+		req.reply <- err
+		return false, 0
+	}
+	// Stop claiming before the backend can make the successor leader.
+	e.stepDown(ReasonHandedOver, outcomeResigned)
+	*leading = false
+	err := h.HandOver(ctx, cand, req.to)
+	switch {
+	case err == nil:
+		e.log.Info("handed over on request", "to", req.to)
+		res := end(ReasonHandedOver, outcomeResigned)
+		req.reply <- nil
+		return true, res
+	case errors.Is(err, ErrNotInLine) && e.now() < deadline:
+		// Nothing changed in the backend: the term is still ours.
+		e.log.Info("the successor left the line during the handover; leading on", "to", req.to, "err", err)
+		*leading = true
+		e.setClaimUntil(deadline)
+		e.becomeCampaigning()
+		e.becomeLeading(Term{Token: term.Token, Validity: term.Validity})
+		req.reply <- err
+		return false, 0
+	default:
+		// Unknown outcome: the successor may lead already. Hold off as
+		// after a resign (the step-down above went to that state).
+		e.callFailed("resign", err)
+		res := end(ReasonHandedOver, outcomeResigned)
+		req.reply <- err
+		return true, res
+	}
+}
+
+// watchNewer returns a channel closed when the backend reports a newer
+// generation queued behind cand; nil when generations are off.
+func (e *Engine) watchNewer(ctx context.Context, cand Candidacy, wg *sync.WaitGroup) <-chan struct{} {
+	if !e.generations() {
+		return nil
+	}
+	g := e.cfg.Backend.(Generations)
+	ch := make(chan struct{})
+	queued := func() {
+		e.mu.Lock()
+		e.queued = true
+		e.mu.Unlock()
+		e.publish()
+	}
+	wg.Go(func() {
+		err := g.WaitNewer(ctx, cand, e.cfg.Generation, queued)
+		if err == nil {
+			close(ch)
+			return
+		}
+		if ctx.Err() == nil {
+			// Only the rollout optimisation is lost; the election goes on.
+			e.log.Debug("watching generations failed", "err", err)
+		}
+	})
+	return ch
+}
+
+// generations reports whether generations are on.
+func (e *Engine) generations() bool {
+	_, ok := e.cfg.Backend.(Generations)
+	return ok && e.cfg.Generation > 0
+}
+
+// handOverToNewer, at shutdown of a leader that has stepped down, hands
+// over to the first candidate of the newest generation in line, if there
+// is one newer than this one and the backend can hand over. It reports
+// whether it did; otherwise the caller resigns as usual.
+func (e *Engine) handOverToNewer(ctx context.Context, cand Candidacy) bool {
+	h, ok := e.cfg.Backend.(Handoff)
+	if !ok || !e.generations() {
+		return false
+	}
+	to, err := e.cfg.Backend.(Generations).NewerSuccessor(ctx, cand, e.cfg.Generation)
+	if err != nil || to == "" {
+		if err != nil {
+			e.log.Debug("finding a newer-generation successor failed; resigning to whoever is next", "err", err)
+		}
+		return false
+	}
+	if err := h.HandOver(ctx, cand, to); err != nil {
+		e.log.Info("handing over to a newer generation failed; resigning to whoever is next", "to", to, "err", err)
+		return false
+	}
+	e.log.Info("handed over to a newer generation at shutdown", "to", to)
+	return true
+}
+
+// recordCandidacy passes a new candidacy's handle to OnCandidacy.
+func (e *Engine) recordCandidacy(cand Candidacy) {
+	r, ok := e.cfg.Backend.(Reclaimer)
+	if !ok || e.cfg.OnCandidacy == nil {
+		return
+	}
+	if h := r.Handle(cand); h != "" {
+		e.cfg.OnCandidacy(h)
+	}
+}
+
 // renew refreshes the candidacy every RenewInterval and reports each result.
 func (e *Engine) renew(ctx context.Context, cand Candidacy, out chan<- renewal) {
 	tick := time.NewTicker(e.cfg.RenewInterval)
@@ -335,10 +619,11 @@ func (e *Engine) renew(ctx context.Context, cand Candidacy, out chan<- renewal) 
 		case <-tick.C:
 		}
 		rctx, cancel := context.WithTimeout(ctx, e.cfg.RenewInterval)
+		suspended := e.cfg.Clock.Suspended()
 		v, err := cand.Renew(rctx)
 		cancel()
 		select {
-		case out <- renewal{v, err}:
+		case out <- renewal{v, suspended, err}:
 		case <-ctx.Done():
 			return
 		}
@@ -349,7 +634,7 @@ func (e *Engine) renew(ctx context.Context, cand Candidacy, out chan<- renewal) 
 // into its state; they log the edge, publish, and feed the metrics.
 
 // becomeCampaigning starts a candidacy.
-func (e *Engine) becomeCampaigning() { e.enter(StateCampaigning, nil) }
+func (e *Engine) becomeCampaigning() { e.enter(StateCampaigning, func() { e.queued = false }) }
 
 // becomeLeading publishes this candidate as leader of term.
 func (e *Engine) becomeLeading(term Term) {
@@ -366,7 +651,7 @@ func (e *Engine) becomeLeading(term Term) {
 // any backend call, so an unreachable backend cannot delay it. The loop
 // then cleans up and enters its next state.
 func (e *Engine) stepDown(reason StepDownReason, next outcome) {
-	e.setClaimUntil(time.Time{})
+	e.setClaimUntil(0)
 	to := StateCampaigning
 	switch next {
 	case outcomeResigned:
@@ -375,6 +660,8 @@ func (e *Engine) stepDown(reason StepDownReason, next outcome) {
 		to = StateStopped
 	case outcomeFailed:
 		to = StateBackingOff
+	case outcomeStandAside:
+		to = StateStandingAside
 	}
 	e.enter(to, func() { e.token, e.since = 0, time.Time{} })
 	e.cfg.Metrics.SetLeader(false)
@@ -387,6 +674,37 @@ func (e *Engine) becomeHoldingOff() { e.enter(StateHoldingOff, nil) }
 
 // becomeBackingOff waits after a backend failure.
 func (e *Engine) becomeBackingOff() { e.enter(StateBackingOff, nil) }
+
+// becomeStandingAside records that the gate keeps this candidate out of
+// the election; el says why.
+func (e *Engine) becomeStandingAside(el Eligibility) {
+	e.mu.Lock()
+	was := e.state
+	e.mu.Unlock()
+	if was != StateStandingAside {
+		e.log.Info("standing aside: not a candidate until the health gate opens", "why", el.Reason)
+	}
+	e.enter(StateStandingAside, nil)
+}
+
+// standAside waits until the gate's verdict changes or ctx ends. Nothing
+// is led meanwhile, so a resign request is answered at once.
+func (e *Engine) standAside(ctx context.Context, changed <-chan struct{}) {
+	check := time.NewTicker(e.cfg.checkInterval())
+	defer check.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+			return
+		case <-check.C:
+			e.heartbeat()
+		case req := <-e.resigns:
+			req.reply <- ErrNotLeader
+		}
+	}
+}
 
 // becomeStopped marks the end of Run.
 func (e *Engine) becomeStopped() {
@@ -426,6 +744,11 @@ func (e *Engine) publish() {
 		defer func() { e.cfg.Metrics.SetState(s.State) }()
 		s.State = e.state
 		s.Problem = e.problem()
+		el, _ := e.cfg.eligibility()
+		s.Health, s.NotStanding = el.Health, ""
+		if e.state == StateStandingAside {
+			s.NotStanding = el.Reason
+		}
 		s.DuplicateIdentity = e.twin
 		if e.state == StateLeading {
 			s.IsLeader, s.Leader, s.FencingToken, s.Since = true, e.cfg.Identity, e.token, e.since
@@ -435,7 +758,7 @@ func (e *Engine) publish() {
 			return
 		}
 		s.IsLeader = false
-		s.Ready = e.obsOK && e.obsProblem == "" && e.callProblem == ""
+		s.Ready = e.obsOK && e.obsProblem == "" && e.callProblem == "" && (e.queued || !e.generations())
 		s.Leader, s.FencingToken, s.Since = "", 0, time.Time{}
 		// Not ready means the last leader known may be gone: name nobody.
 		// Our own identity as observed leader while we do not lead is a key
@@ -625,12 +948,21 @@ func (e *Engine) currentProblem() string {
 func (e *Engine) between(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
+	_, gate := e.cfg.eligibility()
+	check := time.NewTicker(e.cfg.checkInterval())
+	defer check.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			return
+		case <-gate:
+			// Show the new health word; the loop acts on it afterwards.
+			_, gate = e.cfg.eligibility()
+			e.publish()
+		case <-check.C:
+			e.heartbeat()
 		case req := <-e.resigns:
 			req.reply <- ErrNotLeader
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/leader-elector/leader-elector/pkg/election"
@@ -26,9 +27,20 @@ type statusJSON struct {
 	Problem      string  `json:"problem,omitempty"`
 	Duplicate    bool    `json:"duplicate_identity,omitempty"`
 	Caveats      string  `json:"caveats,omitempty"`
+	AppHealth    string  `json:"app_health,omitempty"`
+	NotStanding  string  `json:"not_standing,omitempty"`
+	// Degraded lists the sidecar's own outputs that are losing data (a
+	// history file that fails to write, log records dropped because stderr
+	// is not drained); empty when none is.
+	Degraded   []string `json:"degraded,omitempty"`
+	Switchover bool     `json:"switchover"`
 }
 
-func toJSON(st election.Status) statusJSON {
+// MarshalStatus returns st as GET /status shows it, without the
+// sidecar's own degraded outputs (the status file writes this document).
+func MarshalStatus(st election.Status) ([]byte, error) { return json.Marshal((&Server{}).toJSON(st)) }
+
+func (s *Server) toJSON(st election.Status) statusJSON {
 	out := statusJSON{
 		Name:         st.Leader,
 		Identity:     st.Identity,
@@ -42,9 +54,15 @@ func toJSON(st election.Status) statusJSON {
 		Problem:      st.Problem,
 		Duplicate:    st.DuplicateIdentity,
 		Caveats:      st.Caveats,
+		AppHealth:    st.Health,
+		NotStanding:  st.NotStanding,
+		Switchover:   st.Switchover,
 	}
 	if !st.Since.IsZero() {
 		out.Since = st.Since.UTC().Format(time.RFC3339Nano)
+	}
+	if s.degraded != nil {
+		out.Degraded = s.degraded()
 	}
 	return out
 }
@@ -91,7 +109,7 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	st, _ := s.elector.Status()
-	s.writeJSON(w, http.StatusOK, toJSON(st))
+	s.writeJSON(w, http.StatusOK, s.toJSON(st))
 }
 
 // handleRole answers 200 while this candidate's role is the wanted one and
@@ -103,13 +121,13 @@ func (s *Server) handleRole(wantLeader bool) http.HandlerFunc {
 		if st.IsLeader != wantLeader {
 			code = http.StatusServiceUnavailable
 		}
-		s.writeJSON(w, code, toJSON(st))
+		s.writeJSON(w, code, s.toJSON(st))
 	}
 }
 
 func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 	if !s.elector.Healthy() {
-		writeText(w, http.StatusServiceUnavailable, "election loop stopped")
+		writeText(w, http.StatusServiceUnavailable, "election loop stopped or stuck")
 		return
 	}
 	writeText(w, http.StatusOK, "ok")
@@ -120,34 +138,77 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 		writeText(w, http.StatusServiceUnavailable, "not ready")
 		return
 	}
+	// Losing audit or log output does not make the election unsafe, so it
+	// does not fail readiness; it is said in the answer.
+	if s.degraded != nil {
+		if d := s.degraded(); len(d) > 0 {
+			writeText(w, http.StatusOK, "ok; degraded: "+strings.Join(d, "; "))
+			return
+		}
+	}
 	writeText(w, http.StatusOK, "ok")
 }
 
-// handleResign hands leadership over, for example before a planned restart.
-// It is served only behind the control listener's guard.
+// Switchover is implemented by an Elector that can hand leadership to a
+// chosen candidate (election.Engine does): POST /resign?to=<identity>.
+type Switchover interface {
+	HandOver(ctx context.Context, to string) error
+}
+
+// handleResign hands leadership over, for example before a planned restart:
+// to whoever is next in line, or with ?to=<identity> to that candidate and
+// no one else (a planned switchover). It is served only behind the control
+// listener's guard.
 func (s *Server) handleResign(w http.ResponseWriter, r *http.Request) {
-	// Parameters are refused until they mean something, so that a caller
-	// asking for a targeted switchover (?to=) on a version without it gets
-	// an error rather than a plain resign.
-	for k := range r.URL.Query() {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown parameter %q", k))
-		return
+	// Any other parameter is refused rather than ignored: a caller must
+	// never get a plain resign when it asked for something else.
+	var to string
+	for k, vs := range r.URL.Query() {
+		if k != "to" {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown parameter %q; POST /resign takes only ?to=<identity>", k))
+			return
+		}
+		if len(vs) != 1 || vs[0] == "" {
+			writeError(w, http.StatusBadRequest, "parameter \"to\" must name one candidate's identity")
+			return
+		}
+		to = vs[0]
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeouts.resign)
 	defer cancel()
-	err := s.elector.Resign(ctx)
+	var err error
+	if to == "" {
+		err = s.elector.Resign(ctx)
+	} else if sw, ok := s.elector.(Switchover); ok {
+		err = sw.HandOver(ctx, to)
+	} else {
+		err = election.ErrHandoffUnsupported
+	}
 	switch {
 	case errors.Is(err, election.ErrNotLeader):
 		writeError(w, http.StatusConflict, "not leader")
 		return
+	case errors.Is(err, election.ErrNotInLine):
+		s.log.Warn("switchover refused", "to", to, "remote", r.RemoteAddr, "err", err)
+		writeError(w, http.StatusConflict, fmt.Sprintf("cannot hand over to %q: %v; leadership is unchanged", to, err))
+		return
+	case errors.Is(err, election.ErrHandoffUnsupported):
+		st, _ := s.elector.Status()
+		writeError(w, http.StatusNotImplemented, fmt.Sprintf("the %s backend cannot hand leadership to a chosen candidate "+
+			"(/status shows \"switchover\": false); leadership is unchanged; POST /resign without ?to= hands it to whoever is next", st.Backend))
+		return
 	case err != nil:
-		s.log.Error("resign failed", "remote", r.RemoteAddr, "err", err)
+		s.log.Error("resign failed", "to", to, "remote", r.RemoteAddr, "err", err)
 		writeError(w, http.StatusInternalServerError, "resign failed; see the sidecar's log")
 		return
 	}
-	s.log.Info("resigned on request", "remote", r.RemoteAddr)
+	if to != "" {
+		s.log.Info("handed over on request", "to", to, "remote", r.RemoteAddr)
+	} else {
+		s.log.Info("resigned on request", "remote", r.RemoteAddr)
+	}
 	st, _ := s.elector.Status()
-	s.writeJSON(w, http.StatusOK, toJSON(st))
+	s.writeJSON(w, http.StatusOK, s.toJSON(st))
 }
 
 // writeJSON writes v without a trailing newline; GET / depends on that.

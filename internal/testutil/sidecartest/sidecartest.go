@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -41,6 +42,22 @@ func Build(dir string) (string, error) {
 	return bin, nil
 }
 
+// BuildPackage compiles the main package pkg (a path relative to the
+// repository root, e.g. a test's helper command) with the race detector
+// into out.
+func BuildPackage(pkg, out string) error {
+	root, err := repo.Root()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("go", "build", "-race", "-o", out, pkg)
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
+	}
+	return nil
+}
+
 // Status is the sidecar's GET /status body.
 type Status struct {
 	Name         string  `json:"name"`
@@ -53,6 +70,11 @@ type Status struct {
 	TTLSeconds   float64 `json:"ttl_seconds"`
 	Ready        bool    `json:"ready"`
 	Caveats      string  `json:"caveats"`
+	State        string  `json:"state"`
+	Problem      string  `json:"problem"`
+	AppHealth    string  `json:"app_health"`
+	NotStanding  string  `json:"not_standing"`
+	Switchover   bool    `json:"switchover"`
 }
 
 // Process is a running sidecar.
@@ -68,27 +90,45 @@ type Process struct {
 	exited int64 // CLOCK_MONOTONIC ns when the exit was noticed
 	mu     sync.Mutex
 	stderr bytes.Buffer
+	// logGate is closed while the log is read; StallLog replaces it with an
+	// open one, so the process's stderr pipe fills and stays full.
+	logGate chan struct{}
 }
 
 // Options for Start.
 type Options struct {
-	ID   string
-	Args []string // besides --id, --http, --history-file and logging
-	Env  []string // extra environment, KEY=VALUE
+	// Subcommand, if set, comes first ("exec"); Args then end with
+	// "-- CMD ...".
+	Subcommand string
+	ID         string
+	Args       []string // besides --id, --http, --history-file and logging
+	Env        []string // extra environment, KEY=VALUE
 }
 
 // Start runs the binary with opts and waits until its HTTP API listens. The
 // process is killed when the test ends, and its log is printed if the test failed.
 func Start(t testing.TB, bin string, opts Options) *Process {
 	t.Helper()
-	p := &Process{ID: opts.ID, t: t, done: make(chan struct{}), History: filepath.Join(t.TempDir(), "history.jsonl")}
-	args := append([]string{"--id", opts.ID, "--http", "127.0.0.1:0", "--log-format", "json", "--log-level", "debug",
-		"--history-file", p.History}, opts.Args...)
+	p := &Process{ID: opts.ID, t: t, done: make(chan struct{}), History: filepath.Join(t.TempDir(), "history.jsonl"),
+		logGate: make(chan struct{})}
+	close(p.logGate)
+	var args []string
+	if opts.Subcommand != "" {
+		args = append(args, opts.Subcommand)
+	}
+	args = append(args, "--id", opts.ID, "--http", "127.0.0.1:0", "--log-format", "json", "--log-level", "debug",
+		"--history-file", p.History)
+	args = append(args, opts.Args...)
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = append(os.Environ(), opts.Env...)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The smallest pipe (one page) makes StallLog fill it within a few log
+	// lines, as a log collector that stops reading would after a while.
+	if f, ok := stderr.(*os.File); ok {
+		_, _ = unix.FcntlInt(f.Fd(), unix.F_SETPIPE_SZ, os.Getpagesize())
 	}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -97,6 +137,7 @@ func Start(t testing.TB, bin string, opts Options) *Process {
 	go p.readLog(stderr, addr)
 	t.Cleanup(func() {
 		p.cmd.Process.Kill()
+		p.ResumeLog()
 		<-p.done
 		// The binary is built with -race; a report means a real race.
 		if strings.Contains(p.Log(), "WARNING: DATA RACE") {
@@ -121,7 +162,14 @@ func Start(t testing.TB, bin string, opts Options) *Process {
 func (p *Process) readLog(r io.Reader, addr chan<- string) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
+	for {
+		p.mu.Lock()
+		gate := p.logGate
+		p.mu.Unlock()
+		<-gate
+		if !sc.Scan() {
+			break
+		}
 		line := sc.Bytes()
 		p.mu.Lock()
 		p.stderr.Write(line)
@@ -147,6 +195,75 @@ func (p *Process) readLog(r io.Reader, addr chan<- string) {
 		p.exit = -1
 	}
 	close(p.done)
+}
+
+// Metric returns the value of the sample of GET /metrics whose name and
+// labels read exactly series (e.g. `leader_elector_app_healthy` or
+// `leader_elector_stepped_down_total{reason="unhealthy"}`), and whether it
+// was found.
+func (p *Process) Metric(ctx context.Context, series string) (float64, bool) {
+	code, body, err := p.Get(ctx, "/metrics")
+	if err != nil || code != http.StatusOK {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		name, value, ok := strings.Cut(line, " ")
+		if !ok || name != series {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(value, &v); err == nil {
+			return v, true
+		}
+	}
+	return 0, false
+}
+
+// StallLog stops reading the process's stderr, as a log collector that
+// hangs would: once the pipe is full, every write to it blocks (or is
+// dropped by a sidecar that never waits for its log).
+func (p *Process) StallLog() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.logGate:
+		p.logGate = make(chan struct{})
+	default: // already stalled
+	}
+}
+
+// FillLog fills the process's stderr pipe (with a stalled log, it stays
+// full), by writing filler lines to the pipe through /proc until it would
+// block. The filler shows up in Log once the log is read again. It fails if
+// the process has exited.
+func (p *Process) FillLog() error {
+	// Raw system calls: an *os.File would wait for room instead of
+	// reporting that the pipe is full.
+	fd, err := unix.Open(fmt.Sprintf("/proc/%d/fd/2", p.PID()), unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("opening the stderr of %s: %w", p.ID, err)
+	}
+	defer unix.Close(fd)
+	line := []byte(strings.Repeat("#", 127) + "\n")
+	for {
+		if _, err := unix.Write(fd, line); err != nil {
+			if errors.Is(err, unix.EAGAIN) {
+				return nil
+			}
+			return fmt.Errorf("filling the stderr of %s: %w", p.ID, err)
+		}
+	}
+}
+
+// ResumeLog reads the process's stderr again.
+func (p *Process) ResumeLog() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.logGate:
+	default:
+		close(p.logGate)
+	}
 }
 
 // Log returns what the process logged so far.
@@ -276,24 +393,38 @@ func (p *Process) ReadHistory() []history.Entry {
 }
 
 // Leader returns the one process among ps whose status says it leads, and
-// fails if more than one does.
+// fails if more than one does when asked twice.
 func Leader(t testing.TB, ps []*Process) *Process {
 	t.Helper()
-	var leader *Process
+	claiming := leaders(t, ps)
+	if len(claiming) > 1 {
+		// The processes are asked one after the other, so a handover that
+		// happens between two answers shows the old and the new leader
+		// both claiming. Ask the claimants again: a real overlap is still
+		// there (and the histories the tests check prove it either way).
+		claiming = leaders(t, claiming)
+	}
+	if len(claiming) > 1 {
+		t.Fatalf("two leaders: %s and %s", claiming[0].ID, claiming[1].ID)
+	}
+	if len(claiming) == 0 {
+		return nil
+	}
+	return claiming[0]
+}
+
+// leaders returns the processes that claim leadership, asked in order.
+func leaders(t testing.TB, ps []*Process) []*Process {
+	var out []*Process
 	for _, p := range ps {
 		if p.Exited() {
 			continue
 		}
-		s, err := p.Status(t.Context())
-		if err != nil || !s.IsLeader {
-			continue
+		if s, err := p.Status(t.Context()); err == nil && s.IsLeader {
+			out = append(out, p)
 		}
-		if leader != nil {
-			t.Fatalf("two leaders: %s and %s", leader.ID, p.ID)
-		}
-		leader = p
 	}
-	return leader
+	return out
 }
 
 // Logged reports whether the process logged a line with msg.
