@@ -10,6 +10,7 @@ import (
 
 	"github.com/leader-elector/leader-elector/pkg/election"
 	"github.com/leader-elector/leader-elector/pkg/election/etcd"
+	"github.com/leader-elector/leader-elector/pkg/election/lease"
 	"github.com/leader-elector/leader-elector/pkg/election/redislock"
 )
 
@@ -65,6 +66,7 @@ func backendRegistry() map[string]backendSpec {
 				"Namespace": "--pod-namespace",
 			},
 		},
+		lease.BackendName: leaseSpec(),
 		"redis": {
 			addFlags: func(fs *pflag.FlagSet, cfg *config) {
 				cfg.Redis = redislock.DefaultOptions()

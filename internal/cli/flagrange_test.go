@@ -139,6 +139,10 @@ func TestEveryFlagOutOfRange(t *testing.T) {
 		{"redis namespace", with(redis, "--pod-namespace", "Bad.NS"), nil, `--pod-namespace "Bad.NS"`},
 		{"redis insecure flag", with(redis, "--redis-insecure-plaintext-auth=1x"), nil, "--redis-insecure-plaintext-auth"},
 
+		// The Kubernetes Lease backend.
+		{"lease name", with(etcd, "--backend", "kubernetes", "--lease-name", "Not_A_Name", "--lease-namespace", "ns"), nil, `--lease-name "Not_A_Name"`},
+		{"lease namespace", with(etcd, "--backend", "kubernetes", "--lease-namespace", "Bad.NS"), nil, `--lease-namespace "Bad.NS"`},
+
 		// Kubernetes publishing.
 		{"pod name", with(etcd, "--pod-name", "Not_A_Pod", "--pod-namespace", "ns"), nil, "--pod-name"},
 		{"pod namespace missing", with(etcd, "--pod-name", "p"), nil, "--pod-namespace is required"},
