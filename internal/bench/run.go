@@ -127,7 +127,8 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	defer redisCli.Close()
 
 	ttlArg := cfg.TTL.String()
-	const etcdPrefix, redisPrefix = "/leader-elector/", "leader-elector:"
+	// The sidecars run outside a pod, so their namespace is "default".
+	const etcdPrefix, redisPrefix = "/leader-elector/default:", "leader-elector:default/"
 	ourEtcd := trialSpec{
 		start: sidecarStarter(sidecar, func(string, string) []string {
 			return []string{"--backend", "etcd", "--etcd-endpoints", etcd.URL, "--ttl", ttlArg}

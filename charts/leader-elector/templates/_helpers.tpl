@@ -150,6 +150,33 @@ that includes the container gets the same checks.
 {{- if and $v.redis.auth.username (not $v.redis.auth.existingSecret) }}
 {{- fail "redis.auth.username needs redis.auth.existingSecret: the Secret holding the ACL user's password" }}
 {{- end }}
+{{- /* Credentials never in plaintext (README "TLS and credentials"); the
+  sidecar refuses the same combinations at start. Messages never print an
+  endpoint that may hold a password. */}}
+{{- if eq $v.backend "etcd" }}
+{{- range $v.etcd.endpoints }}
+{{- if contains "@" (toString .) }}
+{{- fail "etcd.endpoints: an endpoint holds a user or password before '@'; use etcd.auth (the sidecar refuses it and never prints it)" }}
+{{- end }}
+{{- $plain := or (hasPrefix "http://" (toString .)) (and (not (contains "://" (toString .))) (not $v.etcd.tls.enabled)) }}
+{{- if and $v.etcd.tls.enabled (hasPrefix "http://" (toString .)) }}
+{{- fail (printf "etcd.tls.enabled with the plaintext endpoint %s: the TLS files would be ignored; use https:// (or host:port)" .) }}
+{{- end }}
+{{- if and $plain $v.etcd.auth.username (not $v.etcd.auth.insecurePlaintext) }}
+{{- fail (printf "etcd.auth.username would send the password in plaintext to %s: set etcd.tls.enabled (with https:// or host:port endpoints), or etcd.auth.insecurePlaintext only where the network encrypts (a service mesh)" .) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if eq $v.backend "redis" }}
+{{- range $v.redis.addrs }}
+{{- if contains "@" (toString .) }}
+{{- fail "redis.addrs: an address holds a user or password before '@'; use redis.auth (the sidecar refuses it and never prints it)" }}
+{{- end }}
+{{- end }}
+{{- if and $v.redis.auth.existingSecret (not $v.redis.tls.enabled) (not $v.redis.auth.insecurePlaintext) }}
+{{- fail "redis.auth.existingSecret without redis.tls.enabled would send the password in plaintext: set redis.tls.enabled, or redis.auth.insecurePlaintext only where the network encrypts (a service mesh)" }}
+{{- end }}
+{{- end }}
 {{- if and (has $v.readiness.mode (list "label" "gate")) (not $v.kube.enabled) }}
 {{- fail (printf "readiness.mode %s needs kube.enabled: the sidecar publishes leadership on its pod" $v.readiness.mode) }}
 {{- end }}

@@ -77,6 +77,9 @@ initContainers; otherwise it belongs in containers.
     {{- if and $v.etcd.auth.existingSecret (eq $v.etcd.auth.passwordFrom "file") }}
     - {{ printf "--etcd-password-file=%v/%v" (include "leader-elector.etcdAuthDir" .) $v.etcd.auth.passwordKey | quote }}
     {{- end }}
+    {{- if and $v.etcd.auth.username $v.etcd.auth.insecurePlaintext }}
+    - "--etcd-insecure-plaintext-auth"
+    {{- end }}
     {{- else if eq $v.backend "redis" }}
     - {{ printf "--redis-addr=%v" (join "," $v.redis.addrs) | quote }}
     {{- with $v.redis.db }}
@@ -100,6 +103,9 @@ initContainers; otherwise it belongs in containers.
     {{- end }}
     {{- if and $v.redis.auth.existingSecret (eq $v.redis.auth.passwordFrom "file") }}
     - {{ printf "--redis-password-file=%v/%v" (include "leader-elector.redisAuthDir" .) $v.redis.auth.passwordKey | quote }}
+    {{- end }}
+    {{- if and $v.redis.auth.existingSecret $v.redis.auth.insecurePlaintext }}
+    - "--redis-insecure-plaintext-auth"
     {{- end }}
     {{- end }}
     {{- if $v.kube.enabled }}
