@@ -55,8 +55,10 @@ var rolloutOrders = []struct {
 	{"leader last", [3]int{2, 1, 0}},
 }
 
-// etcdElectionPrefix is the sidecar's default --etcd-prefix.
-const etcdElectionPrefix = "/leader-elector/"
+// etcdElectionPrefix is the sidecar's default --etcd-prefix followed by the
+// namespace of a sidecar that runs outside a pod ("default"), to which the
+// election name is appended.
+const etcdElectionPrefix = "/leader-elector/default:"
 
 func measureOperations(ctx context.Context, sidecar, etcdURL string, cli *clientv3.Client, ttl time.Duration, trials int, tmp string) (*OpsResult, error) {
 	res := &OpsResult{TTL: ttl}

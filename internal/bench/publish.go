@@ -131,7 +131,8 @@ func measurePublish(ctx context.Context, sidecar, etcdURL string, etcdCli *clien
 			}
 			return base(ctx, election, id)
 		},
-		queued:     etcdQueued(etcdCli, "/leader-elector/", 2),
+		// The sidecars' elections are scoped by --pod-namespace.
+		queued:     etcdQueued(etcdCli, "/leader-elector/"+ns+":", 2),
 		ledTimeout: time.Minute,
 		sample: func(_ time.Time, next *contender) (time.Duration, error) {
 			s := labels.get(next.id)

@@ -153,6 +153,12 @@ func TestTemplateGuardsRejectImpossibleCombinations(t *testing.T) {
 		{"redis client cert without a Secret", "backend: redis\nexample:\n  enabled: true\nredis:\n  addrs: [r:6379]\n  tls:\n    enabled: true\n    clientCert: true\n", "redis.tls.secretName"},
 		{"redis TLS Secret with TLS off", "backend: redis\nexample:\n  enabled: true\nredis:\n  addrs: [r:6379]\n  tls:\n    secretName: s\n", "redis.tls.enabled"},
 		{"redis user without a password Secret", "backend: redis\nexample:\n  enabled: true\nredis:\n  addrs: [r:6379]\n  auth:\n    username: u\n", "redis.auth.existingSecret"},
+		{"etcd TLS with an http endpoint", etcdBase + "etcd:\n  endpoints: [https://e:2379, http://f:2379]\n  tls:\n    enabled: true\n    secretName: s\n", "etcd.tls.enabled with the plaintext endpoint http://f:2379"},
+		{"etcd password over http", etcdBase + "etcd:\n  endpoints: [http://e:2379]\n  auth:\n    username: u\n    existingSecret: pw\n", "etcd.auth.username would send the password in plaintext to http://e:2379"},
+		{"etcd password without TLS", etcdBase + "etcd:\n  endpoints: [e:2379]\n  auth:\n    username: u\n    existingSecret: pw\n", "etcd.auth.insecurePlaintext"},
+		{"etcd password in an endpoint", etcdBase + "etcd:\n  endpoints: [http://u:hunter2@e:2379]\n", "etcd.endpoints: an endpoint holds a user or password"},
+		{"redis password without TLS", "backend: redis\nexample:\n  enabled: true\nredis:\n  addrs: [r:6379]\n  auth:\n    existingSecret: pw\n", "redis.auth.existingSecret without redis.tls.enabled"},
+		{"redis password in an address", "backend: redis\nexample:\n  enabled: true\nredis:\n  addrs: [\"u:hunter2@r:6379\"]\n", "redis.addrs: an address holds a user or password"},
 		{"label mode without publishing", etcdBase + "readiness:\n  mode: label\nkube:\n  enabled: false\n", "kube.enabled"},
 		{"gate mode without publishing", etcdBase + "readiness:\n  mode: gate\nkube:\n  enabled: false\n", "kube.enabled"},
 		{"same leader and follower values", etcdBase + "kube:\n  leaderValue: x\n  followerValue: x\n", "must differ"},
@@ -170,6 +176,9 @@ func TestTemplateGuardsRejectImpossibleCombinations(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("want an error mentioning %q, got:\n%v", tc.want, err)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("the error prints the password:\n%v", err)
 			}
 		})
 	}
@@ -325,7 +334,7 @@ func TestSecureDefaults(t *testing.T) {
 
 func TestSecretsReachTheSidecar(t *testing.T) {
 	t.Run("etcd password from env", func(t *testing.T) {
-		d := deployment(t, etcdBase+"etcd:\n  endpoints: [e:2379]\n  auth:\n    username: u\n    existingSecret: pw\n    passwordKey: pass\n")
+		d := deployment(t, etcdBase+"etcd:\n  endpoints: [e:2379]\n  tls:\n    enabled: true\n    secretName: tls\n  auth:\n    username: u\n    existingSecret: pw\n    passwordKey: pass\n")
 		c, _ := sidecarContainer(t, &corev1.Pod{Spec: d.Spec.Template.Spec})
 		var ref *corev1.SecretKeySelector
 		for _, e := range c.Env {

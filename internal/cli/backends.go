@@ -10,6 +10,7 @@ import (
 
 	"github.com/leader-elector/leader-elector/pkg/election"
 	"github.com/leader-elector/leader-elector/pkg/election/etcd"
+	"github.com/leader-elector/leader-elector/pkg/election/lease"
 	"github.com/leader-elector/leader-elector/pkg/election/redislock"
 )
 
@@ -29,6 +30,10 @@ type backendSpec struct {
 	// flags names the flag (or variable) for each field a *election.ConfigError
 	// of the backend may name.
 	flags map[string]string
+	// keys describes where the election lives in the backend, for the
+	// start-up log (operators find it there for etcdctl or redis-cli); may
+	// be nil.
+	keys func(cfg *config) string
 	// needsKubeConfig makes parseConfig load the Kubernetes client
 	// configuration (config.kubeREST) for build, as Kubernetes publishing
 	// does: for a backend that stores its election in the API server.
@@ -52,13 +57,16 @@ func backendRegistry() map[string]backendSpec {
 			build: func(cfg *config, p election.Params, log *slog.Logger) (election.Backend, error) {
 				return etcd.New(cfg.Etcd, p, log)
 			},
+			keys: func(cfg *config) string { return cfg.Etcd.ElectionPrefix(cfg.Election) },
 			flags: map[string]string{
 				"Endpoints": "--etcd-endpoints", "Prefix": "--etcd-prefix", "DialTimeout": "--etcd-dial-timeout",
 				"CACert": "--etcd-cacert", "Cert": "--etcd-cert", "Key": "--etcd-key",
 				"Username": "--etcd-username", "PasswordFile": "--etcd-password-file",
-				"Password": EnvPrefix + "ETCD_PASSWORD",
+				"Password": EnvPrefix + "ETCD_PASSWORD", "InsecurePlaintextAuth": "--etcd-insecure-plaintext-auth",
+				"Namespace": "--pod-namespace",
 			},
 		},
+		lease.BackendName: leaseSpec(),
 		"redis": {
 			addFlags: func(fs *pflag.FlagSet, cfg *config) {
 				cfg.Redis = redislock.DefaultOptions()
@@ -80,10 +88,12 @@ func backendRegistry() map[string]backendSpec {
 				redislock.RouteClientLogs(log)
 				return redislock.New(cfg.Redis, p, log)
 			},
+			keys: func(cfg *config) string { return cfg.Redis.ElectionKey(cfg.Election) },
 			flags: map[string]string{
 				"Addrs": "--redis-addr", "Username": "--redis-username", "PasswordFile": "--redis-password-file",
 				"Password": EnvPrefix + "REDIS_PASSWORD", "DB": "--redis-db", "TLS": "--redis-tls",
 				"CACert": "--redis-cacert", "Cert": "--redis-cert", "Key": "--redis-key", "KeyPrefix": "--redis-key-prefix",
+				"InsecurePlaintextAuth": "--redis-insecure-plaintext-auth", "Namespace": "--pod-namespace",
 				"AssumeNoEviction": "--redis-assume-noeviction",
 			},
 		},

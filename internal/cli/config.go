@@ -6,13 +6,17 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 
 	"github.com/leader-elector/leader-elector/pkg/apphealth"
@@ -43,6 +47,7 @@ type config struct {
 	LogFormat         string
 	LogLevel          slog.Level
 	HistoryFile       string
+	LegacyKeyLayout   bool
 	StatusFile        string
 	API               apiFlags          // control listener and HTTP limits (httpflags.go)
 	Health            apphealth.Options // off while Health.URL is empty
@@ -53,10 +58,11 @@ type config struct {
 
 	Etcd  etcd.Options
 	Redis redislock.Options
+	Lease leaseFlags
 	Kube  kube.Options
 
 	// kubeREST is the loaded Kubernetes client configuration; nil while
-	// Kubernetes publishing is off.
+	// Kubernetes publishing is off and the backend is not kubernetes.
 	kubeREST *rest.Config
 }
 
@@ -81,6 +87,7 @@ func newFlagSet(cfg *config, logLevel *string) *pflag.FlagSet {
 	fs.StringVar(&cfg.LogFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&cfg.HistoryFile, "history-file", "", "append every status change to this file as JSON lines stamped with CLOCK_MONOTONIC (audits, safety checks)")
+	fs.BoolVar(&cfg.LegacyKeyLayout, "legacy-key-layout", false, "etcd and redis: keep the unscoped key layout of v0.1 (<prefix><election>), shared by every namespace; for upgrading (see the README)")
 	fs.StringVar(&cfg.StatusFile, "status-file", "", "keep the /status JSON in this file, replaced atomically (write and rename) on every change")
 	addHealthFlags(fs, &cfg.Health)
 	if cfg.Exec != nil {
@@ -136,6 +143,7 @@ func parseConfigInto(cfg *config, args []string, getenv envFunc) (*config, error
 		cfg.Kube.PodNamespace = cfg.ElectionNamespace
 	}
 	cfg.Kube.FromEnvironment(getenv, os.ReadFile)
+	cfg.scopeElection()
 	cfg.Incarnation.complete(getenv)
 	if cfg.ID == "" {
 		cfg.ID = cfg.Kube.PodName
@@ -188,8 +196,20 @@ func (c *config) validate() error {
 		return fmt.Errorf("--log-format %q: want json or text", c.LogFormat)
 	}
 	if c.HTTP != "" {
-		if _, _, err := net.SplitHostPort(c.HTTP); err != nil {
-			return fmt.Errorf("--http %q: want host:port or :port", c.HTTP)
+		if err := checkListenAddr(c.HTTP); err != nil {
+			return fmt.Errorf("--http %q: %v", c.HTTP, err)
+		}
+	}
+	if c.ElectionNamespace != "" {
+		if errs := validation.IsDNS1123Label(c.ElectionNamespace); len(errs) > 0 {
+			return fmt.Errorf("--election-namespace %q: %s", c.ElectionNamespace, strings.Join(errs, "; "))
+		}
+	}
+	for _, f := range []struct{ flag, path string }{
+		{"--history-file", c.HistoryFile}, {"--status-file", c.StatusFile}, {"--incarnation-file", c.Incarnation.File},
+	} {
+		if err := checkFilePath(f.path); err != nil {
+			return fmt.Errorf("%s %q: %v", f.flag, f.path, err)
 		}
 	}
 	if err := c.API.validate(); err != nil {
@@ -223,6 +243,61 @@ func (c *config) validate() error {
 	return nil
 }
 
+// defaultNamespace scopes elections whose namespace is unknown, as
+// Kubernetes places objects without one.
+const defaultNamespace = "default"
+
+// scopeElection scopes the key-value backends' elections by the pod's
+// namespace (--pod-namespace, --election-namespace or POD_NAMESPACE), so
+// that one election name in two namespaces is two elections, unless
+// --legacy-key-layout keeps the unscoped layout.
+func (c *config) scopeElection() {
+	if c.LegacyKeyLayout {
+		return
+	}
+	ns := c.Kube.PodNamespace
+	if ns == "" {
+		ns = defaultNamespace
+	}
+	c.Etcd.Namespace = ns
+	c.Redis.Namespace = ns
+}
+
+// checkFilePath checks, without creating anything, that a file the sidecar
+// will create or append to can be: its directory exists and the path is
+// not a directory. Empty means off.
+func checkFilePath(path string) error {
+	if path == "" {
+		return nil
+	}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return errors.New("is a directory")
+	}
+	if fi, err := os.Stat(filepath.Dir(path)); err != nil || !fi.IsDir() {
+		return fmt.Errorf("the directory %s does not exist", filepath.Dir(path))
+	}
+	return nil
+}
+
+// checkListenAddr checks an address to listen on without binding it or
+// resolving a name: host:port or :port, the host empty, an IP literal or
+// localhost, the port 0 (any free port) to 65535.
+func checkListenAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want host:port or :port")
+	}
+	if host != "" && host != "localhost" {
+		if _, err := netip.ParseAddr(host); err != nil {
+			return errors.New("the host must be empty, an IP address or localhost")
+		}
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || (p == 0 && port != "0") {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	return nil
+}
+
 // params is what the backend is told about this candidate.
 func (c *config) params() election.Params {
 	return election.Params{Election: c.Election, Identity: c.ID, TTL: c.TTL}
@@ -242,12 +317,18 @@ func sortedKeys(m map[string]backendSpec) []string {
 // applyEnv sets every flag not given on the command line from its
 // environment variable, if set.
 func applyEnv(fs *pflag.FlagSet, getenv envFunc) error {
+	return applyEnvPrefix(fs, getenv, EnvPrefix)
+}
+
+// applyEnvPrefix sets every flag not given from prefix + its name in upper
+// case with '-' as '_'.
+func applyEnvPrefix(fs *pflag.FlagSet, getenv envFunc, prefix string) error {
 	var err error
 	fs.VisitAll(func(f *pflag.Flag) {
 		if err != nil || f.Changed {
 			return
 		}
-		name := EnvPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		name := prefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		v := getenv(name)
 		if v == "" {
 			return

@@ -65,6 +65,9 @@ func (a *apiFlags) validate() error {
 		if err != nil {
 			return fmt.Errorf("--control-addr %q: want host:port", a.ControlAddr)
 		}
+		if err := checkListenAddr(a.ControlAddr); err != nil {
+			return fmt.Errorf("--control-addr %q: %v", a.ControlAddr, err)
+		}
 		if ip, err := netip.ParseAddr(host); err != nil || !ip.Unmap().IsLoopback() {
 			return fmt.Errorf("--control-addr %q: the host must be a loopback IP such as 127.0.0.1 (the control listener must not be reachable from the pod network)", a.ControlAddr)
 		}

@@ -1,16 +1,19 @@
 package cli
 
 import (
+	"path/filepath"
 	"testing"
 )
 
 func TestPodUIDComesFromTheDownwardAPI(t *testing.T) {
-	base := []string{"--election=e", "--etcd-endpoints=127.0.0.1:2379", "--id=a", "--incarnation-file=/run/le/incarnation"}
+	// The file's directory must exist (checked at start).
+	file := filepath.Join(t.TempDir(), "incarnation")
+	base := []string{"--election=e", "--etcd-endpoints=127.0.0.1:2379", "--id=a", "--incarnation-file=" + file}
 	cfg, err := parseConfig(base, env(map[string]string{"POD_UID": "uid-env"}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Incarnation.PodUID != "uid-env" || cfg.Incarnation.File != "/run/le/incarnation" {
+	if cfg.Incarnation.PodUID != "uid-env" || cfg.Incarnation.File != file {
 		t.Errorf("incarnation flags %+v, want the file and POD_UID", cfg.Incarnation)
 	}
 	cfg, err = parseConfig(append(base, "--pod-uid=uid-flag"), env(map[string]string{"POD_UID": "uid-env"}))

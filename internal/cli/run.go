@@ -210,8 +210,12 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, outs *outputs, stdo
 		}
 	})
 
-	log.Info("starting", "election", cfg.Election, "identity", cfg.ID, "backend", backend.Name(),
-		"ttl", cfg.TTL, "http", cfg.HTTP, "version", version())
+	attrs := []any{"election", cfg.Election, "identity", cfg.ID, "backend", backend.Name(),
+		"ttl", cfg.TTL, "http", cfg.HTTP, "version", version()}
+	if spec := backendRegistry()[cfg.Backend]; spec.keys != nil {
+		attrs = append(attrs, "keys", spec.keys(cfg))
+	}
+	log.Info("starting", attrs...)
 	if inc != nil {
 		inc.reclaim(ctx, backend)
 	}

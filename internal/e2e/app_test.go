@@ -497,7 +497,8 @@ func TestExecExitsWithTheCommandsCodeAndHandsOver(t *testing.T) {
 	b.WaitStatus("b follows", generous, func(s sidecartest.Status) bool { return s.Name == "a" })
 	// b's own key is in the queue behind a's, so a's resignation is a
 	// handover to b (not an election b joins afterwards).
-	waitQueue(t, cluster.ClientURLs(), "/leader-elector/e2e/", 2)
+	// Outside a pod the election is scoped by the namespace "default".
+	waitQueue(t, cluster.ClientURLs(), "/leader-elector/default:e2e/", 2)
 	st, err := a.Status(t.Context())
 	if err != nil {
 		t.Fatal(err)

@@ -56,6 +56,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/*
+Whether the sidecar talks to the Kubernetes API, and so mounts a token:
+to publish on its pod (kube.enabled) or to hold the Lease (backend
+kubernetes). Empty when not.
+*/}}
+{{- define "leader-elector.usesAPI" -}}
+{{- if or .Values.kube.enabled (eq .Values.backend "kubernetes") }}true{{ end }}
+{{- end }}
+
 {{/* Election name: election.name, else the full name. */}}
 {{- define "leader-elector.electionName" -}}
 {{- default (include "leader-elector.fullname" .) .Values.election.name }}
@@ -123,6 +132,9 @@ that includes the container gets the same checks.
 {{- if and (eq $v.backend "redis") (empty $v.redis.addrs) }}
 {{- fail "backend redis needs redis.addrs (for example --set redis.addrs={redis:6379})" }}
 {{- end }}
+{{- if and (eq $v.backend "kubernetes") (not (regexMatch "^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$" (include "leader-elector.electionName" .))) }}
+{{- fail "backend kubernetes names the Lease after the election: election.name must be lower-case letters, digits, '-' and '.'" }}
+{{- end }}
 {{- if and $v.etcd.tls.enabled (not $v.etcd.tls.secretName) }}
 {{- fail "etcd.tls.enabled needs etcd.tls.secretName: the Secret holding the CA bundle (and client certificate)" }}
 {{- end }}
@@ -137,6 +149,33 @@ that includes the container gets the same checks.
 {{- end }}
 {{- if and $v.redis.auth.username (not $v.redis.auth.existingSecret) }}
 {{- fail "redis.auth.username needs redis.auth.existingSecret: the Secret holding the ACL user's password" }}
+{{- end }}
+{{- /* Credentials never in plaintext (README "TLS and credentials"); the
+  sidecar refuses the same combinations at start. Messages never print an
+  endpoint that may hold a password. */}}
+{{- if eq $v.backend "etcd" }}
+{{- range $v.etcd.endpoints }}
+{{- if contains "@" (toString .) }}
+{{- fail "etcd.endpoints: an endpoint holds a user or password before '@'; use etcd.auth (the sidecar refuses it and never prints it)" }}
+{{- end }}
+{{- $plain := or (hasPrefix "http://" (toString .)) (and (not (contains "://" (toString .))) (not $v.etcd.tls.enabled)) }}
+{{- if and $v.etcd.tls.enabled (hasPrefix "http://" (toString .)) }}
+{{- fail (printf "etcd.tls.enabled with the plaintext endpoint %s: the TLS files would be ignored; use https:// (or host:port)" .) }}
+{{- end }}
+{{- if and $plain $v.etcd.auth.username (not $v.etcd.auth.insecurePlaintext) }}
+{{- fail (printf "etcd.auth.username would send the password in plaintext to %s: set etcd.tls.enabled (with https:// or host:port endpoints), or etcd.auth.insecurePlaintext only where the network encrypts (a service mesh)" .) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if eq $v.backend "redis" }}
+{{- range $v.redis.addrs }}
+{{- if contains "@" (toString .) }}
+{{- fail "redis.addrs: an address holds a user or password before '@'; use redis.auth (the sidecar refuses it and never prints it)" }}
+{{- end }}
+{{- end }}
+{{- if and $v.redis.auth.existingSecret (not $v.redis.tls.enabled) (not $v.redis.auth.insecurePlaintext) }}
+{{- fail "redis.auth.existingSecret without redis.tls.enabled would send the password in plaintext: set redis.tls.enabled, or redis.auth.insecurePlaintext only where the network encrypts (a service mesh)" }}
+{{- end }}
 {{- end }}
 {{- if and (has $v.readiness.mode (list "label" "gate")) (not $v.kube.enabled) }}
 {{- fail (printf "readiness.mode %s needs kube.enabled: the sidecar publishes leadership on its pod" $v.readiness.mode) }}

@@ -1,7 +1,7 @@
 // Package etcd implements election.Backend on etcd, with the key layout of
-// etcd's concurrency.Election: one key per candidate under <prefix><election>/,
-// named by its lease ID in hex, created by a txn on create_revision == 0 with
-// the candidate's identity as value. The key with the lowest create revision
+// etcd's concurrency.Election: one key per candidate under the election's
+// prefix (Options.ElectionPrefix), named by its lease ID in hex, created by
+// a txn on create_revision == 0 with the candidate's identity as value. The key with the lowest create revision
 // leads, and that revision is the fencing token. `etcdctl elect --listen` and
 // concurrency.Election.Leader see the same leader.
 //
@@ -83,7 +83,7 @@ func New(opts Options, p election.Params, log *slog.Logger) (*Backend, error) {
 	}
 	return &Backend{
 		opts:     opts,
-		prefix:   opts.Prefix + p.Election + "/",
+		prefix:   opts.ElectionPrefix(p.Election),
 		identity: p.Identity,
 		ttl:      int64(p.TTL / time.Second),
 		log:      log,

@@ -14,7 +14,7 @@ import (
 )
 
 // Generations on etcd: each candidate puts its generation under
-// <prefix><election>#generation/<lease in hex>, attached to its lease (so it
+// <election prefix>#generation/<lease in hex>, attached to its lease (so it
 // goes with the candidacy). '#' cannot appear in an election name, so no
 // election's keys live there, and tools that read the election's prefix
 // (etcdctl elect, concurrency.Election) never see these keys.

@@ -137,7 +137,7 @@ func New(opts Options, p election.Params, logger *slog.Logger) (*Backend, error)
 	for i, o := range copts {
 		clients[i] = redis.NewClient(o)
 	}
-	b, err := NewWithClients(clients, Config{Params: p, KeyPrefix: opts.KeyPrefix, Logger: logger,
+	b, err := NewWithClients(clients, Config{Params: p, KeyPrefix: opts.keyPrefix(), Logger: logger,
 		AssumeNoEviction: opts.AssumeNoEviction})
 	if err != nil {
 		for _, c := range clients {

@@ -9,7 +9,9 @@
 // TTL plus 2ms is deducted from every validity). Prefer etcd where you can;
 // consumers that must reject a stale leader compare the fencing token.
 //
-// Keys, under a prefix (default "leader-elector:"): <prefix><election> holds
+// Keys, under a prefix (default "leader-elector:") and scoped by namespace
+// (Options.ElectionKey: <prefix><namespace>/<election>, written <election>
+// below): <prefix><election> holds
 // the leader's identity and a per-acquisition random nonce, so only the holder
 // can renew or release it; <prefix><election>:token is the fencing counter;
 // <prefix><election>:events is the pub/sub channel on which acquisitions and

@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/leader-elector/leader-elector/pkg/election"
 )
@@ -30,10 +32,17 @@ type Options struct {
 	// Username is the ACL user; empty means the default user.
 	Username string
 	// Password is not a flag: the caller fills it from the environment.
-	// Mutually exclusive with PasswordFile.
+	// Mutually exclusive with PasswordFile. A password (either way) is
+	// refused without TLS unless every address is a loopback IP or
+	// InsecurePlaintextAuth is set.
 	Password string
-	// PasswordFile is read by New; surrounding whitespace is trimmed.
+	// PasswordFile is read by Validate and New; surrounding whitespace is
+	// trimmed; an empty file is an error.
 	PasswordFile string
+	// InsecurePlaintextAuth allows a password without TLS to non-loopback
+	// addresses: for a network whose own layer encrypts (a service mesh's
+	// mutual TLS). Default false.
+	InsecurePlaintextAuth bool
 	// DB is the logical database number. Default 0.
 	DB int
 	// TLS enables TLS to every address.
@@ -42,6 +51,8 @@ type Options struct {
 	// servers (default: the system pool) and an optional client certificate.
 	CACert, Cert, Key string
 	// KeyPrefix is prepended to every key and channel. Default DefaultKeyPrefix.
+	// With a Namespace it must end with ':' and contain no '/', so that no
+	// two elections share a key (see ElectionKey).
 	KeyPrefix string
 	// AssumeNoEviction is the operator's word that every master runs
 	// maxmemory-policy noeviction, for servers where the user may read
@@ -50,6 +61,11 @@ type Options struct {
 	// the lock is refused whatever this says. Default false: such a master
 	// is refused.
 	AssumeNoEviction bool
+	// Namespace scopes the election: the same election name in two
+	// namespaces is two elections. It must be a Kubernetes namespace name
+	// (a DNS-1123 label). Empty keeps the unscoped layout of earlier
+	// versions, which accepts any KeyPrefix.
+	Namespace string
 }
 
 // DefaultOptions returns Options with every default filled in.
@@ -63,15 +79,25 @@ func (o Options) Validate() error {
 	if len(o.Addrs) == 0 {
 		return election.Invalid("Addrs", ": at least one address is required")
 	}
-	seen := make(map[string]bool, len(o.Addrs))
+	seen := make(map[string]string, len(o.Addrs))
 	for _, a := range o.Addrs {
+		// Checked first: the other messages quote the address.
+		if at := strings.LastIndex(a, "@"); at >= 0 {
+			return election.Invalid("Addrs", "%q: a user or password in an address is refused (it would be logged); use {Username} and a password file or the environment", "REDACTED@"+a[at+1:])
+		}
 		if err := validateAddr(a); err != nil {
 			return election.Invalid("Addrs", "%q: %v", a, err)
 		}
-		if seen[a] {
-			return election.Invalid("Addrs", "%q is given twice", a)
+		// One server listed under two spellings would count twice toward
+		// a Redlock majority.
+		key := addrKey(a)
+		if first, ok := seen[key]; ok {
+			if first == a {
+				return election.Invalid("Addrs", "%q is given twice", a)
+			}
+			return election.Invalid("Addrs", "%q and %q are the same server", first, a)
 		}
-		seen[a] = true
+		seen[key] = a
 	}
 	if n := len(o.Addrs); n > 1 && (n%2 == 0 || n < 3) {
 		return election.Invalid("Addrs", ": Redlock needs an odd number (3 or more) of independent masters, got %d", n)
@@ -97,10 +123,109 @@ func (o Options) Validate() error {
 	if o.Key != "" && o.Cert == "" {
 		return election.Invalid("Key", "needs {Cert}")
 	}
+	if o.TLS {
+		// Read now, so a missing or bad file is a start-up error.
+		if _, err := o.tlsConfig(); err != nil {
+			return err
+		}
+	}
 	if strings.ContainsAny(o.KeyPrefix, " \t\r\n") {
 		return election.Invalid("KeyPrefix", "%q must not contain whitespace", o.KeyPrefix)
 	}
+	if o.Namespace != "" {
+		if errs := validation.IsDNS1123Label(o.Namespace); len(errs) > 0 {
+			return election.Invalid("Namespace", "%q: %s", o.Namespace, strings.Join(errs, "; "))
+		}
+		switch {
+		case !strings.HasSuffix(o.KeyPrefix, ":"):
+			return election.Invalid("KeyPrefix", "%q must end with ':' (it is followed by <namespace>/<election>)", o.KeyPrefix)
+		case strings.Contains(o.KeyPrefix, "/"):
+			return election.Invalid("KeyPrefix", "%q must not contain '/' (it separates namespace and election; one in the prefix could make two elections share a key)", o.KeyPrefix)
+		}
+	}
+	if o.PasswordFile != "" {
+		if _, err := readPassword(o.PasswordFile); err != nil {
+			return err
+		}
+	}
+	if !o.TLS && (o.Password != "" || o.PasswordFile != "") && !o.InsecurePlaintextAuth {
+		for _, a := range o.Addrs {
+			if !loopbackAddr(a) {
+				return election.Invalid("TLS", "is off: the password would cross the network in plaintext to %q; turn {TLS} on, or set {InsecurePlaintextAuth} if the network encrypts (a service mesh)", a)
+			}
+		}
+	}
 	return nil
+}
+
+// ElectionKey is the key of election's lock under o's layout (its fencing
+// counter, channel and first-seen time add ":token", ":events" and
+// ":since"): <KeyPrefix><Namespace>/<election>, or <KeyPrefix><election>
+// without a Namespace. A namespace has neither ':' nor '/', an election
+// name neither, and with a Namespace the prefix ends with ':' and has no
+// '/', so a key names one (prefix, namespace, election) only; unscoped
+// keys have no '/' after the prefix, so they never equal scoped ones.
+func (o Options) ElectionKey(election string) string {
+	return o.keyPrefix() + election
+}
+
+// keyPrefix is what precedes the election name in every key.
+func (o Options) keyPrefix() string {
+	p := o.KeyPrefix
+	if p == "" {
+		p = DefaultKeyPrefix
+	}
+	if o.Namespace == "" {
+		return p
+	}
+	return p + o.Namespace + "/"
+}
+
+// readPassword reads a password file; an empty one is an error, not "no
+// password" (an empty Secret key must not turn authentication off).
+func readPassword(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", election.Invalid("PasswordFile", ": %v", err)
+	}
+	pw := strings.TrimSpace(string(b))
+	if pw == "" {
+		return "", election.Invalid("PasswordFile", "file %s is empty", path)
+	}
+	return pw, nil
+}
+
+// addrKey identifies a server without a DNS lookup: the host in lower case
+// without a trailing dot, an IP literal in canonical form, and localhost or
+// any loopback IP as one loopback host. Two DNS names of one server are not
+// detected here.
+func addrKey(a string) string {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return a
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if ip.Unmap().IsLoopback() {
+			return "loopback:" + port
+		}
+		return net.JoinHostPort(ip.Unmap().String(), port)
+	}
+	if host == "localhost" {
+		return "loopback:" + port
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// loopbackAddr reports whether a is a loopback IP literal (a name could
+// resolve elsewhere), whose traffic stays on this host.
+func loopbackAddr(a string) bool {
+	host, _, err := net.SplitHostPort(a)
+	if err != nil {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 func validateAddr(a string) error {
@@ -122,11 +247,10 @@ func validateAddr(a string) error {
 func (o Options) clientOptions(opTimeout time.Duration) ([]*redis.Options, error) {
 	password := o.Password
 	if o.PasswordFile != "" {
-		b, err := os.ReadFile(o.PasswordFile)
-		if err != nil {
-			return nil, election.Invalid("PasswordFile", ": %v", err)
+		var err error
+		if password, err = readPassword(o.PasswordFile); err != nil {
+			return nil, err
 		}
-		password = strings.TrimSpace(string(b))
 	}
 	var tlsConfig *tls.Config
 	if o.TLS {
@@ -176,7 +300,7 @@ func (o Options) tlsConfig() (*tls.Config, error) {
 		}
 		c.RootCAs = x509.NewCertPool()
 		if !c.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, election.Invalid("CACert", "%s: no PEM certificates found", o.CACert)
+			return nil, election.Invalid("CACert", "file %s has no PEM certificates", o.CACert)
 		}
 	}
 	if o.Cert != "" {

@@ -26,8 +26,23 @@ func TestValidate(t *testing.T) {
 		{"redlock 3", valid(func(o *Options) { o.Addrs = []string{"a:1", "b:1", "c:1"} }), ""},
 		{"redlock 5 with TLS", valid(func(o *Options) {
 			o.Addrs = []string{"a:1", "b:1", "c:1", "d:1", "e:1"}
-			o.TLS, o.CACert, o.Cert, o.Key = true, "ca.pem", "c.pem", "k.pem"
+			// Validate reads TLS files (a bad one is a start-up error, see
+			// TestNewReadsFiles), so this case uses the system roots.
+			o.TLS = true
 		}), ""},
+		{"password over TLS", valid(func(o *Options) { o.Addrs, o.TLS, o.Password = []string{"redis:6379"}, true, "pw" }), ""},
+		{"password to loopback", valid(func(o *Options) { o.Addrs, o.Password = []string{"127.0.0.1:6379"}, "pw" }), ""},
+		{"password in a mesh", valid(func(o *Options) {
+			o.Addrs, o.Password, o.InsecurePlaintextAuth = []string{"redis:6379"}, "pw", true
+		}), ""},
+		{"password in plaintext", valid(func(o *Options) { o.Addrs, o.Password = []string{"127.0.0.1:6379", "redis:6379", "[::1]:6380"}, "pw" }), `TLS is off: the password would cross the network in plaintext to "redis:6379"`},
+		{"password in the address", valid(func(o *Options) { o.Addrs = []string{"u:pw@redis:6379"} }), `"REDACTED@redis:6379"`},
+		{"one server, two spellings", valid(func(o *Options) { o.Addrs = []string{"a:1", "A.:1", "c:1"} }), `"a:1" and "A.:1" are the same server`},
+		{"namespace", valid(func(o *Options) { o.Namespace = "prod" }), ""},
+		{"bad namespace", valid(func(o *Options) { o.Namespace = "prod/x" }), `Namespace "prod/x"`},
+		{"scoped prefix without colon", valid(func(o *Options) { o.Namespace, o.KeyPrefix = "prod", "app" }), "must end with ':'"},
+		{"scoped prefix with slash", valid(func(o *Options) { o.Namespace, o.KeyPrefix = "prod", "a/b:" }), "must not contain '/'"},
+		{"legacy prefix is free", valid(func(o *Options) { o.KeyPrefix = "a/b" }), ""},
 		{"no address", valid(func(o *Options) { o.Addrs = nil }), "Addrs: at least one"},
 		{"two addresses", valid(func(o *Options) { o.Addrs = []string{"a:1", "b:1"} }), "Addrs: Redlock needs an odd number"},
 		{"four addresses", valid(func(o *Options) { o.Addrs = []string{"a:1", "b:1", "c:1", "d:1"} }), "got 4"},
@@ -61,6 +76,10 @@ func TestNewReadsFiles(t *testing.T) {
 	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte(" \n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	o := Options{Addrs: []string{"127.0.0.1:1"}, PasswordFile: pw}
 	copts, err := o.clientOptions(opTimeout(0))
 	if err != nil {
@@ -76,6 +95,7 @@ func TestNewReadsFiles(t *testing.T) {
 		wantErr string
 	}{
 		{"missing password file", Options{Addrs: []string{"h:1"}, PasswordFile: filepath.Join(dir, "nope")}, "PasswordFile"},
+		{"empty password file", Options{Addrs: []string{"127.0.0.1:1"}, PasswordFile: empty}, "PasswordFile file " + empty + " is empty"},
 		{"missing CA", Options{Addrs: []string{"h:1"}, TLS: true, CACert: filepath.Join(dir, "nope")}, "CACert"},
 		{"CA without PEM", Options{Addrs: []string{"h:1"}, TLS: true, CACert: pw}, "no PEM certificates"},
 		{"bad key pair", Options{Addrs: []string{"h:1"}, TLS: true, Cert: pw, Key: pw}, "Cert/Key"},
