@@ -133,6 +133,7 @@ func TestEveryFlagOutOfRange(t *testing.T) {
 		{"redis key without cert", with(redis, "--redis-tls", "--redis-key", "k.pem"), nil, "--redis-key needs --redis-cert"},
 		{"redis missing cert files", with(redis, "--redis-tls", "--redis-cert", "/nonexistent/c", "--redis-key", "/nonexistent/k"), nil, "--redis-cert/--redis-key"},
 		{"redis tls", with(redis, "--redis-tls=yes"), nil, "--redis-tls"},
+		{"redis assume noeviction", with(redis, "--redis-assume-noeviction=maybe"), nil, "--redis-assume-noeviction"},
 		{"redis key prefix with whitespace", with(redis, "--redis-key-prefix", "a b:"), nil, "--redis-key-prefix"},
 		{"redis key prefix unterminated", with(redis, "--redis-key-prefix", "app"), nil, `--redis-key-prefix "app" must end with ':'`},
 		{"redis key prefix with a slash", with(redis, "--redis-key-prefix", "a/b:"), nil, `--redis-key-prefix "a/b:" must not contain '/'`},

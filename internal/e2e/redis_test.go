@@ -180,9 +180,7 @@ func TestRedisMissingPermissionNotReady(t *testing.T) {
 	if st.Ready || st.IsLeader || st.Problem != "permission denied" {
 		t.Errorf("status %+v, want not ready, not leader, problem \"permission denied\"", st)
 	}
-	if !strings.Contains(p.Log(), "may not run publish") {
-		t.Errorf("the log does not name the missing command:\n%s", p.Log())
-	}
+	waitLogged(t, p, "may not run publish")
 }
 
 // A master whose maxmemory-policy can evict the lock is refused: not
@@ -196,7 +194,23 @@ func TestRedisEvictingMasterNotReady(t *testing.T) {
 	if st.Ready || st.IsLeader || st.Problem != "backend misconfigured" {
 		t.Errorf("status %+v, want not ready, not leader, problem \"backend misconfigured\"", st)
 	}
-	if log := p.Log(); !strings.Contains(log, "volatile-ttl") || !strings.Contains(log, srv.Addr()) {
-		t.Errorf("the log does not name the master and its policy:\n%s", log)
+	waitLogged(t, p, `maxmemory-policy is \"volatile-ttl\"`)
+	waitLogged(t, p, srv.Addr())
+}
+
+// waitLogged waits until p's log contains text (the log is written off the
+// election's path, so it may trail the status).
+func waitLogged(t *testing.T, p *sidecartest.Process, text string) {
+	t.Helper()
+	deadline := time.Now().Add(generous)
+	for !strings.Contains(p.Log(), text) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the log does not contain %q:\n%s", text, p.Log())
+		}
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-t.Context().Done():
+			t.Fatal("test ended")
+		}
 	}
 }
