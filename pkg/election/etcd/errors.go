@@ -10,7 +10,6 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/leader-elector/leader-elector/pkg/election"
 )
@@ -25,12 +24,12 @@ func (b *Backend) failed(ctx context.Context, what string, err error) error {
 		return fmt.Errorf("%s: %w: %w", what, election.ErrLost, err)
 	case errors.Is(err, rpctypes.ErrPermissionDenied), errors.Is(err, rpctypes.ErrAuthFailed),
 		errors.Is(err, rpctypes.ErrInvalidAuthToken), errors.Is(err, rpctypes.ErrUserEmpty),
-		status.Code(err) == codes.PermissionDenied, status.Code(err) == codes.Unauthenticated:
+		code(err) == codes.PermissionDenied, code(err) == codes.Unauthenticated:
 		return fmt.Errorf("%s: %w: %w", what, election.ErrDenied, err)
 	case ctx.Err() != nil:
 		return fmt.Errorf("%s: %w", what, err)
-	case errors.Is(err, context.DeadlineExceeded), status.Code(err) == codes.Unavailable,
-		status.Code(err) == codes.DeadlineExceeded:
+	case errors.Is(err, context.DeadlineExceeded), code(err) == codes.Unavailable,
+		code(err) == codes.DeadlineExceeded:
 		if cause := b.probe(ctx); cause != nil {
 			return fmt.Errorf("%s: etcd at %s is unreachable: %w (%w)", what, strings.Join(b.opts.Endpoints, ","), cause, err)
 		}

@@ -1,8 +1,10 @@
 package etcd_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"strconv"
@@ -135,13 +137,48 @@ func memberFaultTrial(t *testing.T, cluster *etcdproc.Cluster, cands []*recorder
 	if a, b, ok := overlap(cands, start, end); ok {
 		t.Errorf("%s trial %d: %s and %s claimed leadership at once", f.name, trial, a, b)
 	}
-	return longestGap(cands, start, end)
+	gap := longestGap(cands, start, end)
+	if gap > 2*ttl+time.Second || t.Failed() {
+		t.Logf("%s trial %d began %s; candidates' logs:", f.name, trial, start.Format(time.RFC3339Nano))
+		for _, c := range cands {
+			t.Logf("%s:\n%s", c.id, c.log.String())
+		}
+	}
+	for _, c := range cands {
+		c.log.Reset()
+	}
+	return gap
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (s *syncBuffer) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.Reset()
 }
 
 // recorder is a candidate whose leadership intervals are recorded.
 type recorder struct {
 	id     string
 	engine *election.Engine
+	log    *syncBuffer // the engine's and backend's logs
 
 	mu sync.Mutex
 	// intervals of leadership; the last one's end is zero while it lasts.
@@ -150,13 +187,14 @@ type recorder struct {
 
 func startRecorder(t *testing.T, endpoints []string, id string, ttl time.Duration) *recorder {
 	t.Helper()
-	r := &recorder{id: id}
+	r := &recorder{id: id, log: &syncBuffer{}}
+	log := slog.New(slog.NewTextHandler(r.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	b, err := etcd.New(etcd.Options{Endpoints: endpoints, Prefix: etcd.DefaultPrefix, DialTimeout: etcd.DefaultDialTimeout},
-		election.Params{Election: "members", Identity: id, TTL: ttl}, nil)
+		election.Params{Election: "members", Identity: id, TTL: ttl}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := election.New(election.Config{Election: "members", Identity: id, Backend: b, TTL: ttl, OnStatus: r.onStatus})
+	e, err := election.New(election.Config{Election: "members", Identity: id, Backend: b, TTL: ttl, OnStatus: r.onStatus, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -202,10 +202,15 @@ func (b *Backend) call(ctx context.Context, what string, requireLeader bool,
 		if err == nil {
 			return nil
 		}
-		if ctx.Err() != nil || !memberFault(err) {
+		if !memberFault(err) {
 			return b.failed(ctx, what, err)
 		}
+		// Also when the caller's deadline cut the attempt short: the
+		// member did not answer in the time there was.
 		b.pool.faulted(i, err)
+		if ctx.Err() != nil {
+			return b.failed(ctx, what, err)
+		}
 		errs = append(errs, fmt.Errorf("%s: %w", b.pool.members[i].endpoint, err))
 	}
 	return b.failed(ctx, what, fmt.Errorf("%w: %w", errEveryMember, errs))
@@ -246,9 +251,10 @@ func (b *Backend) request(ctx context.Context, requireLeader bool) (context.Cont
 var errWatchClosed = errors.New("watch closed")
 
 // memberFault reports whether err says the member could not serve the
-// request (it did not answer in time, has no Raft leader, cannot be
-// reached), so another member may: as opposed to an answer about the
-// request itself (lease not found, permission denied).
+// request (it did not answer in time, has no Raft leader, lost the
+// request in a leader change, cannot be reached), so another member may:
+// as opposed to an answer about the request itself (lease not found,
+// permission denied).
 func memberFault(err error) bool {
 	switch {
 	case errors.Is(err, rpctypes.ErrLeaseNotFound), errors.Is(err, rpctypes.ErrPermissionDenied),
@@ -256,21 +262,32 @@ func memberFault(err error) bool {
 		errors.Is(err, rpctypes.ErrUserEmpty), errors.Is(err, rpctypes.ErrCompacted):
 		return false
 	case errors.Is(err, errEveryMember), errors.Is(err, errWatchClosed), errors.Is(err, errNotConnected),
-		errors.Is(err, context.DeadlineExceeded), errors.Is(err, rpctypes.ErrNoLeader):
+		errors.Is(err, context.DeadlineExceeded):
 		return true
 	}
-	switch status.Code(err) {
+	switch code(err) {
 	case codes.Unavailable, codes.DeadlineExceeded, codes.Internal:
 		return true
 	}
-	// A watch reports the server's errors as plain errors.
-	return errors.Is(err, rpctypes.ErrGRPCNoLeader) || strings.Contains(err.Error(), rpctypes.ErrNoLeader.Error())
+	// A watch cancelled by the server carries its reason as text
+	// ("etcdserver: no leader") under another code.
+	return strings.Contains(err.Error(), rpctypes.ErrNoLeader.Error())
+}
+
+// code is the gRPC code of err, which clientv3 returns either as a gRPC
+// status or converted to an rpctypes.EtcdError.
+func code(err error) codes.Code {
+	var ee rpctypes.EtcdError
+	if errors.As(err, &ee) {
+		return ee.Code()
+	}
+	return status.Code(err)
 }
 
 // unanswered reports whether err means the member did not answer at all
 // (as opposed to answering that it cannot serve).
 func unanswered(err error) bool {
-	return errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded ||
+	return errors.Is(err, context.DeadlineExceeded) || code(err) == codes.DeadlineExceeded ||
 		errors.Is(err, errNotConnected) || errors.Is(err, errWatchClosed)
 }
 
