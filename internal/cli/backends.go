@@ -29,6 +29,10 @@ type backendSpec struct {
 	// flags names the flag (or variable) for each field a *election.ConfigError
 	// of the backend may name.
 	flags map[string]string
+	// needsKubeConfig makes parseConfig load the Kubernetes client
+	// configuration (config.kubeREST) for build, as Kubernetes publishing
+	// does: for a backend that stores its election in the API server.
+	needsKubeConfig bool
 }
 
 // backendRegistry maps --backend values to backends.

@@ -3,10 +3,12 @@ package cli
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -192,5 +194,80 @@ func TestHelpAndVersion(t *testing.T) {
 	out.Reset()
 	if code := Run(context.Background(), []string{"version"}, env(nil), &out, &out); code != exitOK || out.Len() == 0 {
 		t.Fatalf("version: exit %d, %q", code, out.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestUnreachableBackendIsLoggedOnceWithItsCause: with etcd unreachable the
+// first failure is logged at once (not after the dial timeout), naming the
+// endpoint and the cause; retries are not logged again at warning level;
+// durations read as durations.
+func TestUnreachableBackendIsLoggedOnceWithItsCause(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now: connections are refused
+	var stderr syncBuffer
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan int, 1)
+	go func() {
+		done <- Run(ctx, []string{"--election", "e", "--etcd-endpoints", addr, "--http", "", "--log-level", "debug",
+			"--etcd-dial-timeout", "10m", "--ttl", "2s"}, env(nil), io.Discard, &stderr)
+	}()
+	defer func() {
+		cancel()
+		if code := <-done; code != exitOK {
+			t.Errorf("exit code %d, want 0", code)
+		}
+	}()
+	lines := func(level string) []string {
+		var out []string
+		for _, l := range strings.Split(stderr.String(), "\n") {
+			if strings.Contains(l, `"level":"`+level+`"`) {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	deadline := time.Now().Add(30 * time.Second) // far below the 10 min dial timeout
+	for len(lines("DEBUG")) < 20 || !strings.Contains(stderr.String(), "backend call failed") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no repeated failures logged:\n%s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var warns []string
+	for _, l := range lines("WARN") {
+		if strings.Contains(l, "backend call failed") {
+			warns = append(warns, l)
+		}
+	}
+	if len(warns) != 1 {
+		t.Fatalf("%d warnings about the backend, want 1:\n%s", len(warns), strings.Join(warns, "\n"))
+	}
+	if !strings.Contains(warns[0], addr) || !strings.Contains(warns[0], "connection refused") {
+		t.Errorf("the warning does not name the endpoint %s and the cause: %s", addr, warns[0])
+	}
+	if !strings.Contains(stderr.String(), `"ttl":"2s"`) {
+		t.Errorf("the start-up log does not give the TTL as a duration:\n%s", stderr.String())
 	}
 }

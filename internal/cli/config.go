@@ -130,11 +130,15 @@ func parseConfig(args []string, getenv envFunc) (*config, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Kube.Enabled() {
+	if cfg.Kube.Enabled() || spec.needsKubeConfig {
 		// Reads the kubeconfig or the pod's service-account files; contacts nothing.
 		rc, err := cfg.Kube.RESTConfig()
 		if err != nil {
-			return nil, fmt.Errorf("%w (Kubernetes publishing is on because --pod-name or POD_NAME is set)", err)
+			why := "Kubernetes publishing is on because --pod-name or POD_NAME is set"
+			if spec.needsKubeConfig {
+				why = "--backend " + cfg.Backend + " needs the in-cluster configuration or --kubeconfig"
+			}
+			return nil, fmt.Errorf("%s (%s)", flagError(err, kubeFlags), why)
 		}
 		cfg.kubeREST = rc
 	}
@@ -161,7 +165,7 @@ func (c *config) validate() error {
 		}
 	}
 	if err := c.Kube.Validate(); err != nil {
-		return err
+		return flagError(err, kubeFlags)
 	}
 	spec, ok := backendRegistry()[c.Backend]
 	if !ok {

@@ -52,3 +52,10 @@ func addKubeFlags(fs *pflag.FlagSet, o *kube.Options) {
 	fs.BoolVar(&o.Events, "kube-events", o.Events, "record BecameLeader and SteppedDown events on the pod")
 	fs.DurationVar(&o.Resync, "kube-resync", o.Resync, "how often the pod's labels and condition are checked when nothing changed")
 }
+
+// kubeFlags names the flag of each field a kube.Options error may name.
+var kubeFlags = map[string]string{
+	"Kubeconfig": "--kubeconfig", "PodName": "--pod-name", "PodNamespace": "--pod-namespace",
+	"RoleLabel": "--role-label", "LeaderValue": "--leader-value", "FollowerValue": "--follower-value",
+	"ElectionLabel": "--election-label", "ReadinessGate": "--readiness-gate", "Resync": "--kube-resync",
+}

@@ -408,25 +408,24 @@ func (e *Engine) enter(s State, change func()) {
 		change()
 	}
 	e.mu.Unlock()
+	e.publish() // before any log write: a full stderr pipe must not delay a step-down
 	if !CanTransition(from, s) {
 		e.log.Error("illegal state transition; please report this bug", "from", from.String(), "to", s.String())
 	}
 	if from != s {
 		e.log.Debug("state", "from", from.String(), "to", s.String())
 	}
-	e.publish()
 }
 
 // publish rebuilds the status from the engine's fields.
 func (e *Engine) publish() {
-	st := e.status.update(func(s *Status) {
+	e.status.update(func(s *Status) {
 		e.mu.Lock()
 		defer e.mu.Unlock()
+		// Under the status lock, so the gauge follows the stream's order.
+		defer func() { e.cfg.Metrics.SetState(s.State) }()
 		s.State = e.state
-		s.Problem = e.callProblem
-		if s.Problem == "" {
-			s.Problem = e.obsProblem
-		}
+		s.Problem = e.problem()
 		s.DuplicateIdentity = e.twin
 		if e.state == StateLeading {
 			s.IsLeader, s.Leader, s.FencingToken, s.Since = true, e.cfg.Identity, e.token, e.since
@@ -450,7 +449,6 @@ func (e *Engine) publish() {
 			}
 		}
 	})
-	e.cfg.Metrics.SetState(st.State)
 }
 
 // newerTerm returns a channel that is ready when the observer has seen a
@@ -507,11 +505,12 @@ func (e *Engine) observedLeader(l Leader) {
 		e.checkTwin()
 	}
 	e.obsOK = true
-	recovered := e.obsProblem != ""
+	before := e.problem()
 	e.obsProblem = ""
+	recovered := before != "" && e.problem() == ""
 	e.mu.Unlock()
 	if recovered {
-		e.log.Info("the backend answers again", "op", "observe")
+		e.log.Info("the backend answers again")
 	}
 	e.publish()
 }
@@ -541,7 +540,7 @@ func (e *Engine) checkTwin() {
 		if dup && !e.twin {
 			e.twin = true
 			e.log.Warn("another instance runs with this identity: it holds a term this instance does not; "+
-				"give every instance its own --id (pod name)", "token", seen.Token, "for", e.cfg.DuplicateAfter.String())
+				"give every instance its own identity (the pod name)", "token", seen.Token, "for", e.cfg.DuplicateAfter.String())
 		}
 		e.mu.Unlock()
 		if dup {
@@ -568,25 +567,39 @@ func (e *Engine) callFailed(op string, err error) {
 // callAnswered records a successful grant, campaign or renew.
 func (e *Engine) callAnswered() {
 	e.mu.Lock()
-	recovered := e.callProblem != ""
+	had := e.callProblem != ""
+	before := e.problem()
 	e.callProblem = ""
+	recovered := before != "" && e.problem() == ""
 	e.mu.Unlock()
 	if recovered {
 		e.log.Info("the backend answers again")
+	}
+	if had {
 		e.publish()
 	}
 }
 
-// noteProblem sets *p from err and reports whether it changed. Called with
-// e.mu held.
+// noteProblem sets *p (callProblem or obsProblem) from err and reports
+// whether the backend's health as a whole changed, which is when a
+// failure is worth a warning. Called with e.mu held.
 func (e *Engine) noteProblem(p *string, err error) bool {
 	problem := ProblemUnreachable
 	if errors.Is(err, ErrDenied) {
 		problem = ProblemDenied
 	}
-	changed := *p != problem
+	before := e.problem()
 	*p = problem
-	return changed
+	return e.problem() != before
+}
+
+// problem is the backend's health as Status.Problem shows it. Called with
+// e.mu held.
+func (e *Engine) problem() string {
+	if e.callProblem != "" {
+		return e.callProblem
+	}
+	return e.obsProblem
 }
 
 // logFailure logs a backend failure at warning level when it changes the
@@ -594,11 +607,17 @@ func (e *Engine) noteProblem(p *string, err error) bool {
 // reported at once and then only when it changes.
 func (e *Engine) logFailure(op string, err error, changed bool) {
 	if changed {
-		e.log.Warn("backend call failed; retrying with backoff, further failures are logged at debug level",
-			"op", op, "err", err)
+		e.log.Warn("backend call failed; retrying with backoff, and logging again only when this changes",
+			"op", op, "problem", e.currentProblem(), "err", err)
 		return
 	}
 	e.log.Debug("backend call failed", "op", op, "err", err)
+}
+
+func (e *Engine) currentProblem() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.problem()
 }
 
 // between waits between candidacies for d or until ctx ends. Nothing is

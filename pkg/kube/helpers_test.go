@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/leader-elector/leader-elector/internal/testutil/kubetest"
@@ -196,4 +197,13 @@ func waitCondition(t *testing.T, client kubernetes.Interface, ns, pod, typ strin
 	kubetest.Eventually(t, 20*time.Second, pod+" condition "+typ+"="+string(want), func(ctx context.Context) bool {
 		return condition(ctx, client, ns, pod, typ) == want
 	})
+}
+
+// setCondition sets a pod's status condition as another pod's sidecar would.
+func setCondition(t *testing.T, client kubernetes.Interface, ns, pod, typ string, status corev1.ConditionStatus) {
+	t.Helper()
+	patch := []byte(`{"status":{"conditions":[{"type":"` + typ + `","status":"` + string(status) + `"}]}}`)
+	if _, err := client.CoreV1().Pods(ns).Patch(t.Context(), pod, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status"); err != nil {
+		t.Fatalf("setting condition on %s: %v", pod, err)
+	}
 }

@@ -10,6 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/leader-elector/leader-elector/pkg/election"
 )
 
 // Defaults, written once.
@@ -89,48 +91,48 @@ func (o *Options) FromEnvironment(getenv func(string) string, readFile func(stri
 // is set.
 func (o Options) Enabled() bool { return o.PodName != "" }
 
-// Validate returns one error naming the first bad flag. Options that are not
-// Enabled are always valid.
+// Validate returns one *election.ConfigError naming the first bad field.
+// Options that are not Enabled are always valid.
 func (o Options) Validate() error {
 	if !o.Enabled() {
 		return nil
 	}
 	if errs := validation.IsDNS1123Subdomain(o.PodName); len(errs) > 0 {
-		return flagError("pod-name", o.PodName, errs)
+		return invalid("PodName", o.PodName, errs)
 	}
 	if o.PodNamespace == "" {
-		return errors.New("kube: --pod-namespace is required when --pod-name is set (or set POD_NAMESPACE)")
+		return election.Invalid("PodNamespace", "is required when {PodName} is set (or set POD_NAMESPACE)")
 	}
 	if errs := validation.IsDNS1123Label(o.PodNamespace); len(errs) > 0 {
-		return flagError("pod-namespace", o.PodNamespace, errs)
+		return invalid("PodNamespace", o.PodNamespace, errs)
 	}
 	if errs := validation.IsQualifiedName(o.RoleLabel); len(errs) > 0 {
-		return flagError("role-label", o.RoleLabel, errs)
+		return invalid("RoleLabel", o.RoleLabel, errs)
 	}
-	if err := labelValue("leader-value", o.LeaderValue); err != nil {
+	if err := labelValue("LeaderValue", o.LeaderValue); err != nil {
 		return err
 	}
-	if err := labelValue("follower-value", o.FollowerValue); err != nil {
+	if err := labelValue("FollowerValue", o.FollowerValue); err != nil {
 		return err
 	}
 	if o.LeaderValue == o.FollowerValue {
-		return fmt.Errorf("kube: --leader-value and --follower-value must differ (both %q)", o.LeaderValue)
+		return election.Invalid("LeaderValue", "and {FollowerValue} must differ (both %q)", o.LeaderValue)
 	}
 	if errs := validation.IsQualifiedName(o.ElectionLabel); len(errs) > 0 {
-		return flagError("election-label", o.ElectionLabel, errs)
+		return invalid("ElectionLabel", o.ElectionLabel, errs)
 	}
 	if o.ElectionLabel == o.RoleLabel {
-		return fmt.Errorf("kube: --election-label and --role-label must differ (both %q)", o.RoleLabel)
+		return election.Invalid("ElectionLabel", "and {RoleLabel} must differ (both %q)", o.RoleLabel)
 	}
 	if o.ReadinessGate != "" {
 		// The API server validates readiness-gate condition types as
 		// qualified names.
 		if errs := validation.IsQualifiedName(o.ReadinessGate); len(errs) > 0 {
-			return flagError("readiness-gate", o.ReadinessGate, errs)
+			return invalid("ReadinessGate", o.ReadinessGate, errs)
 		}
 	}
 	if o.Resync < time.Second {
-		return fmt.Errorf("kube: --kube-resync must be at least 1s, got %s", o.Resync)
+		return election.Invalid("Resync", "must be at least 1s, got %s", o.Resync)
 	}
 	return nil
 }
@@ -158,7 +160,7 @@ func (o Options) RESTConfig() (*rest.Config, error) {
 		cfg, err = rest.InClusterConfig()
 	} else {
 		if _, statErr := os.Stat(o.Kubeconfig); statErr != nil {
-			return nil, fmt.Errorf("kube: --kubeconfig: %w", statErr)
+			return nil, election.Invalid("Kubeconfig", ": %v", statErr)
 		}
 		cfg, err = clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
 	}
@@ -168,16 +170,16 @@ func (o Options) RESTConfig() (*rest.Config, error) {
 	return cfg, nil
 }
 
-func labelValue(flag, v string) error {
+func labelValue(field, v string) error {
 	if v == "" {
-		return fmt.Errorf("kube: --%s must not be empty", flag)
+		return election.Invalid(field, "must not be empty")
 	}
 	if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
-		return flagError(flag, v, errs)
+		return invalid(field, v, errs)
 	}
 	return nil
 }
 
-func flagError(flag, v string, errs []string) error {
-	return fmt.Errorf("kube: --%s %q is invalid: %s", flag, v, strings.Join(errs, "; "))
+func invalid(field, v string, errs []string) error {
+	return election.Invalid(field, "%q is invalid: %s", v, strings.Join(errs, "; "))
 }

@@ -22,23 +22,23 @@ func TestValidate(t *testing.T) {
 	tests := []struct {
 		name    string
 		change  func(*kube.Options)
-		wantErr string // a substring naming the flag; empty means valid
+		wantErr string // a substring naming the field; empty means valid
 	}{
 		{"defaults", func(*kube.Options) {}, ""},
 		{"disabled is always valid", func(o *kube.Options) { o.PodName, o.RoleLabel = "", "not a key!" }, ""},
-		{"bad pod name", func(o *kube.Options) { o.PodName = "Pod_1" }, "--pod-name"},
-		{"missing namespace", func(o *kube.Options) { o.PodNamespace = "" }, "--pod-namespace"},
-		{"bad namespace", func(o *kube.Options) { o.PodNamespace = "a.b" }, "--pod-namespace"},
-		{"bad role key", func(o *kube.Options) { o.RoleLabel = "a/b/c" }, "--role-label"},
-		{"bad leader value", func(o *kube.Options) { o.LeaderValue = "lead er" }, "--leader-value"},
-		{"empty follower value", func(o *kube.Options) { o.FollowerValue = "" }, "--follower-value"},
-		{"long follower value", func(o *kube.Options) { o.FollowerValue = strings.Repeat("f", 64) }, "--follower-value"},
-		{"same values", func(o *kube.Options) { o.FollowerValue = o.LeaderValue }, "--leader-value"},
-		{"bad election key", func(o *kube.Options) { o.ElectionLabel = "-x" }, "--election-label"},
-		{"same keys", func(o *kube.Options) { o.ElectionLabel = o.RoleLabel }, "--election-label"},
-		{"bad gate", func(o *kube.Options) { o.ReadinessGate = "x/y/z" }, "--readiness-gate"},
+		{"bad pod name", func(o *kube.Options) { o.PodName = "Pod_1" }, "PodName"},
+		{"missing namespace", func(o *kube.Options) { o.PodNamespace = "" }, "PodNamespace"},
+		{"bad namespace", func(o *kube.Options) { o.PodNamespace = "a.b" }, "PodNamespace"},
+		{"bad role key", func(o *kube.Options) { o.RoleLabel = "a/b/c" }, "RoleLabel"},
+		{"bad leader value", func(o *kube.Options) { o.LeaderValue = "lead er" }, "LeaderValue"},
+		{"empty follower value", func(o *kube.Options) { o.FollowerValue = "" }, "FollowerValue"},
+		{"long follower value", func(o *kube.Options) { o.FollowerValue = strings.Repeat("f", 64) }, "FollowerValue"},
+		{"same values", func(o *kube.Options) { o.FollowerValue = o.LeaderValue }, "LeaderValue"},
+		{"bad election key", func(o *kube.Options) { o.ElectionLabel = "-x" }, "ElectionLabel"},
+		{"same keys", func(o *kube.Options) { o.ElectionLabel = o.RoleLabel }, "ElectionLabel"},
+		{"bad gate", func(o *kube.Options) { o.ReadinessGate = "x/y/z" }, "ReadinessGate"},
 		{"good gate", func(o *kube.Options) { o.ReadinessGate = "example.com/leader" }, ""},
-		{"short resync", func(o *kube.Options) { o.Resync = time.Millisecond }, "--kube-resync"},
+		{"short resync", func(o *kube.Options) { o.Resync = time.Millisecond }, "Resync"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -117,6 +117,49 @@ func TestDemotesStaleLeader(t *testing.T) {
 	assertOneLeader(t, env.Client, ns, "a")
 }
 
+// A leader that was frozen (or cut off) cannot take its own gate condition
+// off; before the new leader sets its gate True it sets False on every peer
+// of the election that still says True, whatever the peer's label says
+// (labels may already have been demoted by an earlier leader).
+func TestDemotesStaleReadinessGate(t *testing.T) {
+	env := kubetest.Start(t)
+	ns := env.Namespace(t)
+	frozen := createPod(t, env.Client, ns, "frozen", map[string]string{electionKey: election1, roleKey: "leader"}, gate)
+	demoted := createPod(t, env.Client, ns, "demoted", map[string]string{electionKey: election1, roleKey: "follower"}, gate)
+	elsewhere := createPod(t, env.Client, ns, "elsewhere", map[string]string{electionKey: "billing", roleKey: "leader"}, gate)
+	for _, p := range []*corev1.Pod{frozen, demoted, elsewhere} {
+		setCondition(t, env.Client, ns, p.Name, gate, corev1.ConditionTrue)
+	}
+	createPod(t, env.Client, ns, "a", nil, gate)
+	opts := options(ns, "a")
+	opts.ReadinessGate = gate
+	src := newSource("a")
+	start(t, newPublisher(t, opts, env.Client, nil), src)
+	waitCondition(t, env.Client, ns, "a", gate, corev1.ConditionFalse)
+
+	// A follower leaves peers alone.
+	for _, name := range []string{"frozen", "demoted"} {
+		if got := condition(t.Context(), env.Client, ns, name, gate); got != corev1.ConditionTrue {
+			t.Fatalf("a follower changed %s's condition to %q", name, got)
+		}
+	}
+
+	src.lead(7)
+	waitCondition(t, env.Client, ns, "a", gate, corev1.ConditionTrue)
+	// The demotion happens before a sets its own gate, so it is visible now.
+	for _, name := range []string{"frozen", "demoted"} {
+		if got := condition(t.Context(), env.Client, ns, name, gate); got != corev1.ConditionFalse {
+			t.Errorf("stale peer %s: condition %q, want False", name, got)
+		}
+	}
+	if got := condition(t.Context(), env.Client, ns, "elsewhere", gate); got != corev1.ConditionTrue {
+		t.Errorf("pod of another election: condition %q, want True", got)
+	}
+	if got, _ := podLabel(t.Context(), env.Client, ns, "frozen", roleKey); got != "follower" {
+		t.Errorf("frozen leader's label: got %q, want follower", got)
+	}
+}
+
 func TestPutsBackHandEditedLabel(t *testing.T) {
 	env := kubetest.Start(t)
 	ns := env.Namespace(t)

@@ -101,14 +101,14 @@ func (r *run) patchLabels(ctx context.Context, name string, set map[string]strin
 	return nil
 }
 
-// demotePeers sets the follower value on every other pod of the election
-// that still says leader: a leader that was cut off cannot take its own
-// label off, so its successor does.
+// demotePeers takes every sign of leadership off the other pods of the
+// election: the leader label and, when a readiness gate is configured, a True
+// gate condition. A leader that was cut off or frozen cannot take them off
+// itself, so its successor does, before it labels itself or sets its own
+// gate. Label and condition are checked separately: an earlier leader may
+// have demoted a frozen pod's label while its condition still says True.
 func (r *run) demotePeers(ctx context.Context, election string) error {
-	selector := labels.SelectorFromSet(labels.Set{
-		r.opts.ElectionLabel: election,
-		r.opts.RoleLabel:     r.opts.LeaderValue,
-	}).String()
+	selector := labels.SelectorFromSet(labels.Set{r.opts.ElectionLabel: election}).String()
 	lctx, cancel := context.WithTimeout(ctx, r.requestTimeout)
 	defer cancel()
 	list, err := r.client.CoreV1().Pods(r.opts.PodNamespace).List(lctx, metav1.ListOptions{LabelSelector: selector})
@@ -116,27 +116,48 @@ func (r *run) demotePeers(ctx context.Context, election string) error {
 		r.count(ctx, PublisherLabels)
 		return fmt.Errorf("kube: listing peers: %w", err)
 	}
+	gate := corev1.PodConditionType(r.opts.ReadinessGate)
 	var errs []error
-	for _, peer := range list.Items {
+	for i := range list.Items {
+		peer := &list.Items[i]
 		if peer.Name == r.opts.PodName {
 			continue
 		}
-		err := r.patchLabels(ctx, peer.Name, map[string]string{r.opts.RoleLabel: r.opts.FollowerValue})
-		switch {
-		case apierrors.IsNotFound(err):
-			// Gone already: nothing left to demote.
-		case err != nil:
-			errs = append(errs, err)
-		default:
-			r.log.Info("demoted stale leader label", "peer", peer.Name)
+		if peer.Labels[r.opts.RoleLabel] == r.opts.LeaderValue {
+			err := r.patchLabels(ctx, peer.Name, map[string]string{r.opts.RoleLabel: r.opts.FollowerValue})
+			switch {
+			case apierrors.IsNotFound(err):
+				continue // gone already: nothing left to demote
+			case err != nil:
+				errs = append(errs, err)
+			default:
+				r.log.Info("demoted stale leader label", "peer", peer.Name)
+			}
+		}
+		if gate != "" && conditionIs(peer, gate, corev1.ConditionTrue) {
+			err := r.setCondition(ctx, peer.Name, corev1.ConditionFalse, "SupersededByNewLeader")
+			switch {
+			case apierrors.IsNotFound(err):
+			case err != nil:
+				errs = append(errs, err)
+			default:
+				r.log.Info("demoted stale readiness condition", "peer", peer.Name, "condition", gate)
+			}
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// syncGate sets the readiness-gate condition through the pods/status
-// subresource when it differs. A strategic merge patch merges conditions by
-// type, so conditions owned by the kubelet are left alone.
+func conditionIs(pod *corev1.Pod, typ corev1.PodConditionType, status corev1.ConditionStatus) bool {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == typ {
+			return c.Status == status
+		}
+	}
+	return false
+}
+
+// syncGate sets this pod's readiness-gate condition when it differs.
 func (r *run) syncGate(ctx context.Context, pod *corev1.Pod, leading bool) error {
 	gate := corev1.PodConditionType(r.opts.ReadinessGate)
 	if gate == "" {
@@ -146,14 +167,24 @@ func (r *run) syncGate(ctx context.Context, pod *corev1.Pod, leading bool) error
 	if leading {
 		want, reason = corev1.ConditionTrue, "Leader"
 	}
-	for _, c := range pod.Status.Conditions {
-		if c.Type == gate && c.Status == want {
-			return nil
-		}
+	if conditionIs(pod, gate, want) {
+		return nil
 	}
+	if err := r.setCondition(ctx, pod.Name, want, reason); err != nil {
+		return err
+	}
+	r.log.Debug("set readiness condition", "condition", gate, "status", want)
+	return nil
+}
+
+// setCondition sets the readiness-gate condition of the named pod through the
+// pods/status subresource. A strategic merge patch merges conditions by type,
+// so conditions owned by the kubelet are left alone.
+func (r *run) setCondition(ctx context.Context, name string, status corev1.ConditionStatus, reason string) error {
+	gate := corev1.PodConditionType(r.opts.ReadinessGate)
 	cond := map[string]any{
 		"type":               gate,
-		"status":             want,
+		"status":             status,
 		"reason":             reason,
 		"lastTransitionTime": metav1.NewTime(time.Now()),
 	}
@@ -163,12 +194,13 @@ func (r *run) syncGate(ctx context.Context, pod *corev1.Pod, leading bool) error
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.requestTimeout)
 	defer cancel()
-	_, err = r.client.CoreV1().Pods(r.opts.PodNamespace).Patch(ctx, pod.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
+	_, err = r.client.CoreV1().Pods(r.opts.PodNamespace).Patch(ctx, name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
 	if err != nil {
-		r.count(ctx, PublisherReadiness)
-		return fmt.Errorf("kube: setting condition %s=%s: %w", gate, want, err)
+		if !apierrors.IsNotFound(err) {
+			r.count(ctx, PublisherReadiness)
+		}
+		return fmt.Errorf("kube: setting condition %s=%s on pod %s: %w", gate, status, name, err)
 	}
-	r.log.Debug("set readiness condition", "condition", gate, "status", want)
 	return nil
 }
 

@@ -46,8 +46,11 @@ const (
 type member struct {
 	endpoint string
 
-	mu     sync.Mutex // serialises creating client
-	client *clientv3.Client
+	mu      sync.Mutex
+	client  *clientv3.Client // nil until created
+	pending chan struct{}    // closed when the creation under way ends
+	err     error            // why the last creation failed
+	closed  bool
 }
 
 // pool is the backend's members and which of them it prefers.
@@ -111,11 +114,13 @@ func (p *pool) faulted(i int, err error) {
 	}
 }
 
-// close closes every member's client.
+// close closes every member's client. A client still being created is
+// closed as soon as it is.
 func (p *pool) close() error {
 	var errs []error
 	for _, m := range p.members {
 		m.mu.Lock()
+		m.closed = true
 		if m.client != nil {
 			if err := m.client.Close(); err != nil && !errors.Is(err, context.Canceled) {
 				errs = append(errs, err)
@@ -127,22 +132,63 @@ func (p *pool) close() error {
 	return errors.Join(errs...)
 }
 
+var errClosed = errors.New("etcd backend closed")
+
 // client returns member i's client, creating it on first use. With auth
-// enabled, creating it fetches a token from that member, which takes up to
-// the dial timeout when the member does not answer.
-func (b *Backend) client(i int) (*clientv3.Client, error) {
+// enabled, creating it fetches a token from that member, which can take up
+// to the dial timeout (a member that does not answer, bcrypt on a slow
+// one): the creation goes on in the background while the caller waits
+// only until ctx ends, so a hung member never holds a request longer than
+// the request timeout.
+func (b *Backend) client(ctx context.Context, i int) (*clientv3.Client, error) {
 	m := b.pool.members[i]
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.client != nil {
-		return m.client, nil
+	switch {
+	case m.client != nil:
+		c := m.client
+		m.mu.Unlock()
+		return c, nil
+	case m.closed:
+		m.mu.Unlock()
+		return nil, errClosed
+	case m.pending == nil:
+		done := make(chan struct{})
+		m.pending = done
+		go func() {
+			defer close(done)
+			c, err := b.newClient(m.endpoint)
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if m.closed && c != nil {
+				_ = c.Close()
+				c, err = nil, errClosed
+			}
+			m.client, m.err, m.pending = c, err, nil
+		}()
 	}
+	done := m.pending
+	m.mu.Unlock()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("connecting to etcd at %s: %w", m.endpoint, ctx.Err())
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.client == nil {
+		return nil, m.err
+	}
+	return m.client, nil
+}
+
+// newClient connects to one endpoint.
+func (b *Backend) newClient(endpoint string) (*clientv3.Client, error) {
 	tlsCfg, err := b.opts.tlsConfig()
 	if err != nil {
 		return nil, err
 	}
 	c, err := clientv3.New(clientv3.Config{
-		Endpoints: []string{m.endpoint},
+		Endpoints: []string{endpoint},
 		// Bounds fetching the auth token.
 		DialTimeout: b.opts.DialTimeout,
 		// A backstop that closes connections to a member that stopped
@@ -164,9 +210,9 @@ func (b *Backend) client(i int) (*clientv3.Client, error) {
 		Logger:   zap.NewNop(),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("connecting to etcd at %s: %w", m.endpoint, err)
+		// Classified (a refused password is election.ErrDenied) and named.
+		return nil, b.failed(context.Background(), "connecting to etcd at "+endpoint, err)
 	}
-	m.client = c
 	return c, nil
 }
 
@@ -219,7 +265,9 @@ func (b *Backend) call(ctx context.Context, what string, requireLeader bool,
 // attempt runs op once on member i.
 func (b *Backend) attempt(ctx context.Context, i int, requireLeader bool,
 	op func(ctx context.Context, i int, cli *clientv3.Client) error) error {
-	cli, err := b.client(i)
+	rctx, cancel := b.request(ctx, requireLeader)
+	defer cancel()
+	cli, err := b.client(rctx, i)
 	if err != nil {
 		return err
 	}
@@ -228,8 +276,6 @@ func (b *Backend) attempt(ctx context.Context, i int, requireLeader bool,
 		// for its deadline.
 		return fmt.Errorf("%w: %w", errNotConnected, status.Error(codes.Unavailable, "connection failed"))
 	}
-	rctx, cancel := b.request(ctx, requireLeader)
-	defer cancel()
 	if err := op(rctx, i, cli); err != nil {
 		return err
 	}
