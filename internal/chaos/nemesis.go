@@ -28,17 +28,22 @@ const (
 	KillMember     Kind = "kill-member"      // stop an etcd member that does not lead etcd's Raft group
 	KillRaftLeader Kind = "kill-raft-leader" // stop etcd's Raft leader
 	RedisRestart   Kind = "redis-restart"    // kill a redis-server and start it again empty
+	// etcd members that hang (SIGSTOP, as a stalled disk): connections stay
+	// open and nothing is answered; SIGCONT at the heal.
+	HungMember     Kind = "hung-member"      // an etcd member that does not lead etcd's Raft group
+	HungRaftLeader Kind = "hung-raft-leader" // etcd's Raft leader
 )
 
 // Kinds lists every fault, in the order summaries print them.
 func Kinds() []Kind {
-	return []Kind{KillLeader, PauseShort, PauseLong, Blackhole, Delay, Reset, KillMember, KillRaftLeader, RedisRestart}
+	return []Kind{KillLeader, PauseShort, PauseLong, Blackhole, Delay, Reset, KillMember, KillRaftLeader, RedisRestart,
+		HungMember, HungRaftLeader}
 }
 
 func kindsFor(backend string) []Kind {
 	common := []Kind{KillLeader, PauseShort, PauseLong, Blackhole, Delay, Reset}
 	if backend == BackendEtcd {
-		return append(common, KillMember, KillRaftLeader)
+		return append(common, KillMember, KillRaftLeader, HungMember, HungRaftLeader)
 	}
 	return append(common, RedisRestart)
 }
@@ -150,6 +155,10 @@ func newFault(rng *rand.Rand, k Kind, ttl time.Duration) Fault {
 		f.Delay = between(rng, 100*time.Millisecond, ttl*3/4)
 	case KillMember, KillRaftLeader, RedisRestart:
 		f.Hold = between(rng, 0, ttl+time.Second)
+	case HungMember, HungRaftLeader:
+		// Often past 2 × TTL + 1 s, so the election must get on without the
+		// member rather than wait for it to come back.
+		f.Hold = between(rng, 500*time.Millisecond, 2*ttl+2*time.Second)
 	}
 	return f
 }

@@ -55,7 +55,8 @@ type member struct {
 
 // pool is the backend's members and which of them it prefers.
 type pool struct {
-	members []*member
+	members    []*member
+	connectAll sync.Once
 
 	mu  sync.Mutex
 	cur int // the member requests go to first
@@ -136,38 +137,22 @@ var errClosed = errors.New("etcd backend closed")
 
 // client returns member i's client, creating it on first use. With auth
 // enabled, creating it fetches a token from that member, which can take up
-// to the dial timeout (a member that does not answer, bcrypt on a slow
-// one): the creation goes on in the background while the caller waits
-// only until ctx ends, so a hung member never holds a request longer than
-// the request timeout.
+// to the dial timeout (bcrypt on a loaded member, or a member that does
+// not answer): the creation goes on in the background, bounded by the dial
+// timeout, while the caller waits only until ctx ends. The first use of
+// any member starts creating every member's client, so that a member
+// failed over to later is usually connected already.
 func (b *Backend) client(ctx context.Context, i int) (*clientv3.Client, error) {
+	b.pool.connectAll.Do(func() {
+		for j := range b.pool.members {
+			b.pool.members[j].start(b)
+		}
+	})
 	m := b.pool.members[i]
-	m.mu.Lock()
-	switch {
-	case m.client != nil:
-		c := m.client
-		m.mu.Unlock()
-		return c, nil
-	case m.closed:
-		m.mu.Unlock()
-		return nil, errClosed
-	case m.pending == nil:
-		done := make(chan struct{})
-		m.pending = done
-		go func() {
-			defer close(done)
-			c, err := b.newClient(m.endpoint)
-			m.mu.Lock()
-			defer m.mu.Unlock()
-			if m.closed && c != nil {
-				_ = c.Close()
-				c, err = nil, errClosed
-			}
-			m.client, m.err, m.pending = c, err, nil
-		}()
+	done, c, err := m.start(b)
+	if done == nil {
+		return c, err
 	}
-	done := m.pending
-	m.mu.Unlock()
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -179,6 +164,36 @@ func (b *Backend) client(ctx context.Context, i int) (*clientv3.Client, error) {
 		return nil, m.err
 	}
 	return m.client, nil
+}
+
+// start returns the member's client if it has one; else it starts creating
+// one, unless a creation is under way, and returns the channel closed when
+// that creation ends.
+func (m *member) start(b *Backend) (<-chan struct{}, *clientv3.Client, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case m.client != nil:
+		return nil, m.client, nil
+	case m.closed:
+		return nil, nil, errClosed
+	case m.pending != nil:
+		return m.pending, nil, nil
+	}
+	done := make(chan struct{})
+	m.pending = done
+	go func() {
+		defer close(done)
+		c, err := b.newClient(m.endpoint)
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.closed && c != nil {
+			_ = c.Close()
+			c, err = nil, errClosed
+		}
+		m.client, m.err, m.pending = c, err, nil
+	}()
+	return done, nil, nil
 }
 
 // newClient connects to one endpoint.
@@ -265,9 +280,9 @@ func (b *Backend) call(ctx context.Context, what string, requireLeader bool,
 // attempt runs op once on member i.
 func (b *Backend) attempt(ctx context.Context, i int, requireLeader bool,
 	op func(ctx context.Context, i int, cli *clientv3.Client) error) error {
-	rctx, cancel := b.request(ctx, requireLeader)
-	defer cancel()
-	cli, err := b.client(rctx, i)
+	// Connecting is bounded by the dial timeout, not the request timeout:
+	// authenticating can take longer than a request.
+	cli, err := b.client(ctx, i)
 	if err != nil {
 		return err
 	}
@@ -276,6 +291,8 @@ func (b *Backend) attempt(ctx context.Context, i int, requireLeader bool,
 		// for its deadline.
 		return fmt.Errorf("%w: %w", errNotConnected, status.Error(codes.Unavailable, "connection failed"))
 	}
+	rctx, cancel := b.request(ctx, requireLeader)
+	defer cancel()
 	if err := op(rctx, i, cli); err != nil {
 		return err
 	}
