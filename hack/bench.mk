@@ -1,4 +1,6 @@
-# Side-by-side benchmarks (internal/bench): leader-elector on etcd and Redis
+# Side-by-side benchmarks (internal/bench, a module of its own so that the
+# libraries it compares against stay out of the main module's requirements):
+# leader-elector on etcd and Redis
 # against client-go's leaderelection, redsync and bsm/redislock, on real
 # local servers. Writes docs/benchmarks.md and docs/benchmarks-handover.svg.
 # Run it on a quiet machine; the full run takes about ten minutes.
@@ -13,4 +15,4 @@ BENCH_FLAGS ?=
 
 ## bench: measure and write docs/benchmarks.md and its chart (needs test-deps).
 bench: test-deps
-	$(GO) run ./internal/bench/cmd/bench $(BENCH_FLAGS)
+	$(GO) -C internal/bench run ./cmd/bench $(BENCH_FLAGS)

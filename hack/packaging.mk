@@ -1,18 +1,33 @@
-# Packaging: the container image, the static binary that goes into it, and
-# the plain manifests generated from the Helm chart. The root Makefile
-# includes this file; it also works alone:
-#   make -f hack/packaging.mk image-binary
-# Run it from the repository root.
+# Packaging: the container image (built without a container engine, by the
+# Go program in tools/image), the static binaries that go into it, and the
+# plain manifests generated from the Helm chart. The root Makefile includes
+# this file; it also works alone:
+#   make -f hack/packaging.mk image
+# Run it from the repository root. docs/packaging.md explains each target.
 
 GO        ?= go
 BIN       ?= $(CURDIR)/bin
 HELM      ?= $(BIN)/helm
 DIST      ?= $(CURDIR)/dist
-VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
-REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
-IMAGE     ?= ghcr.io/leader-elector/leader-elector
 CHART     := charts/leader-elector
+# One version string everywhere: the chart's appVersion is the binary's
+# `version`, the image's tag and version label, and the tag the chart pulls.
+# Override it only to build something that is not a release.
+VERSION   ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$$/\1/p' $(CHART)/Chart.yaml)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+# The image's creation time: the commit's, so that rebuilding a commit gives
+# the same digest.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+IMAGE     ?= ghcr.io/leader-elector/leader-elector
+IMAGE_PLATFORMS ?= linux/amd64 linux/arm64
+# The OCI image layout `make image` writes (a directory; see docs/packaging.md
+# for pushing it).
+IMAGE_LAYOUT ?= $(DIST)/image
 MANIFESTS ?= $(CURDIR)/manifests
+# The Kubernetes version manifests are rendered for: the tests' API server's
+# (hack/tools.mk). A helm built with `go install` would assume 1.20, which
+# the chart's kubeVersion refuses.
+HELM_KUBE_VERSION ?= $(or $(KUBE_VERSION),$(shell sed -n "s/^KUBE_VERSION ?= //p" hack/tools.mk))
 
 # The image's build flags, written the same way in the Dockerfile; a test
 # (internal/chartest) fails when the two disagree. -buildvcs=false because
@@ -20,15 +35,56 @@ MANIFESTS ?= $(CURDIR)/manifests
 IMAGE_GOFLAGS := -trimpath -buildvcs=false
 IMAGE_LDFLAGS := -s -w -X github.com/leader-elector/leader-elector/internal/cli.buildVersion=$(VERSION)
 
-.PHONY: image-binary image manifests
+.PHONY: version image-binary image-binaries image image-test docker-image manifests prometheus-crds
 
-## image-binary: the static binary the image ships, as dist/sidecar.
+## version: print the release version (the chart's appVersion).
+version:
+	@echo $(VERSION)
+
+## image-binary: the static binary the image ships, for the host, as dist/sidecar.
 image-binary:
 	CGO_ENABLED=0 $(GO) build $(IMAGE_GOFLAGS) -ldflags "$(IMAGE_LDFLAGS)" -o $(DIST)/sidecar ./cmd/sidecar
 
-## image: the container image (needs Docker with BuildKit).
-image:
-	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE):$(VERSION) .
+## image-binaries: the static binary for every image platform, as dist/<os>_<arch>/sidecar.
+# Cross-compiling needs no emulation; Go's build cache keeps the second run
+# to a link per platform.
+image-binaries:
+	@test -n "$(VERSION)" || { echo "VERSION is empty (no appVersion in $(CHART)/Chart.yaml?)" >&2; exit 1; }
+	$(foreach p,$(IMAGE_PLATFORMS),CGO_ENABLED=0 GOOS=$(word 1,$(subst /, ,$(p))) GOARCH=$(word 2,$(subst /, ,$(p))) \
+	  $(GO) build $(IMAGE_GOFLAGS) -ldflags "$(IMAGE_LDFLAGS)" -o $(DIST)/$(subst /,_,$(p))/sidecar ./cmd/sidecar &&) true
+
+## image: the multi-platform OCI image, as an OCI layout in dist/image (no container engine needed).
+image: image-binaries
+	cd tools/image && $(GO) run . build -out $(IMAGE_LAYOUT) -version $(VERSION) -revision $(REVISION) \
+	  -created $(SOURCE_DATE_EPOCH) -license $(CURDIR)/LICENSE \
+	  $(foreach p,$(IMAGE_PLATFORMS),-binary $(p)=$(DIST)/$(subst /,_,$(p))/sidecar)
+
+## image-test: vet and test the image builder; its tests build the image twice and inspect it.
+image-test:
+	cd tools/image && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 15m ./...
+
+## docker-image: the same image with Docker (BuildKit), tagged $(IMAGE):$(VERSION).
+docker-image:
+	docker buildx build --platform $(subst $(eval) ,$(comma),$(IMAGE_PLATFORMS)) \
+	  --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --build-arg SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) \
+	  -t $(IMAGE):$(VERSION) .
+comma := ,
+
+# The Prometheus Operator whose CustomResourceDefinitions (ServiceMonitor,
+# PodMonitor) the chart tests install into their API server. Its Go module
+# carries them, so the Go module proxy is the only source needed.
+PROMETHEUS_OPERATOR_VERSION ?= v0.85.0
+CRDS ?= $(DIST)/crds
+
+## prometheus-crds: the ServiceMonitor and PodMonitor CRDs of PROMETHEUS_OPERATOR_VERSION, into $(CRDS).
+prometheus-crds:
+	@mkdir -p $(CRDS)
+	@dir=$$(cd / && $(GO) mod download -json github.com/prometheus-operator/prometheus-operator@$(PROMETHEUS_OPERATOR_VERSION) \
+	  | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
+	  test -n "$$dir" || { echo "go mod download of prometheus-operator $(PROMETHEUS_OPERATOR_VERSION) failed" >&2; exit 1; }; \
+	  for kind in servicemonitors podmonitors; do \
+	    cp $$dir/example/prometheus-operator-crd/monitoring.coreos.com_$$kind.yaml $(CRDS)/ && chmod 644 $(CRDS)/monitoring.coreos.com_$$kind.yaml || exit 1; \
+	  done
 
 # Header of every generated manifest file.
 define MANIFEST_HEADER
@@ -47,7 +103,7 @@ manifests:
 	  echo "#"; \
 	  echo "# ServiceAccount, Role and RoleBinding for the sidecar; set"; \
 	  echo "# serviceAccountName: leader-elector on the pod template."; \
-	  $(HELM) template leader-elector $(CHART) -f $(CHART)/ci/manifests-values.yaml \
+	  $(HELM) template leader-elector $(CHART) -f $(CHART)/ci/manifests-values.yaml --kube-version $(HELM_KUBE_VERSION) \
 	    --show-only templates/serviceaccount.yaml --show-only templates/rbac.yaml; \
 	} > $(MANIFESTS)/rbac.yaml
 	{ echo "$$MANIFEST_HEADER"; \
@@ -55,6 +111,6 @@ manifests:
 	  echo "# A single-active example: a Deployment whose pods run the sidecar"; \
 	  echo "# (election \"example\", etcd at http://etcd:2379) and a Service that"; \
 	  echo "# routes only to the pod labelled leader. Needs rbac.yaml."; \
-	  $(HELM) template leader-elector $(CHART) -f $(CHART)/ci/manifests-values.yaml \
+	  $(HELM) template leader-elector $(CHART) -f $(CHART)/ci/manifests-values.yaml --kube-version $(HELM_KUBE_VERSION) \
 	    --show-only templates/deployment.yaml --show-only templates/service.yaml; \
 	} > $(MANIFESTS)/example.yaml

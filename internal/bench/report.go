@@ -152,8 +152,8 @@ func (r *Results) WriteMarkdown(w io.Writer, chart string) error {
 	}
 	p("\nTargets for the sidecar at its default TTL: RSS ≤ 20 MiB — %s (its anonymous part — %s); CPU ≤ 1 ms per second — %s. "+
 		"A shorter TTL renews more often and costs CPU in proportion.\n\n", check(rssOK), check(anonOK), check(cpuOK))
-	p("**Binary size:** %s (`CGO_ENABLED=0 go build -trimpath -ldflags \"-s -w\" ./cmd/sidecar`). It includes the embedded "+
-		"etcd server that `sidecar demo` runs, and client-go for pod labels.\n\n", mib(r.BinarySize))
+	p("**Binary size:** %s (`CGO_ENABLED=0 go build -trimpath -ldflags \"-s -w\" ./cmd/sidecar`). It includes the etcd "+
+		"and Redis clients and client-go for pod labels; the demo's embedded etcd server lives in `cmd/demo`, not here.\n\n", mib(r.BinarySize))
 
 	if sc := r.Scale; sc != nil {
 		p("## Scale: %d elections on one etcd\n\n", sc.Elections)

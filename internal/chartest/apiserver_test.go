@@ -11,10 +11,13 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"io"
 	"math/big"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,13 +25,18 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	psapi "k8s.io/pod-security-admission/api"
 	"k8s.io/pod-security-admission/policy"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/leader-elector/leader-elector/internal/freeport"
 	"github.com/leader-elector/leader-elector/internal/testutil/kubetest"
 )
 
@@ -119,15 +127,24 @@ func TestAgainstAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	sets := renderedSets(t)
+	installPrometheusCRDs(t, env)
 
 	t.Run("dry-run", func(t *testing.T) {
 		ctx := t.Context()
 		for _, name := range sortedKeys(sets) {
 			t.Run(name, func(t *testing.T) {
 				ns := restrictedNamespace(t, c)
+				createPriorityClasses(t, c, podSpecs(t, sets[name]))
 				for _, o := range sets[name] {
 					o = o.DeepCopy()
-					o.SetNamespace(ns)
+					namespaced, err := c.IsObjectNamespaced(o)
+					if err != nil {
+						t.Errorf("%s/%s: %v", o.GetKind(), o.GetName(), err)
+						continue
+					}
+					if namespaced {
+						o.SetNamespace(ns)
+					}
 					if err := c.Create(ctx, o, client.DryRunAll); err != nil {
 						t.Errorf("%s/%s: %v", o.GetKind(), o.GetName(), err)
 					}
@@ -194,6 +211,38 @@ func TestAgainstAPIServer(t *testing.T) {
 	})
 }
 
+// installPrometheusCRDs installs the Prometheus Operator's ServiceMonitor
+// and PodMonitor CRDs (make prometheus-crds, from its Go module), so that a
+// dry-run validates the chart's monitors against their real schemas.
+func installPrometheusCRDs(t *testing.T, env *kubetest.Env) {
+	t.Helper()
+	dir := t.TempDir()
+	makePackaging(t, "prometheus-crds", "CRDS="+dir)
+	crds, err := envtest.InstallCRDs(env.Config, envtest.CRDInstallOptions{Paths: []string{dir}, ErrorIfPathMissing: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(crds) != 2 {
+		t.Fatalf("installed %d CRDs, want 2", len(crds))
+	}
+}
+
+// createPriorityClasses creates the PriorityClasses the pods name: the
+// Priority admission plugin rejects a pod whose class does not exist.
+func createPriorityClasses(t *testing.T, c client.Client, pods map[string]*corev1.Pod) {
+	t.Helper()
+	for _, pod := range pods {
+		name := pod.Spec.PriorityClassName
+		if name == "" {
+			continue
+		}
+		err := c.Create(t.Context(), &schedulingv1.PriorityClass{ObjectMeta: metav1.ObjectMeta{Name: name}, Value: 1000})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+}
+
 func restrictedNamespace(t *testing.T, c client.Client) string {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
@@ -245,22 +294,35 @@ func runRenderedSidecar(t *testing.T, bin, kubeconfig, ns string, pod *corev1.Po
 	t.Helper()
 	side, _ := sidecarContainer(t, pod)
 	root := t.TempDir()
-	var mounts []string
-	for _, m := range side.VolumeMounts {
-		mounts = append(mounts, m.MountPath)
+	emptyDirs := map[string]bool{}
+	for _, v := range pod.Spec.Volumes {
+		emptyDirs[v.Name] = v.EmptyDir != nil
 	}
+	ports, err := freeport.Ports(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(ports[0])
 	args := make([]string, 0, len(side.Args))
 	for _, a := range side.Args {
 		flag, value, ok := strings.Cut(a, "=")
 		if flag == "--http" {
-			a = "--http=127.0.0.1:0"
+			a = "--http=" + addr
 		}
-		for _, m := range mounts {
-			if ok && strings.HasPrefix(value, m+"/") {
-				path := filepath.Join(root, value)
-				writeSecretFile(t, flag, path)
-				a = flag + "=" + path
+		for _, m := range side.VolumeMounts {
+			if !ok || !strings.HasPrefix(value, m.MountPath+"/") {
+				continue
 			}
+			path := filepath.Join(root, value)
+			if emptyDirs[m.Name] {
+				// A scratch volume: the sidecar writes there.
+				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				writeSecretFile(t, flag, path)
+			}
+			a = flag + "=" + path
 		}
 		args = append(args, a)
 	}
@@ -322,6 +384,12 @@ func runRenderedSidecar(t *testing.T, bin, kubeconfig, ns string, pod *corev1.Po
 	case <-ctx.Done():
 	}
 	if ok {
+		// The backend is unreachable: the rendered readiness probe must
+		// still pass, or an outage of the lock service would take every
+		// pod out of its Services (issue 11, item 6).
+		if p := side.ReadinessProbe; p != nil && p.HTTPGet != nil {
+			checkProbePasses(t, ctx, "http://"+addr+p.HTTPGet.Path)
+		}
 		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Error(err)
 		}
@@ -338,6 +406,35 @@ func runRenderedSidecar(t *testing.T, bin, kubeconfig, ns string, pod *corev1.Po
 	}
 	if waitErr != nil {
 		t.Errorf("after SIGTERM: %v\n%s", waitErr, output)
+	}
+}
+
+// noKeepAlive is an HTTP client that leaves no idle connection (and no
+// goroutine for goleak to find) behind once a request is done.
+var noKeepAlive = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+
+// checkProbePasses polls url until it answers 200, and fails the test if it
+// does not within 20 seconds.
+func checkProbePasses(t *testing.T, ctx context.Context, url string) {
+	t.Helper()
+	var last string
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return false, err
+		}
+		resp, err := noKeepAlive.Do(req)
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		last = resp.Status + " " + strings.TrimSpace(string(body))
+		return resp.StatusCode == http.StatusOK, nil
+	})
+	if err != nil {
+		t.Errorf("readiness probe %s with the backend unreachable: %s", url, last)
 	}
 }
 

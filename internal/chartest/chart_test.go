@@ -117,6 +117,17 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"gate condition not a qualified name", "readiness:\n  gateConditionType: \"leader elector\"\n", "/readiness/gateConditionType"},
 		{"extra arg that is not a flag", "sidecar:\n  extraArgs: [demo]\n", "/sidecar/extraArgs/0"},
 		{"grace period shorter than the handover", "example:\n  terminationGracePeriodSeconds: 2\n", "/example/terminationGracePeriodSeconds"},
+		{"budget of zero pods", "example:\n  podDisruptionBudget:\n    maxUnavailable: 0\n", "/example/podDisruptionBudget/maxUnavailable"},
+		{"budget as a fraction", "example:\n  podDisruptionBudget:\n    maxUnavailable: \"0.5\"\n", "/example/podDisruptionBudget/maxUnavailable"},
+		{"spread without a topology key", "example:\n  topologySpreadConstraints: [{maxSkew: 1, whenUnsatisfiable: DoNotSchedule}]\n", "/example/topologySpreadConstraints/0"},
+		{"spread with an unknown policy", "example:\n  topologySpreadConstraints: [{maxSkew: 1, topologyKey: zone, whenUnsatisfiable: Maybe}]\n", "/example/topologySpreadConstraints/0/whenUnsatisfiable"},
+		{"priority class with capitals", "example:\n  priorityClassName: High\n", "/example/priorityClassName"},
+		{"node selector with a number", "example:\n  nodeSelector: {zone: 1}\n", "/example/nodeSelector/zone"},
+		{"mount at a relative path", "sidecar:\n  extraVolumeMounts: [{name: data, mountPath: data}]\n", "/sidecar/extraVolumeMounts/0/mountPath"},
+		{"volume without a name", "sidecar:\n  extraVolumes: [{emptyDir: {}}]\n", "/sidecar/extraVolumes/0"},
+		{"scrape interval without unit", "metrics:\n  serviceMonitor:\n    interval: \"30\"\n", "/metrics/serviceMonitor/interval"},
+		{"unknown monitor key", "metrics:\n  podMonitor:\n    port: http\n", "port"},
+		{"admission policy as a string", "admissionPolicy:\n  enabled: \"yes\"\n", "/admissionPolicy/enabled"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := helm(t, "template", releaseName, chartDir(t), "-f", writeValues(t, etcdBase), "-f", writeValues(t, tc.values))
@@ -298,7 +309,7 @@ func TestSecureDefaults(t *testing.T) {
 	if p := c.LivenessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/healthz" {
 		t.Errorf("liveness probe: %+v", p)
 	}
-	if p := c.ReadinessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/readyz" {
+	if p := c.ReadinessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/healthz" {
 		t.Errorf("readiness probe: %+v", p)
 	}
 	env := map[string]string{}
@@ -350,12 +361,17 @@ func TestSecretsReachTheSidecar(t *testing.T) {
 				secrets[v.Name] = v.Secret.SecretName
 			}
 		}
+		var secretMounts int
 		for _, m := range c.VolumeMounts {
+			if m.Name == "leader-elector-kube-api-access" {
+				continue // the service-account token (TestTokenReachesOnlyTheSidecar)
+			}
+			secretMounts++
 			if secrets[m.Name] == "" || !m.ReadOnly {
 				t.Errorf("mount %s: secret %q, readOnly %v", m.Name, secrets[m.Name], m.ReadOnly)
 			}
 		}
-		if len(c.VolumeMounts) != 2 || secrets["leader-elector-redis-tls"] != "tls" || secrets["leader-elector-redis-auth"] != "pw" {
+		if secretMounts != 2 || secrets["leader-elector-redis-tls"] != "tls" || secrets["leader-elector-redis-auth"] != "pw" {
 			t.Errorf("mounts %v, volumes %v", c.VolumeMounts, secrets)
 		}
 	})

@@ -166,6 +166,9 @@ func goBuildCommand(t *testing.T, text string) []string {
 	t.Helper()
 	text = strings.ReplaceAll(text, "\\\n", " ")
 	for line := range strings.SplitSeq(text, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "#") {
+			continue
+		}
 		i := strings.Index(line, "go build ")
 		if i < 0 {
 			continue
@@ -235,8 +238,8 @@ func TestDockerfileBuildsLikeImageBinary(t *testing.T) {
 		t.Error("the Dockerfile does not build with CGO_ENABLED=0")
 	}
 
-	// The builder's Go matches go.mod; the runtime image is pinned by digest,
-	// runs as the numeric nonroot user and starts the binary directly.
+	// The builder's Go matches go.mod; the runtime stage starts from nothing
+	// (tools/image compares the rest of it with the image it builds).
 	gomod, err := os.ReadFile(filepath.Join(repoRoot(t), "go.mod"))
 	if err != nil {
 		t.Fatal(err)
@@ -249,14 +252,8 @@ func TestDockerfileBuildsLikeImageBinary(t *testing.T) {
 		t.Errorf("builder stage is not %q", want)
 	}
 	froms := regexp.MustCompile(`(?m)^FROM .*$`).FindAllString(dockerfile, -1)
-	last := froms[len(froms)-1]
-	if !regexp.MustCompile(`^FROM gcr\.io/distroless/static-debian12:nonroot@sha256:[0-9a-f]{64}$`).MatchString(last) {
-		t.Errorf("runtime stage is not distroless static pinned by digest: %s", last)
-	}
-	for _, want := range []string{"\nUSER 65532:65532\n", "\nENTRYPOINT [\"/sidecar\"]\n", "org.opencontainers.image.source=", "org.opencontainers.image.version="} {
-		if !strings.Contains(dockerfile, want) {
-			t.Errorf("Dockerfile lacks %q", strings.TrimSpace(want))
-		}
+	if last := froms[len(froms)-1]; last != "FROM scratch" {
+		t.Errorf("runtime stage is %q, want FROM scratch", last)
 	}
 	if regexp.MustCompile(`(?m)^(RUN|SHELL)`).MatchString(dockerfile[strings.LastIndex(dockerfile, "\nFROM "):]) {
 		t.Error("the runtime stage runs commands; it has no shell")

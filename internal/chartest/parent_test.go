@@ -65,9 +65,10 @@ func TestParentChartIncludesTheSidecar(t *testing.T) {
 	if !native || !slices.Contains(side.Args, "--readiness-gate=leader-elector.io/leader") || !slices.Contains(side.Args, "--etcd-endpoints=http://etcd:2379") {
 		t.Errorf("sidecar: native=%v args=%v", native, side.Args)
 	}
-	if side.Image != "ghcr.io/leader-elector/leader-elector:0.1.0" {
+	if side.Image != "ghcr.io/leader-elector/leader-elector:v0.1.0" {
 		t.Errorf("image %q", side.Image)
 	}
+	checkTokenOnlyInSidecar(t, pod)
 	if pod.Spec.ServiceAccountName != "shop-leader-elector" || len(pod.Spec.ReadinessGates) != 1 {
 		t.Errorf("service account %q, gates %v", pod.Spec.ServiceAccountName, pod.Spec.ReadinessGates)
 	}
@@ -82,5 +83,27 @@ func TestParentChartIncludesTheSidecar(t *testing.T) {
 	}
 	if _, err := helm(t, "template", "shop", dir, "-f", bad); err == nil || !strings.Contains(err.Error(), "etcd.endpoints") {
 		t.Errorf("want the endpoints check to fail the parent's render, got %v", err)
+	}
+
+	// Helm does not check a subchart's kubeVersion: the container template
+	// refuses a native sidecar on a cluster without them.
+	if _, err := helm(t, "template", "shop", dir, "--kube-version", "1.28.9"); err == nil || !strings.Contains(err.Error(), "sidecar.native needs Kubernetes 1.29") {
+		t.Errorf("want the native-sidecar check to fail on 1.28, got %v", err)
+	}
+	if _, err := helm(t, "template", "shop", dir, "--kube-version", "1.28.9", "--set", "leader-elector.sidecar.native=false"); err != nil {
+		t.Errorf("classic sidecar on 1.28: %v", err)
+	}
+
+	// A parent that passes no version gets a clear error, not "image: repo:".
+	if _, err := helm(t, "template", "shop", dir, "--set", "leaderElectorVersion="); err == nil || !strings.Contains(err.Error(), "the sidecar image has no version") {
+		t.Errorf("want the empty-version check to fail the parent's render, got %v", err)
+	}
+	// image.tag is enough.
+	out, err = helm(t, "template", "shop", dir, "--set", "leaderElectorVersion=", "--set", "leader-elector.image.tag=v9.9.9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if side, _ := sidecarContainer(t, podSpecs(t, splitDocs(t, out))["Deployment/shop-app"]); side.Image != "ghcr.io/leader-elector/leader-elector:v9.9.9" {
+		t.Errorf("image with image.tag: %q", side.Image)
 	}
 }

@@ -42,6 +42,7 @@ type config struct {
 	LogFormat         string
 	LogLevel          slog.Level
 	HistoryFile       string
+	API               apiFlags // control listener and HTTP limits (httpflags.go)
 
 	Etcd  etcd.Options
 	Redis redislock.Options
@@ -72,6 +73,7 @@ func newFlagSet(cfg *config, logLevel *string) *pflag.FlagSet {
 	fs.StringVar(&cfg.LogFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&cfg.HistoryFile, "history-file", "", "append every status change to this file as JSON lines stamped with CLOCK_MONOTONIC (audits, safety checks)")
+	cfg.API.addFlags(fs)
 	reg := backendRegistry()
 	for _, name := range sortedKeys(reg) {
 		reg[name].addFlags(fs, cfg)
@@ -164,6 +166,9 @@ func (c *config) validate() error {
 			return fmt.Errorf("--http %q: want host:port or :port", c.HTTP)
 		}
 	}
+	if err := c.API.validate(); err != nil {
+		return err
+	}
 	if err := c.Kube.Validate(); err != nil {
 		return flagError(err, kubeFlags)
 	}
@@ -239,7 +244,8 @@ func usage(w io.Writer) {
 	cfg := &config{}
 	var lvl string
 	fs := newFlagSet(cfg, &lvl)
-	fmt.Fprintf(w, "Usage: sidecar [flags]        run the sidecar\n       sidecar demo [flags]   run a local demo on an embedded etcd\n       sidecar version\n\nFlags (each also settable as %s<FLAG>, e.g. %sELECTION):\n", EnvPrefix, EnvPrefix)
+	usageHeader(w)
+	fmt.Fprintf(w, "\nFlags (each also settable as %s<FLAG>, e.g. %sELECTION):\n", EnvPrefix, EnvPrefix)
 	fs.SetOutput(w)
 	fs.PrintDefaults()
 	fmt.Fprintf(w, "\nSecrets come from the environment or a file, never a flag: %sETCD_PASSWORD or --etcd-password-file,\n%sREDIS_PASSWORD or --redis-password-file.\n", EnvPrefix, EnvPrefix)

@@ -15,9 +15,9 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/spf13/pflag"
 	"k8s.io/klog/v2"
 
-	"github.com/leader-elector/leader-elector/internal/demo"
 	"github.com/leader-elector/leader-elector/pkg/election"
 	"github.com/leader-elector/leader-elector/pkg/history"
 	"github.com/leader-elector/leader-elector/pkg/httpapi"
@@ -43,19 +43,14 @@ func Main() int {
 // Run is the whole program: args without the program name, the environment
 // as a lookup function, and where to write. It returns the exit code.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if len(args) > 0 {
-		switch args[0] {
-		case "demo":
-			return runDemo(ctx, args[1:], stdout, stderr)
-		case "version":
-			fmt.Fprintln(stdout, version())
-			return exitOK
-		case "help", "-h", "--help":
-			usage(stdout)
-			return exitOK
-		}
+	if code, ok := subcommand(ctx, args, getenv, stdout, stderr); ok {
+		return code
 	}
 	cfg, err := parseConfig(args, getenv)
+	if errors.Is(err, pflag.ErrHelp) { // -h or --help after other flags
+		usage(stdout)
+		return exitOK
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "sidecar: %v\n", err)
 		fmt.Fprintln(stderr, "Run 'sidecar --help' for the flags.")
@@ -104,18 +99,20 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	errs := make(chan error, 1)
-	if cfg.HTTP != "" {
-		api := httpapi.New(httpapi.Config{Addr: cfg.HTTP, Elector: engine, Metrics: m.Handler(), Logger: log})
+	if cfg.HTTP != "" || cfg.API.controlEnabled() {
+		hc := httpapi.Config{Addr: cfg.HTTP, Elector: engine, Metrics: m.Handler(), Logger: log}
+		cfg.API.apply(&hc)
+		api := httpapi.New(hc)
 		wg.Go(func() {
 			if err := api.Serve(pubCtx); err != nil {
 				errs <- err
 			}
 		})
-		// The port is bound before the backend is contacted, so a clash
-		// fails fast and touches nothing.
+		// The listeners are bound before the backend is contacted, so a
+		// clash fails fast and touches nothing.
 		<-api.Listening()
-		if api.Addr() == "" {
-			return <-errs
+		if err := api.ListenError(); err != nil {
+			return err
 		}
 	}
 
@@ -217,17 +214,4 @@ func version() string {
 		}
 	}
 	return "devel"
-}
-
-func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	opts, err := parseDemoFlags(args)
-	if err != nil {
-		fmt.Fprintf(stderr, "sidecar demo: %v\n", err)
-		return exitUsage
-	}
-	if err := demo.Run(ctx, opts, stdout); err != nil {
-		fmt.Fprintf(stderr, "sidecar demo: %v\n", err)
-		return exitError
-	}
-	return exitOK
 }

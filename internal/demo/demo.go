@@ -1,6 +1,15 @@
 // Package demo runs a local election between real sidecar processes on an
 // in-process etcd and narrates it: who leads, and how long a graceful
-// handover and a crash failover take.
+// handover and a crash failover take. It is the program cmd/demo, kept out
+// of the released sidecar binary because it links an etcd server.
+//
+// Everything the demo starts dies with it, however it ends: interrupted
+// (SIGINT, SIGTERM, SIGHUP) it stops its sidecars and etcd and removes its
+// temporary directory; when the process that started it goes away (go run
+// killed) it does the same; killed with SIGKILL, its sidecars get a
+// parent-death signal (Linux) and its janitor process (janitor.go) kills
+// any that remain and removes the directory (or, if the janitor was killed
+// too, the next demo run removes it).
 package demo
 
 import (
@@ -11,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -35,17 +45,23 @@ const (
 
 // Options configures Run.
 type Options struct {
-	// KeepRunning keeps etcd and the surviving sidecars running after the
-	// scripted part, with the timeline, until ctx ends.
+	// KeepRunning starts the sidecars the script stopped again after the
+	// scripted part and keeps etcd and every sidecar running, with the
+	// timeline, until ctx ends.
 	KeepRunning bool
 	// Candidates is the number of sidecar processes; default 3, at least 2.
 	Candidates int
 	// TTL is the sidecars' lease TTL; default 2s, etcd's minimum.
 	TTL time.Duration
-	// Executable is the sidecar binary; default the running program.
-	Executable string
+	// SidecarCommand is the program and leading arguments that run one
+	// sidecar; the arguments from ChildArgs follow. Default: this program
+	// with "sidecar" (see Command).
+	SidecarCommand []string
 	// ChildArgs builds a sidecar's command line; default DefaultChildArgs.
 	ChildArgs func(Child) []string
+	// Janitor is a program that answers `janitor DIR` as Command does;
+	// default this program.
+	Janitor string
 	// PollInterval is how often every sidecar's /status is read; default
 	// 15ms, so the measured times are accurate to about that.
 	PollInterval time.Duration
@@ -55,6 +71,7 @@ type Options struct {
 type Child struct {
 	ID            string
 	HTTPAddr      string // 127.0.0.1:port
+	ControlSocket string // path of its control socket (POST /resign)
 	EtcdEndpoints []string
 	Election      string
 	TTL           time.Duration
@@ -68,6 +85,7 @@ func DefaultChildArgs(c Child) []string {
 		"--id", c.ID,
 		"--ttl", c.TTL.String(),
 		"--http", c.HTTPAddr,
+		"--control-socket", c.ControlSocket,
 		"--etcd-endpoints", strings.Join(c.EtcdEndpoints, ","),
 		"--log-format", "json",
 		"--log-level", "warn",
@@ -87,12 +105,17 @@ func (o Options) withDefaults() (Options, error) {
 	if o.TTL < 0 {
 		return o, fmt.Errorf("demo: negative TTL %v", o.TTL)
 	}
-	if o.Executable == "" {
+	if len(o.SidecarCommand) == 0 || o.Janitor == "" {
 		exe, err := os.Executable()
 		if err != nil {
-			return o, fmt.Errorf("demo: find the sidecar executable: %w", err)
+			return o, fmt.Errorf("demo: find this program's executable: %w", err)
 		}
-		o.Executable = exe
+		if len(o.SidecarCommand) == 0 {
+			o.SidecarCommand = []string{exe, "sidecar"}
+		}
+		if o.Janitor == "" {
+			o.Janitor = exe
+		}
 	}
 	if o.ChildArgs == nil {
 		o.ChildArgs = DefaultChildArgs
@@ -125,10 +148,25 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 }
 
 func run(ctx context.Context, opts Options, tl *timeline) error {
-	dir, err := os.MkdirTemp("", "leader-elector-demo-")
+	for _, d := range sweepStale(os.TempDir()) {
+		tl.printf("Removed %s, left behind by a demo that was killed.\n", d)
+	}
+	dir, err := os.MkdirTemp("", dirPrefix)
 	if err != nil {
 		return fmt.Errorf("demo: temp dir: %w", err)
 	}
+	if err := claimDir(dir); err != nil {
+		_ = os.RemoveAll(dir)
+		return fmt.Errorf("demo: temp dir: %w", err)
+	}
+	jan, err := startJanitor(opts.Janitor, dir)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return fmt.Errorf("demo: %w", err)
+	}
+	// Deferred calls run last-in first-out: the janitor is released after
+	// the directory is gone and every sidecar has been reaped.
+	defer jan.close()
 	defer os.RemoveAll(dir)
 
 	cluster, err := etcdembed.StartCluster(ctx, etcdembed.Options{Dir: filepath.Join(dir, "etcd")})
@@ -141,7 +179,7 @@ func run(ctx context.Context, opts Options, tl *timeline) error {
 	// Sidecars stop before etcd does, so they can resign cleanly.
 	defer func() { stopAll(children) }()
 	for i := range opts.Candidates {
-		c, err := startInstance(ctx, opts, fmt.Sprintf("demo-%d", i+1), cluster.ClientURLs(), dir)
+		c, err := startInstance(ctx, opts, jan, fmt.Sprintf("demo-%d", i+1), cluster.ClientURLs(), dir)
 		if err != nil {
 			return err
 		}
@@ -153,6 +191,7 @@ func run(ctx context.Context, opts Options, tl *timeline) error {
 	for _, c := range children {
 		tl.printf("  %-8s  http://%s/status  (pid %d)\n", c.id, c.addr, c.pid())
 	}
+	tl.printf("\n%s", legend)
 	tl.printf("\nTimeline (every sidecar's /status polled every %v; >>> marks what the demo does):\n", opts.PollInterval)
 
 	targets := make([]target, len(children))
@@ -186,16 +225,36 @@ func run(ctx context.Context, opts Options, tl *timeline) error {
 	tl.printf("  times are from the signal to the first poll that showed the new leader (+/- %v)\n", opts.PollInterval)
 
 	if opts.KeepRunning {
-		tl.printf("\nStill running until Ctrl-C; try:\n")
-		for _, c := range children {
-			if !c.exited() {
-				tl.printf("  curl http://%s/status\n", c.addr)
-			}
-		}
-		tl.printf("  etcd: %s\n\n", strings.Join(cluster.ClientURLs(), ","))
-		<-ctx.Done()
-		return nil
+		return keepRunning(ctx, opts, tl, mon, jan, children, cluster.ClientURLs(), dir)
 	}
+	return nil
+}
+
+// keepRunning starts the sidecars the script stopped again, on new ports,
+// so that every candidate runs, shows how to try them and waits for ctx.
+func keepRunning(ctx context.Context, opts Options, tl *timeline, mon *monitor, jan *janitor, children []*child, endpoints []string, dir string) error {
+	tl.printf("\nStarting the stopped sidecars again; everything keeps running until Ctrl-C.\n")
+	for i, c := range children {
+		if !c.exited() {
+			continue
+		}
+		n, err := startInstance(ctx, opts, jan, c.id, endpoints, dir)
+		if err != nil {
+			return err
+		}
+		children[i] = n
+		mon.setTarget(i, target{ID: n.id, Addr: n.addr})
+		tl.event(time.Now(), "started %s again: http://%s/status (pid %d)", n.id, n.addr, n.pid())
+	}
+	tl.printf("\nTry, in another terminal:\n")
+	for _, c := range children {
+		tl.printf("  curl -s http://%s/status   # %s, pid %d\n", c.addr, c.id, c.pid())
+	}
+	tl.printf("  curl -s --unix-socket %s -X POST http://localhost/resign\n", socketPath(dir, "<leader>"))
+	tl.printf("      # the leader hands over now (resign is accepted only on the control socket)\n")
+	tl.printf("  kill -9 <leader's pid>   # a crash: the next leader takes over after the TTL\n")
+	tl.printf("  etcd: %s\n\n", strings.Join(endpoints, ","))
+	<-ctx.Done()
 	return nil
 }
 
@@ -274,15 +333,16 @@ func waitPhase(ctx context.Context, mon *monitor, since time.Time, limit time.Du
 // startInstance starts one sidecar and waits until its HTTP API answers. A
 // sidecar that exits at once (its port was taken) is started again on a
 // new port.
-func startInstance(ctx context.Context, opts Options, id string, endpoints []string, dir string) (*child, error) {
+func startInstance(ctx context.Context, opts Options, jan *janitor, id string, endpoints []string, dir string) (*child, error) {
 	var lastErr error
 	for attempt := range startAttempts {
 		addr, err := freeAddr()
 		if err != nil {
 			return nil, fmt.Errorf("demo: %w", err)
 		}
-		args := opts.ChildArgs(Child{ID: id, HTTPAddr: addr, EtcdEndpoints: endpoints, Election: election, TTL: opts.TTL})
-		c, err := startChild(id, addr, opts.Executable, args, logPath(dir, id, attempt))
+		args := opts.ChildArgs(Child{ID: id, HTTPAddr: addr, ControlSocket: socketPath(dir, id), EtcdEndpoints: endpoints, Election: election, TTL: opts.TTL})
+		cmdline := append(slices.Clone(opts.SidecarCommand), args...)
+		c, err := startChild(id, addr, cmdline, logPath(dir, id, attempt), jan)
 		if err != nil {
 			return nil, fmt.Errorf("demo: %w", err)
 		}
@@ -297,6 +357,11 @@ func startInstance(ctx context.Context, opts Options, id string, endpoints []str
 		lastErr = err
 	}
 	return nil, fmt.Errorf("demo: %w", lastErr)
+}
+
+// socketPath is where sidecar id's control socket lives.
+func socketPath(dir, id string) string {
+	return filepath.Join(dir, id+".sock")
 }
 
 // waitAnswering waits until c's GET /status answers, c exits, or limit

@@ -6,15 +6,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
 func TestDefaultChildArgs(t *testing.T) {
-	got := DefaultChildArgs(Child{ID: "demo-1", HTTPAddr: "127.0.0.1:41235", EtcdEndpoints: []string{"http://127.0.0.1:2379"}, Election: "demo", TTL: 2 * time.Second})
+	got := DefaultChildArgs(Child{ID: "demo-1", HTTPAddr: "127.0.0.1:41235", ControlSocket: "/tmp/d/demo-1.sock",
+		EtcdEndpoints: []string{"http://127.0.0.1:2379"}, Election: "demo", TTL: 2 * time.Second})
 	want := []string{"--backend", "etcd", "--election", "demo", "--id", "demo-1", "--ttl", "2s", "--http", "127.0.0.1:41235",
-		"--etcd-endpoints", "http://127.0.0.1:2379", "--log-format", "json", "--log-level", "warn"}
+		"--control-socket", "/tmp/d/demo-1.sock", "--etcd-endpoints", "http://127.0.0.1:2379", "--log-format", "json", "--log-level", "warn"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("\ngot  %q\nwant %q", got, want)
 	}
@@ -25,7 +27,8 @@ func TestOptionsDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Candidates != 3 || o.TTL != 2*time.Second || o.PollInterval != 15*time.Millisecond || o.Executable == "" || o.ChildArgs == nil {
+	if o.Candidates != 3 || o.TTL != 2*time.Second || o.PollInterval != 15*time.Millisecond || len(o.SidecarCommand) != 2 ||
+		o.SidecarCommand[1] != "sidecar" || o.Janitor != o.SidecarCommand[0] || o.ChildArgs == nil {
 		t.Fatalf("defaults: got %+v", o)
 	}
 	for _, bad := range []Options{{Candidates: 1}, {Candidates: -2}, {TTL: -time.Second}} {
@@ -65,7 +68,7 @@ func lookPath(t *testing.T, name string) string {
 func TestRunFailsCleanlyWhenSidecarsExit(t *testing.T) {
 	checkTemp := isolateTemp(t)
 	var out syncBuffer
-	err := Run(t.Context(), Options{Executable: lookPath(t, "false")}, &out)
+	err := Run(t.Context(), Options{SidecarCommand: []string{lookPath(t, "false")}}, &out)
 	if err == nil || !strings.Contains(err.Error(), "demo-1 exited at start") {
 		t.Fatalf("got err %v, want demo-1 exited at start", err)
 	}
@@ -100,7 +103,7 @@ func TestRunInterruptedStopsEverything(t *testing.T) {
 	marker := "12345.6789"
 	var started []string
 	opts := Options{
-		Executable: lookPath(t, "sleep"),
+		SidecarCommand: []string{lookPath(t, "sleep")},
 		ChildArgs: func(c Child) []string {
 			started = append(started, c.ID)
 			cancel()
@@ -121,4 +124,40 @@ func TestRunInterruptedStopsEverything(t *testing.T) {
 		t.Errorf("output lacks the interruption notice:\n%s", out.String())
 	}
 	checkTemp()
+}
+
+// A directory whose demo and janitor were both killed is removed by the
+// next run; a live demo's, a starting one's and anything else are kept.
+func TestSweepStaleRemovesOnlyDeadDemosDirectories(t *testing.T) {
+	parent := t.TempDir()
+	dead := exec.Command(lookPath(t, "true"))
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	mk := func(name, owner string) string {
+		dir := filepath.Join(parent, name)
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if owner != "" {
+			if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(owner+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return dir
+	}
+	stale := mk(dirPrefix+"stale", strconv.Itoa(dead.Process.Pid))
+	live := mk(dirPrefix+"live", strconv.Itoa(os.Getpid()))
+	starting := mk(dirPrefix+"starting", "")
+	other := mk("something-else", strconv.Itoa(dead.Process.Pid))
+
+	got := sweepStale(parent)
+	if !slices.Equal(got, []string{stale}) {
+		t.Errorf("removed %v, want only %s", got, stale)
+	}
+	for _, keep := range []string{live, starting, other} {
+		if _, err := os.Stat(keep); err != nil {
+			t.Errorf("%s: %v", keep, err)
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 )
@@ -21,13 +22,13 @@ type target struct {
 // each poll to a callback and lets the script wait for a condition.
 type monitor struct {
 	client   *http.Client
-	targets  []target
 	interval time.Duration
 	onPoll   func(snapshot)
 
-	mu     sync.Mutex
-	latest snapshot
-	polled chan struct{} // closed and replaced after every poll
+	mu      sync.Mutex
+	targets []target
+	latest  snapshot
+	polled  chan struct{} // closed and replaced after every poll
 }
 
 func newMonitor(targets []target, interval time.Duration, onPoll func(snapshot)) *monitor {
@@ -68,11 +69,22 @@ func (m *monitor) run(ctx context.Context) {
 	}
 }
 
+// setTarget replaces the i-th instance, e.g. a sidecar started again on a
+// new port.
+func (m *monitor) setTarget(i int, tg target) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.targets[i] = tg
+}
+
 // poll asks every instance at once.
 func (m *monitor) poll(ctx context.Context) snapshot {
-	s := snapshot{Start: time.Now(), Views: make([]view, len(m.targets))}
+	m.mu.Lock()
+	targets := slices.Clone(m.targets)
+	m.mu.Unlock()
+	s := snapshot{Start: time.Now(), Views: make([]view, len(targets))}
 	var wg sync.WaitGroup
-	for i, tg := range m.targets {
+	for i, tg := range targets {
 		wg.Go(func() {
 			st, err := fetchStatus(ctx, m.client, tg.Addr)
 			s.Views[i] = view{ID: tg.ID, Addr: tg.Addr, Up: err == nil, At: time.Now(), St: st}

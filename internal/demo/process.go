@@ -23,13 +23,14 @@ type child struct {
 	err     error         // Wait's result, set before done is closed
 }
 
-// startChild starts exe with args; its output goes to logPath.
-func startChild(id, addr, exe string, args []string, logPath string) (*child, error) {
+// startChild starts the command line cmdline; its output goes to logPath.
+// The janitor learns its pid once it runs and again once it is reaped.
+func startChild(id, addr string, cmdline []string, logPath string, jan *janitor) (*child, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("log file for %s: %w", id, err)
 	}
-	cmd := exec.Command(exe, args...)
+	cmd := exec.Command(cmdline[0], cmdline[1:]...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.SysProcAttr = sysProcAttr()
@@ -38,8 +39,10 @@ func startChild(id, addr, exe string, args []string, logPath string) (*child, er
 		return nil, fmt.Errorf("start %s: %w", id, err)
 	}
 	c := &child{id: id, addr: addr, logPath: logPath, cmd: cmd, done: make(chan struct{})}
+	jan.started(cmd.Process.Pid)
 	go func() {
 		c.err = cmd.Wait()
+		jan.reaped(cmd.Process.Pid)
 		_ = logf.Close()
 		close(c.done)
 	}()

@@ -75,16 +75,16 @@ func describe(s snapshot) string {
 		}
 		fmt.Fprintf(&b, "leader=%s token=%s  !! %d instances claim leadership", strings.Join(ids, ","), token(ls[0].St.FencingToken), len(ls))
 	default:
-		// No one claims to lead; say whom the followers still see, for
-		// example a killed leader whose lease has not expired yet.
+		// No one claims to lead. Say whom the followers still name: its
+		// key is in etcd, but it does not (or no longer) claim to lead.
 		name, tok := followersLeader(s)
-		if name == "" {
+		switch {
+		case name == "":
 			b.WriteString("leader=none")
-		} else {
-			fmt.Fprintf(&b, "leader=%s token=%s", name, token(tok))
-			if !isUp(s, name) {
-				b.WriteString(" (gone, lease not yet expired)")
-			}
+		case !isUp(s, name):
+			fmt.Fprintf(&b, "leader=none, key=%s token=%s (gone; its lease has not expired yet)", name, token(tok))
+		default:
+			fmt.Fprintf(&b, "leader=none, key=%s token=%s (not claiming: confirming its key, or stepping down)", name, token(tok))
 		}
 	}
 	parts := make([]string, len(s.Views))
@@ -143,6 +143,23 @@ func port(addr string) string {
 	}
 	return addr
 }
+
+// legend explains the timeline's lines; it is printed above them.
+const legend = `How to read the timeline:
+  leader=X token=N   X says it leads; N is its fencing token
+  (demo-1 :PORT ...)  what each sidecar says of itself on its /status: LEADER,
+                     follower, starting (not ready yet) or down (not answering)
+  leader=none, key=X  no sidecar claims to lead, though the others still name X:
+                     X's key is in etcd but X is not leading. Either X is gone
+                     and its lease has not expired yet (crash), or X is alive
+                     and still confirming its key before it claims, or already
+                     stepping down: a sidecar claims only what it has proved.
+  Fencing tokens are etcd revisions: the revision at which the leader's key
+  was created. Every write to etcd (each candidate's key, each deletion)
+  advances the revision, so tokens always increase but skip numbers: the
+  first leader's is usually 2 (revision 1 is the empty store), and a later
+  leader's token is higher by however many writes came between.
+`
 
 // elapsed renders d as "+1.234s".
 func elapsed(d time.Duration) string {

@@ -33,7 +33,7 @@ func TestDescribe(t *testing.T) {
 				up("demo-1", "127.0.0.1:1", "demo-2", false, 9),
 				down("demo-2", "127.0.0.1:2"),
 			},
-			want: "leader=demo-2 token=9 (gone, lease not yet expired)   (demo-1 :1 follower, demo-2 :2 down)",
+			want: "leader=none, key=demo-2 token=9 (gone; its lease has not expired yet)   (demo-1 :1 follower, demo-2 :2 down)",
 		},
 		{
 			name: "resigned leader still answering, no successor yet",
@@ -41,7 +41,7 @@ func TestDescribe(t *testing.T) {
 				up("demo-1", "127.0.0.1:1", "demo-1", false, 4),
 				up("demo-2", "127.0.0.1:2", "demo-1", false, 4),
 			},
-			want: "leader=demo-1 token=4   (demo-1 :1 follower, demo-2 :2 follower)",
+			want: "leader=none, key=demo-1 token=4 (not claiming: confirming its key, or stepping down)   (demo-1 :1 follower, demo-2 :2 follower)",
 		},
 		{
 			name: "no leader known",

@@ -226,28 +226,25 @@ func TestEnvironmentConfiguresEveryFlag(t *testing.T) {
 
 func TestResignMovesLeadership(t *testing.T) {
 	cluster := etcdtest.Single(t)
-	ps := startN(t, cluster.ClientURLs(), "a", "b")
-	leader, first := agree(t, ps)
-	resp, err := http.Post(leader.URL+"/resign", "", nil)
-	if err != nil {
-		t.Fatal(err)
+	cs := startControlled(t, cluster.ClientURLs(), "a", "b")
+	leader, first := agree(t, processes(cs))
+	var socket string
+	for _, c := range cs {
+		if c.Process == leader {
+			socket = c.socket
+		}
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("POST /resign from loopback = %d", resp.StatusCode)
+	bearer := map[string]string{"Authorization": "Bearer " + e2eToken}
+	if code, body := send(t, request{viaSocket: socket, url: "http://localhost/resign", header: bearer}); code != http.StatusOK {
+		t.Fatalf("POST /resign on the control socket = %d %v", code, body)
 	}
-	next, st := agree(t, ps)
+	next, st := agree(t, processes(cs))
 	if next == leader || st.FencingToken <= first.FencingToken {
 		t.Errorf("after resign the leader is %s with token %d (was %s, %d)", next.ID, st.FencingToken, leader.ID, first.FencingToken)
 	}
 	// A follower has nothing to resign.
-	resp, err = http.Post(leader.URL+"/resign", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusConflict {
-		t.Errorf("POST /resign on a follower = %d, want 409", resp.StatusCode)
+	if code, _ := send(t, request{viaSocket: socket, url: "http://localhost/resign", header: bearer}); code != http.StatusConflict {
+		t.Errorf("POST /resign on a follower = %d, want 409", code)
 	}
 }
 

@@ -4,9 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
+	"fmt"
 	"net/http"
-	"net/netip"
 	"time"
 
 	"github.com/leader-elector/leader-elector/pkg/election"
@@ -50,23 +49,35 @@ func toJSON(st election.Status) statusJSON {
 	return out
 }
 
-func (s *Server) routes() http.Handler {
+// readOnlyMux routes the read-only endpoints, which both listeners serve.
+func (s *Server) readOnlyMux(ep *endpoint) *http.ServeMux {
 	mux := http.NewServeMux()
 	// {$} matches "/" only; any other unknown path gets the mux's 404.
 	mux.HandleFunc("GET /{$}", s.handleRoot)
 	mux.HandleFunc("GET /status", s.handleStatus)
 	mux.HandleFunc("GET /leader", s.handleRole(true))
 	mux.HandleFunc("GET /follower", s.handleRole(false))
-	mux.HandleFunc("GET /watch", s.handleWatch)
+	mux.HandleFunc("GET /watch", s.handleWatch(ep))
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
 	if s.metrics != nil {
 		mux.Handle("GET /metrics", s.metrics)
 	}
-	// Loopback alone does not stop a web page in a local browser from
-	// posting here; cross-origin protection rejects such requests.
-	mux.Handle("POST /resign", http.NewCrossOriginProtection().Handler(http.HandlerFunc(s.handleResign)))
 	return mux
+}
+
+// publicRoutes is the pod-network listener: read-only. A state-changing
+// endpoint is refused there with a pointer to the control listener,
+// whatever the peer address: a mesh proxy forwards outside traffic from
+// loopback.
+func (s *Server) publicRoutes(ep *endpoint) http.Handler {
+	mux := s.readOnlyMux(ep)
+	mux.HandleFunc("POST /resign", func(w http.ResponseWriter, r *http.Request) {
+		s.log.Warn("refused resign on the pod-network listener", "remote", r.RemoteAddr, "host", r.Host)
+		writeError(w, http.StatusForbidden, "POST /resign is served only on the control listener "+
+			"(--control-socket or --control-addr), which only the pod can reach; see the README's Security model")
+	})
+	return jsonMux(mux)
 }
 
 // handleRoot keeps the contract of the retired contrib leader-elector
@@ -112,12 +123,14 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	writeText(w, http.StatusOK, "ok")
 }
 
-// handleResign lets a process in the same network namespace (the pod) hand
-// leadership over, for example before a planned restart.
+// handleResign hands leadership over, for example before a planned restart.
+// It is served only behind the control listener's guard.
 func (s *Server) handleResign(w http.ResponseWriter, r *http.Request) {
-	if !isLoopback(r.RemoteAddr) {
-		s.log.Warn("refused resign from non-loopback client", "remote", r.RemoteAddr)
-		writeText(w, http.StatusForbidden, "resign is only allowed from loopback")
+	// Parameters are refused until they mean something, so that a caller
+	// asking for a targeted switchover (?to=) on a version without it gets
+	// an error rather than a plain resign.
+	for k := range r.URL.Query() {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown parameter %q", k))
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeouts.resign)
@@ -125,11 +138,11 @@ func (s *Server) handleResign(w http.ResponseWriter, r *http.Request) {
 	err := s.elector.Resign(ctx)
 	switch {
 	case errors.Is(err, election.ErrNotLeader):
-		writeText(w, http.StatusConflict, "not leader")
+		writeError(w, http.StatusConflict, "not leader")
 		return
 	case err != nil:
 		s.log.Error("resign failed", "remote", r.RemoteAddr, "err", err)
-		writeText(w, http.StatusInternalServerError, "resign failed")
+		writeError(w, http.StatusInternalServerError, "resign failed; see the sidecar's log")
 		return
 	}
 	s.log.Info("resigned on request", "remote", r.RemoteAddr)
@@ -137,26 +150,12 @@ func (s *Server) handleResign(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(w, http.StatusOK, toJSON(st))
 }
 
-// isLoopback reports whether remoteAddr ("host:port") is a loopback address,
-// including IPv4 loopback mapped into IPv6.
-func isLoopback(remoteAddr string) bool {
-	host, _, err := net.SplitHostPort(remoteAddr)
-	if err != nil {
-		return false
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return false
-	}
-	return ip.Unmap().IsLoopback()
-}
-
 // writeJSON writes v without a trailing newline; GET / depends on that.
 func (s *Server) writeJSON(w http.ResponseWriter, code int, v any) {
 	body, err := json.Marshal(v)
 	if err != nil {
 		s.log.Error("encode response", "err", err)
-		writeText(w, http.StatusInternalServerError, "internal error")
+		writeError(w, http.StatusInternalServerError, "internal error")
 		return
 	}
 	h := w.Header()
@@ -167,6 +166,8 @@ func (s *Server) writeJSON(w http.ResponseWriter, code int, v any) {
 	_, _ = w.Write(body)
 }
 
+// writeText answers the probes, which keep the plain-text convention of
+// Kubernetes' own /healthz and /readyz (documented as an exception to JSON).
 func writeText(w http.ResponseWriter, code int, msg string) {
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")

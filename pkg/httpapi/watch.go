@@ -12,7 +12,31 @@ import (
 // once, then one per change, with comment lines in between to keep idle
 // connections open. Changes that happen faster than the client reads are
 // coalesced: every event carries the latest status.
-func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) {
+//
+// Each listener runs at most Limits.MaxWatchers streams; past that a new
+// stream is answered 503 with Retry-After. A client that stops reading is
+// dropped once a write (an event or a keep-alive) stalls for the write
+// timeout, so a stream never holds more than the socket's buffers.
+func (s *Server) handleWatch(ep *endpoint) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case ep.watchers <- struct{}{}:
+			defer func() { <-ep.watchers }()
+		default:
+			s.log.Debug("watch refused: stream limit reached", "listener", ep.name, "remote", r.RemoteAddr,
+				"max", cap(ep.watchers))
+			writeBusy(w, watchRetryAfterSeconds, fmt.Sprintf("too many /watch streams (at most %d); retry later, or poll /status", cap(ep.watchers)))
+			return
+		}
+		s.watch(w, r)
+	}
+}
+
+// watchRetryAfterSeconds is the Retry-After of a refused stream: streams end
+// only when their clients leave, so an immediate retry would be refused too.
+const watchRetryAfterSeconds = 10
+
+func (s *Server) watch(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	// The server's WriteTimeout suits short requests; a stream lives as long
 	// as its client, so each write gets its own deadline instead. (The read

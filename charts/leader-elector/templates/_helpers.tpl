@@ -61,13 +61,46 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (include "leader-elector.fullname" .) .Values.election.name }}
 {{- end }}
 
-{{/* Sidecar image reference: repository:tag, or repository@digest when a digest is set. */}}
+{{/*
+Sidecar image reference: repository:tag, or repository@digest when a digest
+is set. The tag defaults to the chart's appVersion; a parent chart that
+passes an empty AppVersion and no image.tag would render "repository:", so
+that fails here.
+*/}}
 {{- define "leader-elector.image" -}}
 {{- $tag := default .Chart.AppVersion .Values.image.tag }}
 {{- if .Values.image.digest }}
 {{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
-{{- else }}
+{{- else if $tag }}
 {{- printf "%s:%s" .Values.image.repository $tag }}
+{{- else }}
+{{- fail "the sidecar image has no version: set image.tag (or image.digest), or pass this chart's appVersion as Chart.AppVersion when including its templates from a parent chart" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Labels that find every pod running this chart's sidecar, for the metrics
+Service and the PodMonitor: the election label the sidecar sets on its own
+pod (so pods of a parent chart's workload are found too), or the example's
+selector labels when Kubernetes publishing is off.
+*/}}
+{{- define "leader-elector.monitorSelector" -}}
+{{- if .Values.kube.enabled }}
+{{ .Values.kube.electionLabel }}: {{ include "leader-elector.electionName" . | quote }}
+{{- else }}
+{{- include "leader-elector.selectorLabels" . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Whether to render the ValidatingAdmissionPolicy: asked for, publishing on,
+and Kubernetes 1.30 or later, which serves the policy's v1 API and puts the
+pod's name into service-account tokens bound to a pod (the policy compares
+it with the pod being changed).
+*/}}
+{{- define "leader-elector.admissionPolicy" -}}
+{{- if and .Values.admissionPolicy.enabled .Values.kube.enabled (semverCompare ">=1.30.0-0" .Capabilities.KubeVersion.Version) (.Capabilities.APIVersions.Has "admissionregistration.k8s.io/v1") -}}
+true
 {{- end }}
 {{- end }}
 
@@ -113,6 +146,11 @@ that includes the container gets the same checks.
 {{- end }}
 {{- if eq $v.kube.roleLabel $v.kube.electionLabel }}
 {{- fail "kube.roleLabel and kube.electionLabel must differ" }}
+{{- end }}
+{{- with .Capabilities }}
+{{- if and $v.sidecar.native (not (semverCompare ">=1.29.0-0" .KubeVersion.Version)) }}
+{{- fail (printf "sidecar.native needs Kubernetes 1.29 or later (native sidecar containers); this cluster is %s: set sidecar.native false" .KubeVersion.Version) }}
+{{- end }}
 {{- end }}
 {{- end }}
 

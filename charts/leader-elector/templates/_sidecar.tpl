@@ -2,9 +2,12 @@
 Reusable pieces for putting the sidecar into any pod template. A parent chart
 that depends on this chart includes them into its own pod spec:
 
-  {{- $le := dict "Values" (index .Values "leader-elector") "Release" .Release "Chart" (dict "Name" "leader-elector" "Version" "" "AppVersion" "") }}
+  {{- $le := dict "Values" (index .Values "leader-elector") "Release" .Release "Chart" (dict "Name" "leader-elector" "Version" "" "AppVersion" "v0.1.0") "Capabilities" .Capabilities }}
   spec:
     serviceAccountName: {{ include "leader-elector.serviceAccountName" $le }}
+    # The sidecar mounts its own projected token ("leader-elector.volumes");
+    # no other container gets one.
+    automountServiceAccountToken: false
     {{- if (index .Values "leader-elector").sidecar.native }}
     initContainers:
       {{- include "leader-elector.container" $le | nindent 6 }}
@@ -24,8 +27,10 @@ that depends on this chart includes them into its own pod spec:
       {{- . | nindent 6 }}
     {{- end }}
 
-Give the parent's Chart dict the real Version and AppVersion when image.tag
-is empty, since the image tag defaults to this chart's appVersion.
+Give the parent's Chart dict this chart's appVersion (or set image.tag):
+the image tag defaults to it, and an empty one fails the render. Passing
+Capabilities lets the template refuse a native sidecar on a cluster older
+than 1.29 (Helm does not check a subchart's kubeVersion).
 */}}
 
 {{/*
@@ -174,9 +179,19 @@ initContainers; otherwise it belongs in containers.
   {{- end }}
 {{- end }}
 
-{{/* leader-elector.volumeMounts: the sidecar's Secret mounts (possibly none). */}}
+{{/*
+leader-elector.volumeMounts: the sidecar's mounts (possibly none): its
+service-account token, Secrets, and sidecar.extraVolumeMounts.
+*/}}
 {{- define "leader-elector.volumeMounts" -}}
 {{- $v := .Values }}
+{{- if $v.kube.enabled }}
+# The Kubernetes API token, at the path client-go's in-cluster
+# configuration reads. Only this container mounts it.
+- name: leader-elector-kube-api-access
+  mountPath: /var/run/secrets/kubernetes.io/serviceaccount
+  readOnly: true
+{{- end }}
 {{- if and (eq $v.backend "etcd") $v.etcd.tls.enabled }}
 - name: leader-elector-etcd-tls
   mountPath: {{ include "leader-elector.etcdTLSDir" . }}
@@ -197,6 +212,9 @@ initContainers; otherwise it belongs in containers.
   mountPath: {{ include "leader-elector.redisAuthDir" . }}
   readOnly: true
 {{- end }}
+{{- with $v.sidecar.extraVolumeMounts }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -206,6 +224,31 @@ only the sidecar container mounts them.
 */}}
 {{- define "leader-elector.volumes" -}}
 {{- $v := .Values }}
+{{- if $v.kube.enabled }}
+# What the kubelet would mount into every container with
+# automountServiceAccountToken, as a volume only the sidecar mounts: a token
+# bound to this pod (invalid once the pod is gone, renewed by the kubelet
+# before it expires, carrying the pod's name for the admission policy), the
+# cluster's CA bundle and the namespace.
+- name: leader-elector-kube-api-access
+  projected:
+    defaultMode: 0444
+    sources:
+      - serviceAccountToken:
+          path: token
+          expirationSeconds: 3607
+      - configMap:
+          name: kube-root-ca.crt
+          items:
+            - key: ca.crt
+              path: ca.crt
+      - downwardAPI:
+          items:
+            - path: namespace
+              fieldRef:
+                apiVersion: v1
+                fieldPath: metadata.namespace
+{{- end }}
 {{- if and (eq $v.backend "etcd") $v.etcd.tls.enabled }}
 - name: leader-elector-etcd-tls
   secret:
@@ -235,6 +278,9 @@ only the sidecar container mounts them.
     items:
       - key: {{ $v.redis.auth.passwordKey }}
         path: {{ $v.redis.auth.passwordKey }}
+{{- end }}
+{{- with $v.sidecar.extraVolumes }}
+{{ toYaml . }}
 {{- end }}
 {{- end }}
 

@@ -128,10 +128,12 @@ func (p *Process) readLog(r io.Reader, addr chan<- string) {
 		p.stderr.WriteByte('\n')
 		p.mu.Unlock()
 		var rec struct {
-			Msg  string `json:"msg"`
-			Addr string `json:"addr"`
+			Msg      string `json:"msg"`
+			Addr     string `json:"addr"`
+			Listener string `json:"listener"`
 		}
-		if json.Unmarshal(line, &rec) == nil && rec.Msg == "http api listening" {
+		// The pod-network listener, not a control listener.
+		if json.Unmarshal(line, &rec) == nil && rec.Msg == "http api listening" && rec.Listener != "control" {
 			select {
 			case addr <- rec.Addr:
 			default:
@@ -298,3 +300,6 @@ func Leader(t testing.TB, ps []*Process) *Process {
 func (p *Process) Logged(msg string) bool {
 	return strings.Contains(p.Log(), `"msg":"`+msg+`"`)
 }
+
+// PID returns the process's id (to read its /proc entries).
+func (p *Process) PID() int { return p.cmd.Process.Pid }

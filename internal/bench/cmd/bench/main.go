@@ -1,6 +1,7 @@
 // Command bench runs the side-by-side benchmarks and writes
-// docs/benchmarks.md and its chart. Run it from the repository root, after
-// `make test-deps`: `make bench`.
+// docs/benchmarks.md and its chart. Run it anywhere inside a clone, after
+// `make test-deps`: `make bench`. It is in its own module (internal/bench),
+// so it runs as `go -C internal/bench run ./cmd/bench` from the root.
 package main
 
 import (
@@ -29,8 +30,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg := bench.Config{}
-	out := fs.String("out", "docs/benchmarks.md", "Markdown report to write")
-	chart := fs.String("chart", "docs/benchmarks-handover.svg", "SVG chart to write")
+	out := fs.String("out", "docs/benchmarks.md", "Markdown report to write (a relative path is from the repository root)")
+	chart := fs.String("chart", "docs/benchmarks-handover.svg", "SVG chart to write (a relative path is from the repository root)")
 	fs.DurationVar(&cfg.TTL, "ttl", 2*time.Second, "TTL of our candidates and of the alternatives")
 	fs.IntVar(&cfg.Trials, "trials", 200, "graceful handover trials per system")
 	fs.IntVar(&cfg.SlowParallel, "slow-parallel", 8, "elections the polling alternatives run at once")
@@ -44,17 +45,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	root, err := os.Getwd()
+	root, err := repoRoot()
 	if err != nil {
 		fmt.Fprintln(stderr, "bench:", err)
-		return 1
-	}
-	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
-		fmt.Fprintln(stderr, "bench: run from the repository root")
 		return 2
 	}
+	for _, p := range []*string{out, chart} {
+		if !filepath.IsAbs(*p) {
+			*p = filepath.Join(root, *p)
+		}
+	}
 	cfg.Root = root
-	cfg.Command = strings.TrimSpace("go run ./internal/bench/cmd/bench " + strings.Join(args, " "))
+	cfg.Command = strings.TrimSpace("go -C internal/bench run ./cmd/bench " + strings.Join(args, " "))
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, nil))
 
 	res, err := bench.Run(ctx, cfg)
@@ -101,4 +103,30 @@ func writeFile(path string, write func(io.Writer) error) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// mainModule is the module whose go.mod marks the repository root.
+const mainModule = "github.com/leader-elector/leader-elector"
+
+// repoRoot walks up from the working directory to the folder whose go.mod
+// declares the main module (this benchmark's own go.mod is below it).
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil {
+			for line := range strings.SplitSeq(string(b), "\n") {
+				if f := strings.Fields(line); len(f) == 2 && f[0] == "module" && f[1] == mainModule {
+					return dir, nil
+				}
+			}
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("run inside a clone of the repository: no go.mod of %s above the working directory", mainModule)
+		}
+		dir = parent
+	}
 }
