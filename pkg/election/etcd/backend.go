@@ -11,6 +11,13 @@
 // Election.Campaign does not re-check its own key after waiting (etcd issue
 // #19597). Campaign here re-checks both the key and the lease before it
 // reports a win.
+//
+// Each member is reached through a client of its own, every request is
+// bounded by TTL/6, and watches re-read their key every TTL/6, so that a
+// member that hangs (its connections open, nothing answered) is passed
+// over within the lease rather than after gRPC's keepalive, which cannot
+// ping more often than every 10 s: see members.go. With the Raft leader
+// hung or killed, the election has a leader again within 2 × TTL + 1 s.
 package etcd
 
 import (
