@@ -28,6 +28,10 @@ const (
 	KillMember     Kind = "kill-member"      // stop an etcd member that does not lead etcd's Raft group
 	KillRaftLeader Kind = "kill-raft-leader" // stop etcd's Raft leader
 	RedisRestart   Kind = "redis-restart"    // kill a redis-server and start it again empty
+	// StallLog stops reading a sidecar's stderr once its pipe is full and
+	// cuts it off from the backend: it must step down at its deadline
+	// although every log write it might wait on would block.
+	StallLog Kind = "stall-log"
 	// etcd members that hang (SIGSTOP, as a stalled disk): connections stay
 	// open and nothing is answered; SIGCONT at the heal.
 	HungMember     Kind = "hung-member"      // an etcd member that does not lead etcd's Raft group
@@ -37,11 +41,11 @@ const (
 // Kinds lists every fault, in the order summaries print them.
 func Kinds() []Kind {
 	return []Kind{KillLeader, PauseShort, PauseLong, Blackhole, Delay, Reset, KillMember, KillRaftLeader, RedisRestart,
-		HungMember, HungRaftLeader}
+		StallLog, HungMember, HungRaftLeader}
 }
 
 func kindsFor(backend string) []Kind {
-	common := []Kind{KillLeader, PauseShort, PauseLong, Blackhole, Delay, Reset}
+	common := []Kind{KillLeader, PauseShort, PauseLong, Blackhole, Delay, Reset, StallLog}
 	if backend == BackendEtcd {
 		return append(common, KillMember, KillRaftLeader, HungMember, HungRaftLeader)
 	}
@@ -71,7 +75,7 @@ func (f Fault) String() string {
 		fmt.Fprintf(&b, " delay=%v", f.Delay.Round(time.Millisecond))
 	}
 	switch f.Kind {
-	case Blackhole, Delay, Reset:
+	case Blackhole, Delay, Reset, StallLog:
 		if f.AtLeader {
 			b.WriteString(" at=leader")
 		} else {
@@ -150,6 +154,9 @@ func newFault(rng *rand.Rand, k Kind, ttl time.Duration) Fault {
 		f.Hold = between(rng, ttl+1500*time.Millisecond, ttl+3*time.Second)
 	case Blackhole, Reset:
 		f.Hold = between(rng, 500*time.Millisecond, ttl+2*time.Second)
+	case StallLog:
+		// Past the TTL, so the deadline falls while the log is stalled.
+		f.Hold = between(rng, ttl+500*time.Millisecond, ttl+3*time.Second)
 	case Delay:
 		f.Hold = between(rng, time.Second, ttl+2*time.Second)
 		f.Delay = between(rng, 100*time.Millisecond, ttl*3/4)

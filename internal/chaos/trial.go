@@ -382,6 +382,27 @@ func (tr *trial) fault(f Fault, leader *slot, followers []*slot, signalled map[*
 				}
 				tr.restartMember(m)
 			}
+	case StallLog:
+		s := linkTarget()
+		var proc *sidecartest.Process
+		return func() {
+				proc = s.proc()
+				proc.StallLog()
+				detail := "stderr full"
+				if err := proc.FillLog(); err != nil {
+					detail = err.Error() // it exited meanwhile (another fault)
+				}
+				for _, p := range s.proxies {
+					p.Blackhole()
+				}
+				tr.event(string(f.Kind), s.id, detail)
+			}, func() {
+				for _, p := range s.proxies {
+					p.Pass()
+				}
+				proc.ResumeLog()
+				tr.event("resume-log", s.id, "")
+			}
 	case RedisRestart:
 		srv := tr.redis[f.Pick%len(tr.redis)]
 		return func() {

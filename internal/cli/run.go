@@ -14,10 +14,12 @@ import (
 	"runtime/debug"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/spf13/pflag"
 	"k8s.io/klog/v2"
 
+	"github.com/leader-elector/leader-elector/internal/lossy"
 	"github.com/leader-elector/leader-elector/pkg/election"
 	"github.com/leader-elector/leader-elector/pkg/history"
 	"github.com/leader-elector/leader-elector/pkg/httpapi"
@@ -56,16 +58,27 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stderr, "Run 'sidecar --help' for the flags.")
 		return exitUsage
 	}
-	log := newLogger(cfg, stderr)
-	if err := run(ctx, cfg, log); err != nil {
+	// Logging never waits for stderr: a log collector that stops reading
+	// must not delay a step-down. Records that do not fit are dropped and
+	// counted.
+	logOut := lossy.New(stderr, lossy.DefaultQueue)
+	defer func() { _ = logOut.Close(logCloseTimeout) }()
+	log := newLogger(cfg, logOut)
+	outs := &outputs{}
+	outs.add("log", logOut.Stats)
+	if err := run(ctx, cfg, log, outs); err != nil {
 		log.Error("sidecar failed", "err", err)
 		return exitError
 	}
 	return exitOK
 }
 
+// logCloseTimeout bounds how long exit waits for stderr to take the last
+// log records.
+const logCloseTimeout = time.Second
+
 // run wires the backend, engine and publishers and runs them until ctx ends.
-func run(ctx context.Context, cfg *config, log *slog.Logger) error {
+func run(ctx context.Context, cfg *config, log *slog.Logger, outs *outputs) error {
 	m := metrics.New(metrics.Info{Version: version(), Backend: cfg.Backend})
 	backend, err := newBackend(cfg, log)
 	if err != nil {
@@ -86,11 +99,24 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 			return fmt.Errorf("--history-file: %w", err)
 		}
 		defer f.Close()
-		ecfg.OnStatus = history.NewWriter(f).Record
+		hist := history.NewWriter(f)
+		// Runs before f.Close: the final step-down reaches the file unless
+		// the file itself is stuck.
+		defer func() {
+			if err := hist.Close(historyCloseTimeout); err != nil {
+				log.Warn("history: entries still queued at exit were lost", "err", err)
+			}
+		}()
+		ecfg.OnStatus = hist.Record
+		outs.add("history", hist.Stats)
 	}
 	engine, err := election.New(ecfg)
 	if err != nil {
 		return flagError(err, nil)
+	}
+	m.SetLeaderSource(func() bool { st, _ := engine.Status(); return st.IsLeader })
+	for _, o := range outs.snapshot() {
+		m.AddOutput(o.name, o.stats)
 	}
 
 	// Publishers outlive the engine, so they report its final step-down.
@@ -100,7 +126,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	defer wg.Wait()
 	errs := make(chan error, 1)
 	if cfg.HTTP != "" || cfg.API.controlEnabled() {
-		hc := httpapi.Config{Addr: cfg.HTTP, Elector: engine, Metrics: m.Handler(), Logger: log}
+		hc := httpapi.Config{Addr: cfg.HTTP, Elector: engine, Metrics: m.Handler(), Logger: log, Degraded: outs.degraded}
 		cfg.API.apply(&hc)
 		api := httpapi.New(hc)
 		wg.Go(func() {
@@ -126,6 +152,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		}
 		pubs = append(pubs, pub)
 	}
+	wg.Go(func() { outs.watch(pubCtx, log) })
 	wg.Go(func() {
 		if err := election.Publish(pubCtx, engine, pubs...); err != nil {
 			log.Error("publishing stopped", "err", err)
@@ -152,6 +179,10 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	}
 	return runErr
 }
+
+// historyCloseTimeout bounds how long shutdown waits for the history file
+// to take its last entries.
+const historyCloseTimeout = 2 * time.Second
 
 // newBackend builds the configured backend from the registry. None of
 // them contacts its servers here; the engine does, and retries.

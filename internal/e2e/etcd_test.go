@@ -402,3 +402,81 @@ func TestEtcdDownAtStartThenUp(t *testing.T) {
 	proxy.Pass()
 	a.WaitStatus("leadership once etcd answers", generous, func(s sidecartest.Status) bool { return s.IsLeader && s.Ready })
 }
+
+// A lock-service outage must not take the application out of service: the
+// sidecar's own health (/healthz, which the chart's probes use in every
+// readiness mode) stays 200 on every replica while etcd is unreachable for
+// several TTLs, /readyz and /leader report the outage, nobody claims to
+// lead, and one leader is back once etcd answers.
+func TestEtcdOutageKeepsSidecarsHealthy(t *testing.T) {
+	cluster := etcdtest.Single(t)
+	proxy := tcpproxy.Start(t, strings.TrimPrefix(cluster.ClientURLs()[0], "http://"))
+	var ps []*sidecartest.Process
+	for _, id := range []string{"a", "b", "c"} {
+		ps = append(ps, sidecartest.Start(t, bin, sidecartest.Options{ID: id,
+			Args: etcdArgs([]string{proxy.Addr()}, "--etcd-dial-timeout", "1s")}))
+	}
+	agree(t, ps)
+
+	proxy.Blackhole()
+	outage := time.Now()
+	for time.Since(outage) < 4*ttl {
+		for _, p := range ps {
+			if code, body, err := p.Get(t.Context(), "/healthz"); err != nil || code != 200 {
+				t.Fatalf("%s: GET /healthz = %d %q, %v %v into the outage; want 200", p.ID, code, body, err, time.Since(outage))
+			}
+		}
+		tick := time.NewTimer(50 * time.Millisecond)
+		<-tick.C
+	}
+	for _, p := range ps {
+		p.WaitStatus("not ready, no leader claimed", generous, func(s sidecartest.Status) bool {
+			return !s.IsLeader && !s.Ready && s.Name == ""
+		})
+		if code, _, _ := p.Get(t.Context(), "/readyz"); code != 503 {
+			t.Errorf("%s: GET /readyz = %d during the outage, want 503", p.ID, code)
+		}
+	}
+	proxy.Pass()
+	agree(t, ps)
+	assertNoOverlap(t, ps)
+}
+
+// A sidecar whose log nobody reads (its stderr pipe full) still steps down
+// at its deadline, and every consumer hears of it: its status, /metrics and
+// its history. Before logging stopped waiting for stderr, the loop hung in a
+// log write and /metrics (and /watch, and the history) kept saying leader.
+func TestStalledLogDoesNotDelayTheStepDown(t *testing.T) {
+	cluster := etcdtest.Single(t)
+	proxy := tcpproxy.Start(t, strings.TrimPrefix(cluster.ClientURLs()[0], "http://"))
+	a := sidecartest.Start(t, bin, sidecartest.Options{ID: "a", Args: etcdArgs([]string{proxy.Addr()}, "--etcd-dial-timeout", "1s")})
+	first := a.WaitStatus("leadership", generous, func(s sidecartest.Status) bool { return s.IsLeader })
+	ps := append([]*sidecartest.Process{a}, startN(t, cluster.ClientURLs(), "b", "c")...)
+	agree(t, ps)
+
+	a.StallLog()
+	if err := a.FillLog(); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Blackhole()
+	cut := time.Now()
+	a.WaitStatus("stepping down", generous, func(s sidecartest.Status) bool { return !s.IsLeader })
+	deadline := time.Now().Add(generous)
+	for {
+		_, body, err := a.Get(t.Context(), "/metrics")
+		if err == nil && strings.Contains(string(body), "\nleader_elector_is_leader 0\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics still says leader %v after the cut, with the log stalled", time.Since(cut))
+		}
+		tick := time.NewTimer(20 * time.Millisecond)
+		<-tick.C
+	}
+	_, st := agree(t, ps[1:])
+	if st.FencingToken <= first.FencingToken {
+		t.Errorf("successor token %d, want more than %d", st.FencingToken, first.FencingToken)
+	}
+	assertNoOverlap(t, ps) // the history is written whatever the log does
+	a.ResumeLog()
+}

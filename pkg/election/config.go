@@ -54,6 +54,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics receives measurements. Default: none.
 	Metrics Metrics
+	// Clock reports time the machine spent suspended, which the engine
+	// subtracts from validity windows (see Clock). Default SystemClock().
+	Clock Clock
 	// OnStatus, if set, is called with every status change, in order, before
 	// readers of Status see it. Readers of Status may miss short-lived
 	// states; OnStatus does not, which is what an audit history needs. It
@@ -96,7 +99,30 @@ func (c Config) withDefaults() Config {
 	if c.Metrics == nil {
 		c.Metrics = nopMetrics{}
 	}
+	if c.Clock == nil {
+		c.Clock = SystemClock()
+	}
 	return c
+}
+
+// checkInterval is how often the engine's loop wakes even when nothing
+// happens: to notice a validity deadline that passed while the machine was
+// suspended (its timers, on CLOCK_MONOTONIC, fire late by the suspend), and
+// to show it is alive (Healthy).
+func (c Config) checkInterval() time.Duration { return min(c.RenewInterval, maxCheckInterval) }
+
+const maxCheckInterval = 500 * time.Millisecond
+
+// candidateTimeout bounds a call that starts a candidacy, so an unanswered
+// backend never holds the loop: a grant slower than a TTL would be close to
+// expiry anyway.
+func (c Config) candidateTimeout() time.Duration { return c.TTL }
+
+// stallAfter is how long the loop may go without a heartbeat before Healthy
+// reports it stuck: longer than any call the loop itself waits for (a
+// candidacy start, a resignation) plus two heartbeats.
+func (c Config) stallAfter() time.Duration {
+	return c.candidateTimeout() + c.ResignTimeout + 2*c.checkInterval() + time.Second
 }
 
 // validity is how long after an acknowledged request was sent this

@@ -42,10 +42,18 @@ type Engine struct {
 	twin      bool
 	twinTimer *time.Timer
 
-	// claimUntil is the instant (monotonic) after which IsLeader must read
-	// false even if the engine loop has not yet run: a process that wakes
-	// from a pause checks it before it says anything.
-	claimUntil atomic.Pointer[time.Time]
+	// epoch is the origin of the engine's timeline (see now).
+	epoch time.Time
+	// claimUntil is the instant (on the engine's timeline, in nanoseconds)
+	// after which IsLeader must read false even if the engine loop has not
+	// yet run: a process that wakes from a pause or a suspend checks it
+	// before it says anything. 0 claims nothing.
+	claimUntil atomic.Int64
+	// claimWake wakes the status's readers at claimUntil; loop only.
+	claimWake *time.Timer
+	// beat is when the loop last showed it is alive (time.Since(epoch), in
+	// nanoseconds), through the status path.
+	beat atomic.Int64
 }
 
 type resignRequest struct {
@@ -79,16 +87,29 @@ func New(cfg Config) (*Engine, error) {
 			Caveats:  caveats,
 			State:    StateStopped,
 		}, cfg.OnStatus),
+		epoch: time.Now(),
 	}
-	e.setClaimUntil(time.Time{})
 	return e, nil
+}
+
+// now is the current instant on the engine's timeline: monotonic time since
+// the engine was built plus the time the machine has spent suspended, so
+// that a validity window shrinks by every suspend it overlaps.
+func (e *Engine) now() time.Duration { return time.Since(e.epoch) + e.cfg.Clock.Suspended() }
+
+// deadlineOf returns the instant on the engine's timeline after which v no
+// longer proves anything. suspended is the Clock's reading taken before the
+// request that v acknowledges was sent: any suspend after it is counted,
+// which can only move the deadline earlier.
+func (e *Engine) deadlineOf(v Validity, suspended time.Duration) time.Duration {
+	return v.Sent.Sub(e.epoch) + suspended + e.cfg.validity(v.TTL)
 }
 
 // Status returns the latest status and a channel closed on the next change.
 // IsLeader is re-checked against the validity deadline on every call.
 func (e *Engine) Status() (Status, <-chan struct{}) {
 	st, ch := e.status.Status()
-	if st.IsLeader && !time.Now().Before(*e.claimUntil.Load()) {
+	if st.IsLeader && e.now() >= time.Duration(e.claimUntil.Load()) {
 		st.IsLeader = false
 		st.Leader = ""
 		st.FencingToken = 0
@@ -98,12 +119,48 @@ func (e *Engine) Status() (Status, <-chan struct{}) {
 	return st, ch
 }
 
-// setClaimUntil publishes the instant after which IsLeader reads false.
-// It stores a copy: readers must never see a variable the loop still writes.
-func (e *Engine) setClaimUntil(t time.Time) { e.claimUntil.Store(&t) }
+// setClaimUntil publishes the instant after which IsLeader reads false
+// (0: claim nothing), and arms a timer that wakes every reader of the status
+// at that instant. The loop steps down then too, but the wake-up does not
+// wait for it: a reader blocked on the change channel (/watch, the pod
+// labels, WhileLeading) re-reads the status, which Status re-checks against
+// the deadline, even if the loop or a status writer is stuck. Only the loop
+// calls it.
+func (e *Engine) setClaimUntil(t time.Duration) {
+	e.claimUntil.Store(int64(t))
+	if t == 0 {
+		if e.claimWake != nil {
+			e.claimWake.Stop()
+		}
+		return
+	}
+	d := t - e.now()
+	if e.claimWake == nil {
+		e.claimWake = time.AfterFunc(d, e.status.wake)
+		return
+	}
+	e.claimWake.Reset(d)
+}
 
-// Healthy reports whether the election loop is running.
-func (e *Engine) Healthy() bool { return e.running.Load() }
+// Healthy reports whether the election loop is running and not stuck: it
+// shows it is alive, through the status path, at least every check interval
+// (500 ms at most), and it never waits on anything longer than a candidacy
+// start or a resignation (both bounded). A loop or a status path that has
+// not moved for longer than that (a blocked OnStatus hook, a deadlock) is
+// reported, so a liveness probe can restart the process.
+func (e *Engine) Healthy() bool {
+	if !e.running.Load() {
+		return false
+	}
+	return time.Since(e.epoch)-time.Duration(e.beat.Load()) <= e.cfg.stallAfter()
+}
+
+// heartbeat records that the loop is alive. It passes through the status
+// lock, so a status path that is stuck makes the loop look stuck too.
+func (e *Engine) heartbeat() {
+	e.status.touch()
+	e.beat.Store(int64(time.Since(e.epoch)))
+}
 
 // Resign gives up leadership now. The candidate campaigns again after the
 // configured hold-off. It returns ErrNotLeader when there is nothing to give
@@ -139,8 +196,10 @@ func (e *Engine) Run(ctx context.Context) error {
 	if !e.running.CompareAndSwap(false, true) {
 		return errors.New("election: engine already running")
 	}
+	e.heartbeat()
 	defer e.running.Store(false)
 	defer e.becomeStopped()
+	defer e.setClaimUntil(0)
 
 	obsCtx, stopObserver := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -176,8 +235,9 @@ const (
 
 // renewal is one renewer result.
 type renewal struct {
-	validity Validity
-	err      error
+	validity  Validity
+	suspended time.Duration // Clock reading before the request was sent
+	err       error
 }
 
 type campaignResult struct {
@@ -188,7 +248,10 @@ type campaignResult struct {
 // candidacy runs one candidacy from grant to loss, resignation or shutdown.
 func (e *Engine) candidacy(ctx context.Context) outcome {
 	e.becomeCampaigning()
-	cand, v, err := e.cfg.Backend.Candidate(ctx)
+	suspended := e.cfg.Clock.Suspended()
+	gctx, gcancel := context.WithTimeout(ctx, e.cfg.candidateTimeout())
+	cand, v, err := e.cfg.Backend.Candidate(gctx)
+	gcancel()
 	if err != nil {
 		if ctx.Err() != nil {
 			return outcomeShutdown
@@ -203,32 +266,35 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 	campaigns := make(chan campaignResult, 1)
 	var wg sync.WaitGroup
 	wg.Go(func() { e.renew(cctx, cand, renewals) })
+	// The campaign's proof comes from a request sent after this reading.
+	campaignSuspended := e.cfg.Clock.Suspended()
 	wg.Go(func() {
 		term, err := cand.Campaign(cctx)
 		campaigns <- campaignResult{term, err}
 	})
 
 	var (
-		deadline time.Time // zero: nothing held yet
+		deadline time.Duration // on the engine's timeline; 0: nothing held yet
 		timer    = time.NewTimer(time.Hour)
+		check    = time.NewTicker(e.cfg.checkInterval())
 		leading  bool
 		token    int64
 	)
 	timer.Stop()
-	extend := func(v Validity) {
+	defer check.Stop()
+	extend := func(v Validity, suspended time.Duration) {
 		if v.IsZero() {
 			return
 		}
-		d := v.Sent.Add(e.cfg.validity(v.TTL))
-		if d.After(deadline) {
+		if d := e.deadlineOf(v, suspended); d > deadline {
 			deadline = d
 			if leading {
 				e.setClaimUntil(deadline)
 			}
-			timer.Reset(time.Until(deadline))
+			timer.Reset(deadline - e.now())
 		}
 	}
-	extend(v)
+	extend(v, suspended)
 
 	// end stops claiming leadership first, then cleans up the candidacy.
 	end := func(reason StepDownReason, res outcome) outcome {
@@ -248,23 +314,37 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 		return res
 	}
 
+	// expired ends the candidacy at its validity deadline.
+	expired := func() outcome {
+		// Step down before anything that could block (even a log write).
+		if leading {
+			e.stepDown(ReasonDeadline, outcomeEnded)
+			leading = false
+		}
+		e.callFailed("renew", errors.New("validity deadline passed without an acknowledged renewal"))
+		return end(ReasonDeadline, outcomeEnded)
+	}
+
 	for {
 		select {
 		case <-ctx.Done():
 			return end(ReasonShutdown, outcomeShutdown)
 
-		case <-timer.C:
-			if time.Now().Before(deadline) {
-				timer.Reset(time.Until(deadline))
+		case <-check.C:
+			// The timer, on CLOCK_MONOTONIC, fires late by any suspend;
+			// this check counts it.
+			e.heartbeat()
+			if deadline == 0 || e.now() < deadline {
 				continue
 			}
-			// Step down before anything that could block (even a log write).
-			if leading {
-				e.stepDown(ReasonDeadline, outcomeEnded)
-				leading = false
+			return expired()
+
+		case <-timer.C:
+			if now := e.now(); now < deadline {
+				timer.Reset(deadline - now)
+				continue
 			}
-			e.callFailed("renew", errors.New("validity deadline passed without an acknowledged renewal"))
-			return end(ReasonDeadline, outcomeEnded)
+			return expired()
 
 		case r := <-renewals:
 			if r.err != nil {
@@ -277,7 +357,7 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 				continue
 			}
 			e.callAnswered()
-			extend(r.validity)
+			extend(r.validity, r.suspended)
 
 		case r := <-campaigns:
 			if r.err != nil {
@@ -292,8 +372,8 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 				return end(ReasonLost, res)
 			}
 			e.callAnswered()
-			extend(r.term.Validity)
-			if !time.Now().Before(deadline) {
+			extend(r.term.Validity, campaignSuspended)
+			if e.now() >= deadline {
 				e.log.Warn("won, but the validity deadline had already passed; starting over")
 				return end(ReasonDeadline, outcomeEnded)
 			}
@@ -335,10 +415,11 @@ func (e *Engine) renew(ctx context.Context, cand Candidacy, out chan<- renewal) 
 		case <-tick.C:
 		}
 		rctx, cancel := context.WithTimeout(ctx, e.cfg.RenewInterval)
+		suspended := e.cfg.Clock.Suspended()
 		v, err := cand.Renew(rctx)
 		cancel()
 		select {
-		case out <- renewal{v, err}:
+		case out <- renewal{v, suspended, err}:
 		case <-ctx.Done():
 			return
 		}
@@ -366,7 +447,7 @@ func (e *Engine) becomeLeading(term Term) {
 // any backend call, so an unreachable backend cannot delay it. The loop
 // then cleans up and enters its next state.
 func (e *Engine) stepDown(reason StepDownReason, next outcome) {
-	e.setClaimUntil(time.Time{})
+	e.setClaimUntil(0)
 	to := StateCampaigning
 	switch next {
 	case outcomeResigned:
@@ -625,12 +706,16 @@ func (e *Engine) currentProblem() string {
 func (e *Engine) between(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
+	check := time.NewTicker(e.cfg.checkInterval())
+	defer check.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			return
+		case <-check.C:
+			e.heartbeat()
 		case req := <-e.resigns:
 			req.reply <- ErrNotLeader
 		}

@@ -2,6 +2,7 @@ package election
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -46,42 +47,79 @@ type Source interface {
 	Status() (Status, <-chan struct{})
 }
 
-// broadcaster holds the latest Status. Readers never block writers, and a
+// broadcaster holds the latest Status. Readers never wait: they load the
+// latest snapshot atomically, so a writer that is slow (an OnStatus hook
+// stuck on its output) cannot hold up /status, /leader or any publisher. A
 // slow reader simply sees the latest value when it looks again.
 type broadcaster struct {
-	mu       sync.Mutex
-	current  Status
-	changed  chan struct{}
+	mu       sync.Mutex // serialises writers, so onChange sees changes in order
+	snap     atomic.Pointer[snapshot]
 	onChange func(Status) // sees every change, in order; may be nil
 }
 
+// snapshot is one published status and the channel closed when it is
+// replaced (or when readers are woken to look again).
+type snapshot struct {
+	st      Status
+	changed chan struct{}
+}
+
 func newBroadcaster(initial Status, onChange func(Status)) *broadcaster {
-	return &broadcaster{current: initial, changed: make(chan struct{}), onChange: onChange}
+	b := &broadcaster{onChange: onChange}
+	b.snap.Store(&snapshot{st: initial, changed: make(chan struct{})})
+	return b
 }
 
 // Status returns the latest status and a channel closed on the next change.
 func (b *broadcaster) Status() (Status, <-chan struct{}) {
+	s := b.snap.Load()
+	return s.st, s.changed
+}
+
+// touch takes and releases the writers' lock: a caller that returns from it
+// knows the status path is not stuck.
+func (b *broadcaster) touch() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.current, b.changed
+}
+
+// wake closes the current change channel without changing the status, so
+// readers look again (the engine does this at its validity deadline: the
+// status then reads not-leader although no writer has run). It never waits
+// for a writer.
+func (b *broadcaster) wake() { b.store(nil) }
+
+// store replaces the snapshot (keeping the status when st is nil) and
+// closes the old channel.
+func (b *broadcaster) store(st *Status) {
+	for {
+		old := b.snap.Load()
+		next := &snapshot{st: old.st, changed: make(chan struct{})}
+		if st != nil {
+			next.st = *st
+		}
+		if b.snap.CompareAndSwap(old, next) {
+			close(old.changed)
+			return
+		}
+	}
 }
 
 // update applies fn to the status and wakes readers if anything changed.
 func (b *broadcaster) update(fn func(*Status)) Status {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	next := b.current
+	cur := b.snap.Load().st
+	next := cur
 	fn(&next)
-	next.Changed, next.Mono = b.current.Changed, b.current.Mono
-	if next == b.current {
+	next.Changed, next.Mono = cur.Changed, cur.Mono
+	if next == cur {
 		return next
 	}
 	next.Changed, next.Mono = time.Now(), monotonicNow()
-	b.current = next
 	if b.onChange != nil {
 		b.onChange(next)
 	}
-	close(b.changed)
-	b.changed = make(chan struct{})
+	b.store(&next)
 	return next
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -29,6 +30,7 @@ type fakeBackend struct {
 	grantZero bool // grants prove nothing (Redis holds nothing until it wins)
 	renewErr  error
 	renewHang bool
+	renewHook func() // runs inside Renew, after the request is "sent"
 	resigns   int
 }
 
@@ -81,8 +83,12 @@ func (f *fakeBackend) Campaign(ctx context.Context) (Term, error) {
 
 func (f *fakeBackend) Renew(ctx context.Context) (Validity, error) {
 	f.mu.Lock()
-	hang, err := f.renewHang, f.renewErr
+	hang, err, hook := f.renewHang, f.renewErr, f.renewHook
 	f.mu.Unlock()
+	sent := time.Now()
+	if hook != nil {
+		hook()
+	}
 	switch {
 	case hang:
 		<-ctx.Done()
@@ -90,7 +96,7 @@ func (f *fakeBackend) Renew(ctx context.Context) (Validity, error) {
 	case err != nil:
 		return Validity{}, err
 	}
-	return Validity{Sent: time.Now(), TTL: fakeTTL}, nil
+	return Validity{Sent: sent, TTL: fakeTTL}, nil
 }
 
 func (f *fakeBackend) Resign(ctx context.Context) error {
@@ -107,11 +113,12 @@ func (f *fakeBackend) win(token int64) {
 
 // fixture is one engine in a bubble, recording every status it publishes.
 type fixture struct {
-	t    *testing.T
-	e    *Engine
-	b    *fakeBackend
-	logs *countingHandler
-	stop func() // ends Run and waits for it
+	t     *testing.T
+	clock *fakeClock
+	e     *Engine
+	b     *fakeBackend
+	logs  *countingHandler
+	stop  func() // ends Run and waits for it
 
 	mu      sync.Mutex
 	history []Status
@@ -119,9 +126,9 @@ type fixture struct {
 
 func newFixture(t *testing.T, mod ...func(*Config)) *fixture {
 	t.Helper()
-	fx := &fixture{t: t, b: newFakeBackend(), logs: &countingHandler{}}
+	fx := &fixture{t: t, b: newFakeBackend(), logs: &countingHandler{}, clock: &fakeClock{}}
 	cfg := Config{Election: "e", Identity: "a", Backend: fx.b, TTL: fakeTTL,
-		Logger: slog.New(fx.logs), OnStatus: fx.record}
+		Logger: slog.New(fx.logs), OnStatus: fx.record, Clock: fx.clock}
 	for _, m := range mod {
 		m(&cfg)
 	}
@@ -145,6 +152,15 @@ func newFixture(t *testing.T, mod ...func(*Config)) *fixture {
 	synctest.Wait()
 	return fx
 }
+
+// fakeClock is a Clock whose suspended time the test sets: the bubble's
+// fake time stands still during a "suspend", as CLOCK_MONOTONIC does.
+type fakeClock struct{ suspended atomic.Int64 }
+
+func (c *fakeClock) Suspended() time.Duration { return time.Duration(c.suspended.Load()) }
+
+// suspend simulates the machine waking from a suspend of d.
+func (c *fakeClock) suspend(d time.Duration) { c.suspended.Add(int64(d)) }
 
 func (fx *fixture) record(s Status) {
 	fx.mu.Lock()

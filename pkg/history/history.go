@@ -6,9 +6,9 @@ package history
 import (
 	"encoding/json"
 	"io"
-	"sync"
 	"time"
 
+	"github.com/leader-elector/leader-elector/internal/lossy"
 	"github.com/leader-elector/leader-elector/pkg/election"
 )
 
@@ -23,36 +23,44 @@ type Entry struct {
 	Ready    bool      `json:"ready"`
 }
 
-// Writer appends entries to w. It is safe for concurrent use.
+// Writer appends entries to a destination without ever blocking the
+// caller: the election calls Record from its status path, and a history on a
+// stalled pipe or a full disk must not delay a step-down. Each entry is
+// encoded at once (so it carries the status's own CLOCK_MONOTONIC stamp) and
+// written by the Writer's own goroutine; when the destination cannot keep up
+// entries are dropped and counted, and write errors are counted and kept, so
+// the history can be reported as degraded (Stats) rather than silently
+// stopping. It is safe for concurrent use.
 type Writer struct {
-	mu  sync.Mutex
-	enc *json.Encoder
-	err error
+	out *lossy.Writer
 }
 
-// NewWriter returns a Writer appending to w.
-func NewWriter(w io.Writer) *Writer { return &Writer{enc: json.NewEncoder(w)} }
+// NewWriter returns a Writer appending to w. Close it to stop its goroutine.
+func NewWriter(w io.Writer) *Writer { return &Writer{out: lossy.New(w, lossy.DefaultQueue)} }
 
-// Record appends s. It is meant for election.Config.OnStatus. The first
-// write error stops further writes; Err reports it.
+// Record queues s for writing and returns at once. It is meant for
+// election.Config.OnStatus.
 func (w *Writer) Record(s election.Status) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.err != nil {
-		return
-	}
-	w.err = w.enc.Encode(Entry{
+	line, err := json.Marshal(Entry{
 		Mono: s.Mono, Time: s.Changed.UTC(), Identity: s.Identity, IsLeader: s.IsLeader,
 		Leader: s.Leader, Token: s.FencingToken, Ready: s.Ready,
 	})
+	if err != nil {
+		return // an Entry always encodes
+	}
+	_, _ = w.out.Write(append(line, '\n'))
 }
 
-// Err returns the first write error, if any.
-func (w *Writer) Err() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.err
-}
+// Stats reports how many entries were written, dropped and failed, and the
+// last write error.
+func (w *Writer) Stats() lossy.Stats { return w.out.Stats() }
+
+// Err returns the destination's last write error, or nil.
+func (w *Writer) Err() error { return w.out.Stats().LastErr }
+
+// Close stops accepting entries and waits up to timeout for the queued ones
+// to be written; lossy.ErrStuck means the destination did not take them.
+func (w *Writer) Close(timeout time.Duration) error { return w.out.Close(timeout) }
 
 // Read decodes a history written by a Writer.
 func Read(r io.Reader) ([]Entry, error) {

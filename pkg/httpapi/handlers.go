@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/leader-elector/leader-elector/pkg/election"
@@ -26,9 +27,13 @@ type statusJSON struct {
 	Problem      string  `json:"problem,omitempty"`
 	Duplicate    bool    `json:"duplicate_identity,omitempty"`
 	Caveats      string  `json:"caveats,omitempty"`
+	// Degraded lists the sidecar's own outputs that are losing data (a
+	// history file that fails to write, log records dropped because stderr
+	// is not drained); empty when none is.
+	Degraded []string `json:"degraded,omitempty"`
 }
 
-func toJSON(st election.Status) statusJSON {
+func (s *Server) toJSON(st election.Status) statusJSON {
 	out := statusJSON{
 		Name:         st.Leader,
 		Identity:     st.Identity,
@@ -45,6 +50,9 @@ func toJSON(st election.Status) statusJSON {
 	}
 	if !st.Since.IsZero() {
 		out.Since = st.Since.UTC().Format(time.RFC3339Nano)
+	}
+	if s.degraded != nil {
+		out.Degraded = s.degraded()
 	}
 	return out
 }
@@ -91,7 +99,7 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	st, _ := s.elector.Status()
-	s.writeJSON(w, http.StatusOK, toJSON(st))
+	s.writeJSON(w, http.StatusOK, s.toJSON(st))
 }
 
 // handleRole answers 200 while this candidate's role is the wanted one and
@@ -103,13 +111,13 @@ func (s *Server) handleRole(wantLeader bool) http.HandlerFunc {
 		if st.IsLeader != wantLeader {
 			code = http.StatusServiceUnavailable
 		}
-		s.writeJSON(w, code, toJSON(st))
+		s.writeJSON(w, code, s.toJSON(st))
 	}
 }
 
 func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 	if !s.elector.Healthy() {
-		writeText(w, http.StatusServiceUnavailable, "election loop stopped")
+		writeText(w, http.StatusServiceUnavailable, "election loop stopped or stuck")
 		return
 	}
 	writeText(w, http.StatusOK, "ok")
@@ -119,6 +127,14 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	if st, _ := s.elector.Status(); !st.Ready {
 		writeText(w, http.StatusServiceUnavailable, "not ready")
 		return
+	}
+	// Losing audit or log output does not make the election unsafe, so it
+	// does not fail readiness; it is said in the answer.
+	if s.degraded != nil {
+		if d := s.degraded(); len(d) > 0 {
+			writeText(w, http.StatusOK, "ok; degraded: "+strings.Join(d, "; "))
+			return
+		}
 	}
 	writeText(w, http.StatusOK, "ok")
 }
@@ -147,7 +163,7 @@ func (s *Server) handleResign(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("resigned on request", "remote", r.RemoteAddr)
 	st, _ := s.elector.Status()
-	s.writeJSON(w, http.StatusOK, toJSON(st))
+	s.writeJSON(w, http.StatusOK, s.toJSON(st))
 }
 
 // writeJSON writes v without a trailing newline; GET / depends on that.

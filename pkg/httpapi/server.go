@@ -61,6 +61,11 @@ type Config struct {
 	Elector Elector
 	// Metrics is served on /metrics; when nil, /metrics answers 404.
 	Metrics http.Handler
+	// Degraded, if set, lists the sidecar's own outputs that are losing
+	// data, one short sentence each (for example "history: 3 writes failed:
+	// no space left on device"). /status and /watch show them as
+	// "degraded", /readyz names them. It must not block.
+	Degraded func() []string
 	// Logger receives request errors and the server's own log. Default: discard.
 	Logger *slog.Logger
 	// KeepAlive is the interval of the comment lines /watch sends so that
@@ -160,6 +165,7 @@ type Server struct {
 	cfg       Config
 	elector   Elector
 	metrics   http.Handler
+	degraded  func() []string
 	log       *slog.Logger
 	keepAlive time.Duration
 	limits    Limits
@@ -190,6 +196,7 @@ func New(cfg Config) *Server {
 		cfg:       cfg,
 		elector:   cfg.Elector,
 		metrics:   cfg.Metrics,
+		degraded:  cfg.Degraded,
 		log:       cfg.Logger,
 		keepAlive: cfg.KeepAlive,
 		limits:    cfg.Limits.withDefaults(),

@@ -59,7 +59,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request) {
 
 	st, changed := s.elector.Status()
 	for id := uint64(1); ; id++ {
-		data, err := json.Marshal(toJSON(st))
+		data, err := json.Marshal(s.toJSON(st))
 		if err != nil {
 			s.log.Error("watch: encode status", "err", err)
 			return

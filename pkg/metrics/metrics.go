@@ -6,12 +6,14 @@ import (
 	"net/http"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/leader-elector/leader-elector/internal/lossy"
 	"github.com/leader-elector/leader-elector/pkg/election"
 )
 
@@ -28,7 +30,8 @@ type Info struct {
 type Metrics struct {
 	registry *prometheus.Registry
 
-	isLeader      prometheus.Gauge
+	isLeader      prometheus.GaugeFunc
+	leaderSource  atomic.Pointer[func() bool]
 	state         *prometheus.GaugeVec
 	transitions   prometheus.Counter
 	takeover      *prometheus.HistogramVec
@@ -49,11 +52,7 @@ var _ election.Metrics = (*Metrics)(nil)
 func New(info Info) *Metrics {
 	m := &Metrics{
 		registry: prometheus.NewRegistry(),
-		isLeader: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: namespace,
-			Name:      "is_leader",
-			Help:      "1 while this candidate claims leadership, else 0.",
-		}),
+		// isLeader is set below: it reads the source at scrape time.
 		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace,
 			Name:      "state",
@@ -93,6 +92,11 @@ func New(info Info) *Metrics {
 			Help:      "Number of failures to publish the election status, by publisher.",
 		}, []string{"publisher"}),
 	}
+	m.isLeader = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: namespace,
+		Name:      "is_leader",
+		Help:      "1 while this candidate claims leadership, else 0.",
+	}, m.leaderValue)
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace,
 		Name:      "build_info",
@@ -156,11 +160,44 @@ func (m *Metrics) SetLeader(isLeader bool) {
 	}
 	m.leader = isLeader
 	m.transitions.Inc()
-	if isLeader {
-		m.isLeader.Set(1)
+}
+
+// SetLeaderSource makes is_leader read fn at every scrape instead of the
+// last SetLeader value. The sidecar passes the engine's own check (which
+// re-reads the validity deadline), so a scrape after the deadline reads 0
+// even if the engine's loop has not run since.
+func (m *Metrics) SetLeaderSource(fn func() bool) { m.leaderSource.Store(&fn) }
+
+func (m *Metrics) leaderValue() float64 {
+	var leader bool
+	if fn := m.leaderSource.Load(); fn != nil {
+		leader = (*fn)()
 	} else {
-		m.isLeader.Set(0)
+		m.mu.Lock()
+		leader = m.leader
+		m.mu.Unlock()
 	}
+	if leader {
+		return 1
+	}
+	return 0
+}
+
+// AddOutput exports the counts of one of the sidecar's lossy outputs (the
+// log, the history file): leader_elector_output_dropped_total and
+// leader_elector_output_errors_total with output=name.
+func (m *Metrics) AddOutput(name string, stats func() lossy.Stats) {
+	labels := prometheus.Labels{"output": name}
+	m.registry.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: namespace, Name: "output_dropped_total", ConstLabels: labels,
+			Help: "Records the output dropped because its destination did not keep up (a pipe nobody reads).",
+		}, func() float64 { return float64(stats().Dropped) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: namespace, Name: "output_errors_total", ConstLabels: labels,
+			Help: "Writes to the output that failed (a full disk, a closed pipe).",
+		}, func() float64 { return float64(stats().Failed) }),
+	)
 }
 
 // unknownKind labels takeovers whose predecessor's end the backend could not tell.

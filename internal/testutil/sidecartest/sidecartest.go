@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -68,6 +69,9 @@ type Process struct {
 	exited int64 // CLOCK_MONOTONIC ns when the exit was noticed
 	mu     sync.Mutex
 	stderr bytes.Buffer
+	// logGate is closed while the log is read; StallLog replaces it with an
+	// open one, so the process's stderr pipe fills and stays full.
+	logGate chan struct{}
 }
 
 // Options for Start.
@@ -81,7 +85,9 @@ type Options struct {
 // process is killed when the test ends, and its log is printed if the test failed.
 func Start(t testing.TB, bin string, opts Options) *Process {
 	t.Helper()
-	p := &Process{ID: opts.ID, t: t, done: make(chan struct{}), History: filepath.Join(t.TempDir(), "history.jsonl")}
+	p := &Process{ID: opts.ID, t: t, done: make(chan struct{}), History: filepath.Join(t.TempDir(), "history.jsonl"),
+		logGate: make(chan struct{})}
+	close(p.logGate)
 	args := append([]string{"--id", opts.ID, "--http", "127.0.0.1:0", "--log-format", "json", "--log-level", "debug",
 		"--history-file", p.History}, opts.Args...)
 	p.cmd = exec.Command(bin, args...)
@@ -90,6 +96,11 @@ func Start(t testing.TB, bin string, opts Options) *Process {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The smallest pipe (one page) makes StallLog fill it within a few log
+	// lines, as a log collector that stops reading would after a while.
+	if f, ok := stderr.(*os.File); ok {
+		_, _ = unix.FcntlInt(f.Fd(), unix.F_SETPIPE_SZ, os.Getpagesize())
+	}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -97,6 +108,7 @@ func Start(t testing.TB, bin string, opts Options) *Process {
 	go p.readLog(stderr, addr)
 	t.Cleanup(func() {
 		p.cmd.Process.Kill()
+		p.ResumeLog()
 		<-p.done
 		// The binary is built with -race; a report means a real race.
 		if strings.Contains(p.Log(), "WARNING: DATA RACE") {
@@ -121,7 +133,14 @@ func Start(t testing.TB, bin string, opts Options) *Process {
 func (p *Process) readLog(r io.Reader, addr chan<- string) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
+	for {
+		p.mu.Lock()
+		gate := p.logGate
+		p.mu.Unlock()
+		<-gate
+		if !sc.Scan() {
+			break
+		}
 		line := sc.Bytes()
 		p.mu.Lock()
 		p.stderr.Write(line)
@@ -147,6 +166,53 @@ func (p *Process) readLog(r io.Reader, addr chan<- string) {
 		p.exit = -1
 	}
 	close(p.done)
+}
+
+// StallLog stops reading the process's stderr, as a log collector that
+// hangs would: once the pipe is full, every write to it blocks (or is
+// dropped by a sidecar that never waits for its log).
+func (p *Process) StallLog() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.logGate:
+		p.logGate = make(chan struct{})
+	default: // already stalled
+	}
+}
+
+// FillLog fills the process's stderr pipe (with a stalled log, it stays
+// full), by writing filler lines to the pipe through /proc until it would
+// block. The filler shows up in Log once the log is read again. It fails if
+// the process has exited.
+func (p *Process) FillLog() error {
+	// Raw system calls: an *os.File would wait for room instead of
+	// reporting that the pipe is full.
+	fd, err := unix.Open(fmt.Sprintf("/proc/%d/fd/2", p.PID()), unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("opening the stderr of %s: %w", p.ID, err)
+	}
+	defer unix.Close(fd)
+	line := []byte(strings.Repeat("#", 127) + "\n")
+	for {
+		if _, err := unix.Write(fd, line); err != nil {
+			if errors.Is(err, unix.EAGAIN) {
+				return nil
+			}
+			return fmt.Errorf("filling the stderr of %s: %w", p.ID, err)
+		}
+	}
+}
+
+// ResumeLog reads the process's stderr again.
+func (p *Process) ResumeLog() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.logGate:
+	default:
+		close(p.logGate)
+	}
 }
 
 // Log returns what the process logged so far.
@@ -276,24 +342,38 @@ func (p *Process) ReadHistory() []history.Entry {
 }
 
 // Leader returns the one process among ps whose status says it leads, and
-// fails if more than one does.
+// fails if more than one does when asked twice.
 func Leader(t testing.TB, ps []*Process) *Process {
 	t.Helper()
-	var leader *Process
+	claiming := leaders(t, ps)
+	if len(claiming) > 1 {
+		// The processes are asked one after the other, so a handover that
+		// happens between two answers shows the old and the new leader
+		// both claiming. Ask the claimants again: a real overlap is still
+		// there (and the histories the tests check prove it either way).
+		claiming = leaders(t, claiming)
+	}
+	if len(claiming) > 1 {
+		t.Fatalf("two leaders: %s and %s", claiming[0].ID, claiming[1].ID)
+	}
+	if len(claiming) == 0 {
+		return nil
+	}
+	return claiming[0]
+}
+
+// leaders returns the processes that claim leadership, asked in order.
+func leaders(t testing.TB, ps []*Process) []*Process {
+	var out []*Process
 	for _, p := range ps {
 		if p.Exited() {
 			continue
 		}
-		s, err := p.Status(t.Context())
-		if err != nil || !s.IsLeader {
-			continue
+		if s, err := p.Status(t.Context()); err == nil && s.IsLeader {
+			out = append(out, p)
 		}
-		if leader != nil {
-			t.Fatalf("two leaders: %s and %s", leader.ID, p.ID)
-		}
-		leader = p
 	}
-	return leader
+	return out
 }
 
 // Logged reports whether the process logged a line with msg.
