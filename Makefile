@@ -41,6 +41,7 @@ fmt:
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(git grep -nE '^(<<<<<<<|>>>>>>>) ' -- . ':!*.svg' || true); if [ -n "$$out" ]; then echo "merge conflict markers:"; echo "$$out"; exit 1; fi
 
 vet:
 	$(GO) vet ./...

@@ -155,6 +155,10 @@ func (r *Results) WriteMarkdown(w io.Writer, chart string) error {
 	p("**Binary size:** %s (`CGO_ENABLED=0 go build -trimpath -ldflags \"-s -w\" ./cmd/sidecar`). It includes the etcd "+
 		"and Redis clients and client-go for pod labels; the demo's embedded etcd server lives in `cmd/demo`, not here.\n\n", mib(r.BinarySize))
 
+	if o := r.Ops; o != nil {
+		writeOps(p, o)
+	}
+
 	if sc := r.Scale; sc != nil {
 		p("## Scale: %d elections on one etcd\n\n", sc.Elections)
 		p("%d elections with two candidates each (%d engines: `pkg/election` on `pkg/election/etcd`, each with its own etcd client) "+
@@ -223,4 +227,28 @@ func (r *Results) WriteSummary(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeOps writes the planned operations section (issue 16).
+func writeOps(p func(string, ...any), o *OpsResult) {
+	p("## Planned operations (etcd, sidecar processes, `--ttl %v`)\n\n", o.TTL)
+	p("**Rolling update of 3 replicas** with the chart's default strategy (RollingUpdate, maxSurge 1, maxUnavailable 0): " +
+		"start a new sidecar, wait until its `/status` reads ready (the readiness probe), SIGTERM one old sidecar; three times. " +
+		"Leadership changes are counted from the sidecars' `--history-file`s. Where the leader falls in the order the old pods " +
+		"are stopped depends on the pods' history (Kubernetes stops the youngest old pod first).\n\n")
+	p("| old pods stopped | changes today (no `--generation`) | changes with `--generation` (old 1, new 2) | target |\n|---|---:|---:|---|\n")
+	for _, r := range o.Rollouts {
+		p("| %s | %d | %d | 1 — %s |\n", r.Order, r.Without, r.With, check(r.With == 1))
+	}
+	p("\n| operation | trials | p50 | p99 | max |\n|---|---:|---:|---:|---:|\n")
+	row := func(name string, s Summary) {
+		p("| %s | %d | %s | %s | %s |\n", name, s.N, FormatDuration(s.P50), FormatDuration(s.P99), FormatDuration(s.Max))
+	}
+	row("switchover: `POST /resign?to=<last in line>` → its `/watch` says it leads", o.Switchover)
+	row("sidecar restart: SIGKILL of the leader → follower's `/watch` says it leads (restart with `--incarnation-file`)", o.RestartFromKill)
+	row("sidecar restart: exec of the restarted process → follower leads", o.RestartFromExec)
+	row("sidecar restart: exec → restarted process listening (its start-up)", o.RestartStartup)
+	p("\nTarget for the restart: container crash to new leader ≤ restart time + 50 ms — p50 %s. Without `--incarnation-file` a "+
+		"crashed leader is replaced only when its lease expires (the crash failover table above).\n\n",
+		check(o.RestartFromExec.P50 <= o.RestartStartup.P50+50*time.Millisecond))
 }

@@ -39,6 +39,7 @@ type Config struct {
 	ScaleTrials    int
 	ScaleTTL       time.Duration
 	PublishTrials  int
+	OpsTrials      int // switchover and restart trials; 0 skips the operations section
 	Logger         *slog.Logger
 }
 
@@ -63,6 +64,7 @@ type Results struct {
 	PublishMsg string    // why publish latency was not measured
 	Cost       []CostResult
 	Scale      *ScaleResult
+	Ops        *OpsResult // nil when skipped
 }
 
 // Machine describes where the run happened.
@@ -229,6 +231,22 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	}
 	if err := measure("leader-elector (Redis)", "SIGKILL → /watch of the successor", "crash-redis", crashRedis, cfg.CrashTrials, cfg.CrashParallel, &res.Crash); err != nil {
 		return nil, err
+	}
+
+	// Planned operations: rollouts, switchover, sidecar restarts.
+	if cfg.OpsTrials > 0 {
+		log.Info("measuring planned operations", "trials", cfg.OpsTrials)
+		ops, err := measureOperations(ctx, sidecar, etcd.URL, etcdCli, cfg.TTL, cfg.OpsTrials, tmp)
+		if err != nil {
+			return nil, fmt.Errorf("operations: %w", err)
+		}
+		for _, r := range ops.Rollouts {
+			log.Info("rollout", "order", r.Order, "changes_without_generation", r.Without, "changes_with_generation", r.With)
+		}
+		log.Info("switchover", "p50", ops.Switchover.P50, "p99", ops.Switchover.P99)
+		log.Info("restart", "kill_to_leader_p50", ops.RestartFromKill.P50, "exec_to_leader_p50", ops.RestartFromExec.P50,
+			"startup_p50", ops.RestartStartup.P50)
+		res.Ops = ops
 	}
 
 	// Steady-state cost, three candidates each.

@@ -34,6 +34,12 @@ func commands() []command {
 			},
 		},
 		{
+			name:    "exec",
+			summary: "run a command only while this instance leads: sidecar exec [flags] -- CMD [ARGS...]",
+			usage:   execHelp(),
+			run:     runExec,
+		},
+		{
 			name:    "help",
 			summary: "print this help and exit (same as --help)",
 			usage:   "Prints the sidecar's flags and subcommands.\n",

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/rest"
 
+	"github.com/leader-elector/leader-elector/pkg/apphealth"
 	"github.com/leader-elector/leader-elector/pkg/election"
 	"github.com/leader-elector/leader-elector/pkg/election/etcd"
 	"github.com/leader-elector/leader-elector/pkg/election/redislock"
@@ -42,7 +43,13 @@ type config struct {
 	LogFormat         string
 	LogLevel          slog.Level
 	HistoryFile       string
-	API               apiFlags // control listener and HTTP limits (httpflags.go)
+	StatusFile        string
+	API               apiFlags          // control listener and HTTP limits (httpflags.go)
+	Health            apphealth.Options // off while Health.URL is empty
+	Incarnation       opsFlags          // restart clean-up and rollouts (incarnation.go)
+
+	// Exec is set by `sidecar exec`: the command to run while leading.
+	Exec *execConfig
 
 	Etcd  etcd.Options
 	Redis redislock.Options
@@ -59,7 +66,8 @@ type envFunc func(string) string
 // electionName is a valid Kubernetes label value, so the name can also label pods.
 var electionName = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
 
-// newFlagSet registers every flag on a fresh set bound to cfg.
+// newFlagSet registers every flag on a fresh set bound to cfg; with
+// cfg.Exec set, the flags of `sidecar exec` too.
 func newFlagSet(cfg *config, logLevel *string) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("sidecar", pflag.ContinueOnError)
 	fs.SortFlags = false
@@ -73,7 +81,13 @@ func newFlagSet(cfg *config, logLevel *string) *pflag.FlagSet {
 	fs.StringVar(&cfg.LogFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&cfg.HistoryFile, "history-file", "", "append every status change to this file as JSON lines stamped with CLOCK_MONOTONIC (audits, safety checks)")
+	fs.StringVar(&cfg.StatusFile, "status-file", "", "keep the /status JSON in this file, replaced atomically (write and rename) on every change")
+	addHealthFlags(fs, &cfg.Health)
+	if cfg.Exec != nil {
+		addExecFlags(fs, cfg.Exec)
+	}
 	cfg.API.addFlags(fs)
+	cfg.Incarnation.addFlags(fs)
 	reg := backendRegistry()
 	for _, name := range sortedKeys(reg) {
 		reg[name].addFlags(fs, cfg)
@@ -86,13 +100,22 @@ func newFlagSet(cfg *config, logLevel *string) *pflag.FlagSet {
 // parseConfig reads flags, then the environment for flags not given, then
 // derived defaults, and validates the result without contacting anything.
 func parseConfig(args []string, getenv envFunc) (*config, error) {
-	cfg := &config{}
+	return parseConfigInto(&config{}, args, getenv)
+}
+
+// parseConfigInto is parseConfig for a config prepared by the caller
+// (`sidecar exec` sets cfg.Exec first).
+func parseConfigInto(cfg *config, args []string, getenv envFunc) (*config, error) {
 	var logLevel string
 	fs := newFlagSet(cfg, &logLevel)
 	if err := fs.Parse(contribArgs(args)); err != nil {
 		return nil, err
 	}
-	if fs.NArg() > 0 {
+	if cfg.Exec != nil {
+		if err := cfg.Exec.setCommand(fs); err != nil {
+			return nil, err
+		}
+	} else if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if err := applyEnv(fs, getenv); err != nil {
@@ -113,6 +136,7 @@ func parseConfig(args []string, getenv envFunc) (*config, error) {
 		cfg.Kube.PodNamespace = cfg.ElectionNamespace
 	}
 	cfg.Kube.FromEnvironment(getenv, os.ReadFile)
+	cfg.Incarnation.complete(getenv)
 	if cfg.ID == "" {
 		cfg.ID = cfg.Kube.PodName
 	}
@@ -158,6 +182,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("--id %q must be 1 to 253 characters", c.ID)
 	case c.TTL <= 0:
 		return fmt.Errorf("--ttl must be positive, got %v", c.TTL)
+	case c.Incarnation.Generation < 0:
+		return fmt.Errorf("--generation %d must not be negative", c.Incarnation.Generation)
 	case c.LogFormat != "json" && c.LogFormat != "text":
 		return fmt.Errorf("--log-format %q: want json or text", c.LogFormat)
 	}
@@ -167,6 +193,9 @@ func (c *config) validate() error {
 		}
 	}
 	if err := c.API.validate(); err != nil {
+		return err
+	}
+	if err := c.validateApp(); err != nil {
 		return err
 	}
 	if err := c.Kube.Validate(); err != nil {
@@ -180,7 +209,18 @@ func (c *config) validate() error {
 		return flagError(err, spec.flags)
 	}
 	// The engine's timing rules (the validity window must hold two renewals).
-	return flagError(election.Config{Election: c.Election, Identity: c.ID, TTL: c.TTL}.Validate(), nil)
+	if err := flagError(election.Config{Election: c.Election, Identity: c.ID, TTL: c.TTL}.Validate(), nil); err != nil {
+		return err
+	}
+	if c.Exec != nil {
+		// The grace period comes out of the validity window.
+		ecfg := election.Config{Election: c.Election, Identity: c.ID, TTL: c.TTL, Margin: c.Exec.margin()}
+		if err := ecfg.Validate(); err != nil {
+			return fmt.Errorf("--exec-grace %v is taken out of the validity window and leaves too little of it: %v; "+
+				"raise --ttl or lower --exec-grace", c.Exec.Grace, flagError(err, nil))
+		}
+	}
+	return nil
 }
 
 // params is what the backend is told about this candidate.

@@ -20,11 +20,14 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/leader-elector/leader-elector/internal/lossy"
+	"github.com/leader-elector/leader-elector/pkg/apphealth"
 	"github.com/leader-elector/leader-elector/pkg/election"
 	"github.com/leader-elector/leader-elector/pkg/history"
 	"github.com/leader-elector/leader-elector/pkg/httpapi"
 	"github.com/leader-elector/leader-elector/pkg/kube"
+	"github.com/leader-elector/leader-elector/pkg/leaderexec"
 	"github.com/leader-elector/leader-elector/pkg/metrics"
+	"github.com/leader-elector/leader-elector/pkg/statusfile"
 )
 
 // Exit codes.
@@ -58,6 +61,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stderr, "Run 'sidecar --help' for the flags.")
 		return exitUsage
 	}
+	return runConfig(ctx, cfg, stdout, stderr)
+}
+
+// runConfig runs a parsed configuration and returns the exit code: the
+// command's under `sidecar exec --exec-on-exit exit`.
+func runConfig(ctx context.Context, cfg *config, stdout, stderr io.Writer) int {
 	// Logging never waits for stderr: a log collector that stops reading
 	// must not delay a step-down. Records that do not fit are dropped and
 	// counted.
@@ -66,7 +75,13 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	log := newLogger(cfg, logOut)
 	outs := &outputs{}
 	outs.add("log", logOut.Stats)
-	if err := run(ctx, cfg, log, outs); err != nil {
+	err := run(ctx, cfg, log, outs, stdout, stderr)
+	var ce cmdExit
+	if errors.As(err, &ce) {
+		log.Info("exiting with the command's exit code", "code", ce.code)
+		return ce.code
+	}
+	if err != nil {
 		log.Error("sidecar failed", "err", err)
 		return exitError
 	}
@@ -78,20 +93,27 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 const logCloseTimeout = time.Second
 
 // run wires the backend, engine and publishers and runs them until ctx ends.
-func run(ctx context.Context, cfg *config, log *slog.Logger, outs *outputs) error {
+// stdout and stderr are the command's under `sidecar exec` (the logs go
+// through log).
+func run(ctx context.Context, cfg *config, log *slog.Logger, outs *outputs, stdout, stderr io.Writer) error {
 	m := metrics.New(metrics.Info{Version: version(), Backend: cfg.Backend})
 	backend, err := newBackend(cfg, log)
 	if err != nil {
 		return err
 	}
 	defer backend.Close()
+	inc, err := openIncarnation(cfg, backend, log)
+	if err != nil {
+		return err
+	}
 	ecfg := election.Config{
-		Election: cfg.Election,
-		Identity: cfg.ID,
-		Backend:  backend,
-		TTL:      cfg.TTL,
-		Logger:   log,
-		Metrics:  m,
+		Election:   cfg.Election,
+		Identity:   cfg.ID,
+		Backend:    backend,
+		TTL:        cfg.TTL,
+		Logger:     log,
+		Metrics:    m,
+		Generation: cfg.Incarnation.Generation,
 	}
 	if cfg.HistoryFile != "" {
 		f, err := os.OpenFile(cfg.HistoryFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
@@ -110,6 +132,34 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, outs *outputs) erro
 		ecfg.OnStatus = hist.Record
 		outs.add("history", hist.Stats)
 	}
+	// The health gate checks on its own goroutine; the engine only reads
+	// its last verdict, so a stalled application never delays the election.
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if cfg.Health.URL != "" {
+		checker, err := apphealth.New(cfg.Health, m.Registry(), log)
+		if err != nil {
+			return flagError(err, healthFlags)
+		}
+		checkCtx, stopChecks := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopChecks()
+		wg.Go(func() { checker.Run(checkCtx) })
+		ecfg.Gate = checker
+	}
+	var runner *leaderexec.Runner
+	if cfg.Exec != nil {
+		runner, err = leaderexec.New(leaderexec.Options{Argv: cfg.Exec.Argv, Grace: cfg.Exec.Grace,
+			Stdout: stdout, Stderr: stderr}, log)
+		if err != nil {
+			return err
+		}
+		ecfg.Margin = cfg.Exec.margin()
+		ecfg.BeforeRelease = runner.BeforeRelease
+	}
+	if inc != nil {
+		defer inc.Close()
+		ecfg.OnCandidacy = inc.record
+	}
 	engine, err := election.New(ecfg)
 	if err != nil {
 		return flagError(err, nil)
@@ -122,8 +172,6 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, outs *outputs) erro
 	// Publishers outlive the engine, so they report its final step-down.
 	pubCtx, stopPublishers := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopPublishers()
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	errs := make(chan error, 1)
 	if cfg.HTTP != "" || cfg.API.controlEnabled() {
 		hc := httpapi.Config{Addr: cfg.HTTP, Elector: engine, Metrics: m.Handler(), Logger: log, Degraded: outs.degraded}
@@ -152,6 +200,9 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, outs *outputs) erro
 		}
 		pubs = append(pubs, pub)
 	}
+	if cfg.StatusFile != "" {
+		pubs = append(pubs, statusfile.New(cfg.StatusFile, log, func() { m.PublishError("status-file") }))
+	}
 	wg.Go(func() { outs.watch(pubCtx, log) })
 	wg.Go(func() {
 		if err := election.Publish(pubCtx, engine, pubs...); err != nil {
@@ -161,14 +212,27 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, outs *outputs) erro
 
 	log.Info("starting", "election", cfg.Election, "identity", cfg.ID, "backend", backend.Name(),
 		"ttl", cfg.TTL, "http", cfg.HTTP, "version", version())
+	if inc != nil {
+		inc.reclaim(ctx, backend)
+	}
 	engineCtx, stopEngine := context.WithCancel(ctx)
 	defer stopEngine()
 	engineDone := make(chan error, 1)
 	go func() { engineDone <- engine.Run(engineCtx) }()
 
+	var cmdDone <-chan error
+	if runner != nil {
+		// The runner follows the engine past its final step-down (pubCtx).
+		wg.Go(func() { runner.Run(pubCtx, engine) })
+		cmdDone = superviseCommand(pubCtx, cfg.Exec, runner, engine, log)
+	}
+
 	var runErr error
 	select {
 	case runErr = <-errs:
+		stopEngine()
+		runErr = errors.Join(runErr, <-engineDone)
+	case runErr = <-cmdDone:
 		stopEngine()
 		runErr = errors.Join(runErr, <-engineDone)
 	case runErr = <-engineDone:

@@ -54,6 +54,17 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics receives measurements. Default: none.
 	Metrics Metrics
+	// Gate, if set, decides whether this candidate may stand (see Gate).
+	// Default: always.
+	Gate Gate
+	// BeforeRelease, if set, is called after a leader has stepped down
+	// (the step-down is already published) and before the engine releases
+	// its lease or lock, so work done under the term can be stopped before
+	// a successor can win: the exec wrapper waits there for its command to
+	// exit. It delays the release, never the step-down; it must return
+	// before the lease could expire (within Margin), or the lock simply
+	// expires instead of being handed over.
+	BeforeRelease func()
 	// Clock reports time the machine spent suspended, which the engine
 	// subtracts from validity windows (see Clock). Default SystemClock().
 	Clock Clock
@@ -62,6 +73,18 @@ type Config struct {
 	// states; OnStatus does not, which is what an audit history needs. It
 	// must not block.
 	OnStatus func(Status)
+	// OnCandidacy, if set and the backend implements Reclaimer, is called
+	// with the handle of every new candidacy before it campaigns, so that
+	// a later process of this candidate can release it after a crash
+	// (Reclaimer). It runs in the engine's loop before anything is led:
+	// keep it short (a small local file write).
+	OnCandidacy func(handle string)
+	// Generation is the version of the workload this candidate runs, as an
+	// increasing number (for example the Helm release revision); 0 (the
+	// default) publishes none. With a backend implementing Generations, a
+	// waiting candidate queues again behind a newer-generation candidate
+	// queued behind it, so a rolling update moves leadership once.
+	Generation int64
 }
 
 // withDefaults returns c with every zero field set to its default.

@@ -34,6 +34,12 @@
 //	leading       Run's context ends                           stopped       not leader (reason shutdown)
 //	holding-off   hold-off elapses (default one TTL)           campaigning
 //	backing-off   backoff elapses                              campaigning
+//	any but       the Gate closes (application unhealthy):     standing-aside not leader (reason unhealthy),
+//	  leading       the candidacy is resigned (leaves the queue)               not_standing says why
+//	leading       the Gate closes: step down, BeforeRelease,   standing-aside
+//	                resign so a standing peer takes over
+//	standing-     the Gate opens                               campaigning
+//	  aside
 //	any           Run's context ends                           stopped
 //
 // A step-down is published before any backend call (the bounded resign

@@ -41,6 +41,9 @@ type Engine struct {
 	// fires DuplicateAfter after our name was first seen leading without us.
 	twin      bool
 	twinTimer *time.Timer
+	// queued: this candidacy is in line with its generation published;
+	// waiting candidates read ready only then while generations are on.
+	queued bool
 
 	// epoch is the origin of the engine's timeline (see now).
 	epoch time.Time
@@ -58,6 +61,7 @@ type Engine struct {
 
 type resignRequest struct {
 	ctx   context.Context
+	to    string // the chosen successor; empty: whoever is next
 	reply chan error
 }
 
@@ -74,18 +78,20 @@ func New(cfg Config) (*Engine, error) {
 	if c, ok := cfg.Backend.(Caveats); ok {
 		caveats = c.Caveats()
 	}
+	_, handoff := cfg.Backend.(Handoff)
 	e := &Engine{
 		cfg:     cfg,
 		log:     cfg.Logger.With("election", cfg.Election, "identity", cfg.Identity),
 		resigns: make(chan resignRequest),
 		obsWake: make(chan struct{}),
 		status: newBroadcaster(Status{
-			Election: cfg.Election,
-			Backend:  cfg.Backend.Name(),
-			Identity: cfg.Identity,
-			TTL:      cfg.TTL,
-			Caveats:  caveats,
-			State:    StateStopped,
+			Election:   cfg.Election,
+			Backend:    cfg.Backend.Name(),
+			Identity:   cfg.Identity,
+			TTL:        cfg.TTL,
+			Caveats:    caveats,
+			Switchover: handoff,
+			State:      StateStopped,
 		}, cfg.OnStatus),
 		epoch: time.Now(),
 	}
@@ -167,7 +173,34 @@ func (e *Engine) heartbeat() {
 // up, at once, whatever the loop is doing (a step-down waits for nothing,
 // so a candidate that stepped down says so without asking the backend).
 func (e *Engine) Resign(ctx context.Context) error {
-	req := resignRequest{ctx: ctx, reply: make(chan error, 1)}
+	return e.request(ctx, resignRequest{ctx: ctx, reply: make(chan error, 1)})
+}
+
+// HandOver hands leadership to the candidate named to and to no one else
+// (a planned switchover), if the backend implements Handoff. It returns
+// once the leader's term has ended and to is the only candidate that can
+// win the next one (it leads as soon as it sees that, within milliseconds
+// on a healthy backend). The old leader then holds off, as after Resign,
+// and queues again behind it.
+//
+// Errors: ErrNotLeader when this candidate does not lead;
+// ErrHandoffUnsupported when the backend cannot do it; ErrNotInLine
+// (wrapped, saying why) when to is not a live candidate of this election,
+// in which case nothing changed. If to left the line between the check and
+// the handover, this candidate stops claiming for that instant and then
+// leads again with the same token. If the backend fails during the
+// handover the outcome is unknown: the leader steps down and holds off as
+// after Resign, and the successor is the chosen one or whoever is next.
+func (e *Engine) HandOver(ctx context.Context, to string) error {
+	if to == "" {
+		return fmt.Errorf("%w: no successor named", ErrNotInLine)
+	}
+	return e.request(ctx, resignRequest{ctx: ctx, to: to, reply: make(chan error, 1)})
+}
+
+// request passes a resign or handover request to the loop and waits for
+// its answer.
+func (e *Engine) request(ctx context.Context, req resignRequest) error {
 	for sent := false; !sent; {
 		st, changed := e.Status()
 		if !st.IsLeader {
@@ -209,6 +242,11 @@ func (e *Engine) Run(ctx context.Context) error {
 
 	backoff := retry.New(e.cfg.RetryMin, e.cfg.RetryMax)
 	for ctx.Err() == nil {
+		if el, changed := e.cfg.eligibility(); !el.Eligible {
+			e.becomeStandingAside(el)
+			e.standAside(ctx, changed)
+			continue
+		}
 		switch e.candidacy(ctx) {
 		case outcomeResigned:
 			backoff.Reset()
@@ -217,7 +255,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		case outcomeFailed:
 			e.becomeBackingOff()
 			e.between(ctx, backoff.Next())
-		case outcomeEnded:
+		case outcomeEnded, outcomeStandAside:
 			backoff.Reset()
 		}
 	}
@@ -227,10 +265,11 @@ func (e *Engine) Run(ctx context.Context) error {
 type outcome int
 
 const (
-	outcomeEnded    outcome = iota // lost or expired; start again now
-	outcomeFailed                  // the backend failed; back off
-	outcomeResigned                // resigned on request; hold off
-	outcomeShutdown                // ctx ended
+	outcomeEnded      outcome = iota // lost or expired; start again now
+	outcomeFailed                    // the backend failed; back off
+	outcomeResigned                  // resigned on request; hold off
+	outcomeShutdown                  // ctx ended
+	outcomeStandAside                // the gate closed; stand aside until it opens
 )
 
 // renewal is one renewer result.
@@ -247,6 +286,10 @@ type campaignResult struct {
 
 // candidacy runs one candidacy from grant to loss, resignation or shutdown.
 func (e *Engine) candidacy(ctx context.Context) outcome {
+	el, gate := e.cfg.eligibility()
+	if !el.Eligible {
+		return outcomeStandAside
+	}
 	e.becomeCampaigning()
 	suspended := e.cfg.Clock.Suspended()
 	gctx, gcancel := context.WithTimeout(ctx, e.cfg.candidateTimeout())
@@ -260,6 +303,7 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 		return outcomeFailed
 	}
 	e.callAnswered()
+	e.recordCandidacy(cand)
 
 	cctx, cancel := context.WithCancel(ctx)
 	renewals := make(chan renewal)
@@ -272,13 +316,16 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 		term, err := cand.Campaign(cctx)
 		campaigns <- campaignResult{term, err}
 	})
+	newer := e.watchNewer(cctx, cand, &wg)
 
 	var (
 		deadline time.Duration // on the engine's timeline; 0: nothing held yet
 		timer    = time.NewTimer(time.Hour)
 		check    = time.NewTicker(e.cfg.checkInterval())
 		leading  bool
+		led      bool // leading was true at some point of this candidacy
 		token    int64
+		term     Term // the term led, while leading
 	)
 	timer.Stop()
 	defer check.Stop()
@@ -298,6 +345,7 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 
 	// end stops claiming leadership first, then cleans up the candidacy.
 	end := func(reason StepDownReason, res outcome) outcome {
+		wasLeading := leading
 		if leading {
 			e.stepDown(reason, res)
 			leading = false
@@ -305,8 +353,15 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 		cancel()
 		wg.Wait()
 		timer.Stop()
+		if led && e.cfg.BeforeRelease != nil {
+			// Work done under the term stops before a successor can win.
+			e.cfg.BeforeRelease()
+		}
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.ResignTimeout)
 		defer rcancel()
+		if wasLeading && res == outcomeShutdown && e.now() < deadline && e.handOverToNewer(rctx, cand) {
+			return res
+		}
 		if err := cand.Resign(rctx); err != nil {
 			e.cfg.Metrics.BackendError("resign")
 			e.log.Warn("resign failed; the lease will expire on its own", "err", err)
@@ -377,7 +432,7 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 				e.log.Warn("won, but the validity deadline had already passed; starting over")
 				return end(ReasonDeadline, outcomeEnded)
 			}
-			leading, token = true, r.term.Token
+			leading, led, token, term = true, true, r.term.Token, r.term
 			e.setClaimUntil(deadline)
 			e.becomeLeading(r.term)
 
@@ -386,10 +441,39 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 				req.reply <- ErrNotLeader
 				continue
 			}
+			if req.to != "" {
+				handed, res := e.handOver(req, cand, term, deadline, &leading, end)
+				if !handed {
+					// Not handed over: still leading, same term.
+					continue
+				}
+				return res
+			}
 			e.log.Info("resigning on request")
 			res := end(ReasonResigned, outcomeResigned)
 			req.reply <- nil
 			return res
+
+		case <-gate:
+			el, gate = e.cfg.eligibility()
+			if el.Eligible {
+				e.publish() // the health word may have changed
+				continue
+			}
+			if leading {
+				e.log.Warn("the health gate closed; stepping down so a healthy peer leads", "why", el.Reason)
+			} else {
+				e.log.Info("the health gate closed; leaving the queue", "why", el.Reason)
+			}
+			return end(ReasonUnhealthy, outcomeStandAside)
+		case <-newer:
+			newer = nil
+			if leading {
+				continue // a leader leads until it goes; its successor is then the newer one
+			}
+			e.log.Info("a candidate of a newer generation is queued behind this one; queueing again behind it",
+				"generation", e.cfg.Generation)
+			return end(ReasonLost, outcomeEnded)
 
 		case <-e.newerTerm(leading, token):
 			e.mu.Lock()
@@ -401,6 +485,126 @@ func (e *Engine) candidacy(ctx context.Context) outcome {
 				return end(ReasonLost, outcomeEnded)
 			}
 		}
+	}
+}
+
+// handOver serves a switchover request while leading. It reports whether
+// the term ended, and then the candidacy's outcome; otherwise this
+// candidate still leads the same term. It answers the request either way.
+func (e *Engine) handOver(req resignRequest, cand Candidacy, term Term, deadline time.Duration,
+	leading *bool, end func(StepDownReason, outcome) outcome) (bool, outcome) {
+	h, ok := e.cfg.Backend.(Handoff)
+	if !ok {
+		req.reply <- ErrHandoffUnsupported
+		return false, 0
+	}
+	if req.to == e.cfg.Identity {
+		req.reply <- fmt.Errorf("%w: %q is this candidate, which leads already", ErrNotInLine, req.to)
+		return false, 0
+	}
+	// The loop waits for these calls: they end by the validity deadline,
+	// so no claim outlives it.
+	ctx, cancel := context.WithTimeout(req.ctx, deadline-e.now())
+	defer cancel()
+	if err := h.CheckSuccessor(ctx, cand, req.to); err != nil {
+		req.reply <- err
+		return false, 0
+	}
+	// Stop claiming before the backend can make the successor leader.
+	e.stepDown(ReasonHandedOver, outcomeResigned)
+	*leading = false
+	err := h.HandOver(ctx, cand, req.to)
+	switch {
+	case err == nil:
+		e.log.Info("handed over on request", "to", req.to)
+		res := end(ReasonHandedOver, outcomeResigned)
+		req.reply <- nil
+		return true, res
+	case errors.Is(err, ErrNotInLine) && e.now() < deadline:
+		// Nothing changed in the backend: the term is still ours.
+		e.log.Info("the successor left the line during the handover; leading on", "to", req.to, "err", err)
+		*leading = true
+		e.setClaimUntil(deadline)
+		e.becomeCampaigning()
+		e.becomeLeading(Term{Token: term.Token, Validity: term.Validity})
+		req.reply <- err
+		return false, 0
+	default:
+		// Unknown outcome: the successor may lead already. Hold off as
+		// after a resign (the step-down above went to that state).
+		e.callFailed("resign", err)
+		res := end(ReasonHandedOver, outcomeResigned)
+		req.reply <- err
+		return true, res
+	}
+}
+
+// watchNewer returns a channel closed when the backend reports a newer
+// generation queued behind cand; nil when generations are off.
+func (e *Engine) watchNewer(ctx context.Context, cand Candidacy, wg *sync.WaitGroup) <-chan struct{} {
+	if !e.generations() {
+		return nil
+	}
+	g := e.cfg.Backend.(Generations)
+	ch := make(chan struct{})
+	queued := func() {
+		e.mu.Lock()
+		e.queued = true
+		e.mu.Unlock()
+		e.publish()
+	}
+	wg.Go(func() {
+		err := g.WaitNewer(ctx, cand, e.cfg.Generation, queued)
+		if err == nil {
+			close(ch)
+			return
+		}
+		if ctx.Err() == nil {
+			// Only the rollout optimisation is lost; the election goes on.
+			e.log.Debug("watching generations failed", "err", err)
+		}
+	})
+	return ch
+}
+
+// generations reports whether generations are on.
+func (e *Engine) generations() bool {
+	_, ok := e.cfg.Backend.(Generations)
+	return ok && e.cfg.Generation > 0
+}
+
+// handOverToNewer, at shutdown of a leader that has stepped down, hands
+// over to the first candidate of the newest generation in line, if there
+// is one newer than this one and the backend can hand over. It reports
+// whether it did; otherwise the caller resigns as usual.
+func (e *Engine) handOverToNewer(ctx context.Context, cand Candidacy) bool {
+	h, ok := e.cfg.Backend.(Handoff)
+	if !ok || !e.generations() {
+		return false
+	}
+	to, err := e.cfg.Backend.(Generations).NewerSuccessor(ctx, cand, e.cfg.Generation)
+	if err != nil || to == "" {
+		if err != nil {
+			e.log.Debug("finding a newer-generation successor failed; resigning to whoever is next", "err", err)
+		}
+		return false
+	}
+	if err := h.HandOver(ctx, cand, to); err != nil {
+		e.log.Info("handing over to a newer generation failed; resigning to whoever is next", "to", to, "err", err)
+		return false
+	}
+	e.log.Info("handed over to a newer generation at shutdown", "to", to)
+	return true
+}
+
+// recordCandidacy passes a new candidacy's handle to OnCandidacy.
+func (e *Engine) recordCandidacy(cand Candidacy) {
+	r, ok := e.cfg.Backend.(Reclaimer)
+	if !ok || e.cfg.OnCandidacy == nil {
+		return
+	}
+	if h := r.Handle(cand); h != "" {
+		e.cfg.OnCandidacy(h)
 	}
 }
 
@@ -430,7 +634,7 @@ func (e *Engine) renew(ctx context.Context, cand Candidacy, out chan<- renewal) 
 // into its state; they log the edge, publish, and feed the metrics.
 
 // becomeCampaigning starts a candidacy.
-func (e *Engine) becomeCampaigning() { e.enter(StateCampaigning, nil) }
+func (e *Engine) becomeCampaigning() { e.enter(StateCampaigning, func() { e.queued = false }) }
 
 // becomeLeading publishes this candidate as leader of term.
 func (e *Engine) becomeLeading(term Term) {
@@ -456,6 +660,8 @@ func (e *Engine) stepDown(reason StepDownReason, next outcome) {
 		to = StateStopped
 	case outcomeFailed:
 		to = StateBackingOff
+	case outcomeStandAside:
+		to = StateStandingAside
 	}
 	e.enter(to, func() { e.token, e.since = 0, time.Time{} })
 	e.cfg.Metrics.SetLeader(false)
@@ -468,6 +674,37 @@ func (e *Engine) becomeHoldingOff() { e.enter(StateHoldingOff, nil) }
 
 // becomeBackingOff waits after a backend failure.
 func (e *Engine) becomeBackingOff() { e.enter(StateBackingOff, nil) }
+
+// becomeStandingAside records that the gate keeps this candidate out of
+// the election; el says why.
+func (e *Engine) becomeStandingAside(el Eligibility) {
+	e.mu.Lock()
+	was := e.state
+	e.mu.Unlock()
+	if was != StateStandingAside {
+		e.log.Info("standing aside: not a candidate until the health gate opens", "why", el.Reason)
+	}
+	e.enter(StateStandingAside, nil)
+}
+
+// standAside waits until the gate's verdict changes or ctx ends. Nothing
+// is led meanwhile, so a resign request is answered at once.
+func (e *Engine) standAside(ctx context.Context, changed <-chan struct{}) {
+	check := time.NewTicker(e.cfg.checkInterval())
+	defer check.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+			return
+		case <-check.C:
+			e.heartbeat()
+		case req := <-e.resigns:
+			req.reply <- ErrNotLeader
+		}
+	}
+}
 
 // becomeStopped marks the end of Run.
 func (e *Engine) becomeStopped() {
@@ -507,6 +744,11 @@ func (e *Engine) publish() {
 		defer func() { e.cfg.Metrics.SetState(s.State) }()
 		s.State = e.state
 		s.Problem = e.problem()
+		el, _ := e.cfg.eligibility()
+		s.Health, s.NotStanding = el.Health, ""
+		if e.state == StateStandingAside {
+			s.NotStanding = el.Reason
+		}
 		s.DuplicateIdentity = e.twin
 		if e.state == StateLeading {
 			s.IsLeader, s.Leader, s.FencingToken, s.Since = true, e.cfg.Identity, e.token, e.since
@@ -516,7 +758,7 @@ func (e *Engine) publish() {
 			return
 		}
 		s.IsLeader = false
-		s.Ready = e.obsOK && e.obsProblem == "" && e.callProblem == ""
+		s.Ready = e.obsOK && e.obsProblem == "" && e.callProblem == "" && (e.queued || !e.generations())
 		s.Leader, s.FencingToken, s.Since = "", 0, time.Time{}
 		// Not ready means the last leader known may be gone: name nobody.
 		// Our own identity as observed leader while we do not lead is a key
@@ -706,6 +948,7 @@ func (e *Engine) currentProblem() string {
 func (e *Engine) between(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
+	_, gate := e.cfg.eligibility()
 	check := time.NewTicker(e.cfg.checkInterval())
 	defer check.Stop()
 	for {
@@ -714,6 +957,10 @@ func (e *Engine) between(ctx context.Context, d time.Duration) {
 			return
 		case <-t.C:
 			return
+		case <-gate:
+			// Show the new health word; the loop acts on it afterwards.
+			_, gate = e.cfg.eligibility()
+			e.publish()
 		case <-check.C:
 			e.heartbeat()
 		case req := <-e.resigns:

@@ -28,12 +28,16 @@ const (
 	// StateBackingOff: the backend failed; it waits one backoff step
 	// before trying again.
 	StateBackingOff
+	// StateStandingAside: the Gate says this candidate may not stand (its
+	// application is unhealthy); it holds no candidacy, so it is never
+	// chosen, and stands again when the Gate allows.
+	StateStandingAside
 )
 
 // States lists every state, in order.
-var States = []State{StateStopped, StateCampaigning, StateFollowing, StateLeading, StateHoldingOff, StateBackingOff}
+var States = []State{StateStopped, StateCampaigning, StateFollowing, StateLeading, StateHoldingOff, StateBackingOff, StateStandingAside}
 
-var stateNames = [...]string{"stopped", "campaigning", "following", "leading", "holding-off", "backing-off"}
+var stateNames = [...]string{"stopped", "campaigning", "following", "leading", "holding-off", "backing-off", "standing-aside"}
 
 // String is the state's name as /status, logs and metrics show it.
 func (s State) String() string {
@@ -47,12 +51,13 @@ func (s State) String() string {
 // may take. Following and Campaigning differ only by what is observed, so
 // they share their edges (and move between each other).
 var transitions = map[State][]State{
-	StateStopped:     {StateCampaigning},
-	StateCampaigning: {StateFollowing, StateLeading, StateCampaigning, StateBackingOff, StateStopped},
-	StateFollowing:   {StateCampaigning, StateLeading, StateFollowing, StateBackingOff, StateStopped},
-	StateLeading:     {StateCampaigning, StateHoldingOff, StateStopped},
-	StateHoldingOff:  {StateCampaigning, StateStopped},
-	StateBackingOff:  {StateCampaigning, StateStopped},
+	StateStopped:       {StateCampaigning, StateStandingAside},
+	StateCampaigning:   {StateFollowing, StateLeading, StateCampaigning, StateBackingOff, StateStopped, StateStandingAside},
+	StateFollowing:     {StateCampaigning, StateLeading, StateFollowing, StateBackingOff, StateStopped, StateStandingAside},
+	StateLeading:       {StateCampaigning, StateHoldingOff, StateStopped, StateStandingAside},
+	StateHoldingOff:    {StateCampaigning, StateStopped, StateStandingAside},
+	StateBackingOff:    {StateCampaigning, StateStopped, StateStandingAside},
+	StateStandingAside: {StateCampaigning, StateStopped},
 }
 
 // CanTransition reports whether the engine may go from one state to the
@@ -77,6 +82,9 @@ type StepDownReason string
 const (
 	// ReasonResigned: it was asked to (Engine.Resign, POST /resign).
 	ReasonResigned StepDownReason = "resigned"
+	// ReasonHandedOver: it handed leadership to a chosen candidate
+	// (Engine.HandOver, POST /resign?to=).
+	ReasonHandedOver StepDownReason = "handed-over"
 	// ReasonDeadline: its validity deadline passed with no acknowledged
 	// renewal (the backend is slow, unreachable, or this process paused).
 	ReasonDeadline StepDownReason = "deadline"
@@ -85,11 +93,14 @@ const (
 	ReasonLost StepDownReason = "lost"
 	// ReasonShutdown: Run's context ended.
 	ReasonShutdown StepDownReason = "shutdown"
+	// ReasonUnhealthy: the Gate said this candidate may no longer stand
+	// (its application failed its health checks); it resigned.
+	ReasonUnhealthy StepDownReason = "unhealthy"
 )
 
 // StepDownReasons lists every reason, so metrics can create their series
 // up front.
-var StepDownReasons = []StepDownReason{ReasonResigned, ReasonDeadline, ReasonLost, ReasonShutdown}
+var StepDownReasons = []StepDownReason{ReasonResigned, ReasonHandedOver, ReasonDeadline, ReasonLost, ReasonShutdown, ReasonUnhealthy}
 
 // Problems shown in Status.Problem while the backend fails.
 const (

@@ -14,6 +14,9 @@ type Status struct {
 	TTL      time.Duration
 	// Caveats names what the backend does not guarantee; empty for etcd.
 	Caveats string
+	// Switchover means the backend can hand leadership to a chosen
+	// candidate (Engine.HandOver, POST /resign?to=); see Handoff.
+	Switchover bool
 
 	Leader       string    // the current leader's identity; empty when none is known
 	IsLeader     bool      // this candidate leads and its validity deadline has not passed
@@ -34,6 +37,12 @@ type Status struct {
 	// that is not us for longer than DuplicateAfter. Both instances stay
 	// safe (each holds its own lease or lock), but only one can ever lead.
 	DuplicateIdentity bool
+	// Health is the Gate's word for the guarded application ("healthy",
+	// "unhealthy", "unknown"); empty without a Gate.
+	Health string
+	// NotStanding says why this candidate does not stand (State is
+	// StateStandingAside); empty while it stands.
+	NotStanding string
 	// Changed is when this status was published.
 	Changed time.Time
 	// Mono is Changed on CLOCK_MONOTONIC in nanoseconds, which processes on

@@ -27,11 +27,18 @@ type statusJSON struct {
 	Problem      string  `json:"problem,omitempty"`
 	Duplicate    bool    `json:"duplicate_identity,omitempty"`
 	Caveats      string  `json:"caveats,omitempty"`
+	AppHealth    string  `json:"app_health,omitempty"`
+	NotStanding  string  `json:"not_standing,omitempty"`
 	// Degraded lists the sidecar's own outputs that are losing data (a
 	// history file that fails to write, log records dropped because stderr
 	// is not drained); empty when none is.
-	Degraded []string `json:"degraded,omitempty"`
+	Degraded   []string `json:"degraded,omitempty"`
+	Switchover bool     `json:"switchover"`
 }
+
+// MarshalStatus returns st as GET /status shows it, without the
+// sidecar's own degraded outputs (the status file writes this document).
+func MarshalStatus(st election.Status) ([]byte, error) { return json.Marshal((&Server{}).toJSON(st)) }
 
 func (s *Server) toJSON(st election.Status) statusJSON {
 	out := statusJSON{
@@ -47,6 +54,9 @@ func (s *Server) toJSON(st election.Status) statusJSON {
 		Problem:      st.Problem,
 		Duplicate:    st.DuplicateIdentity,
 		Caveats:      st.Caveats,
+		AppHealth:    st.Health,
+		NotStanding:  st.NotStanding,
+		Switchover:   st.Switchover,
 	}
 	if !st.Since.IsZero() {
 		out.Since = st.Since.UTC().Format(time.RFC3339Nano)
@@ -139,29 +149,64 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	writeText(w, http.StatusOK, "ok")
 }
 
-// handleResign hands leadership over, for example before a planned restart.
-// It is served only behind the control listener's guard.
+// Switchover is implemented by an Elector that can hand leadership to a
+// chosen candidate (election.Engine does): POST /resign?to=<identity>.
+type Switchover interface {
+	HandOver(ctx context.Context, to string) error
+}
+
+// handleResign hands leadership over, for example before a planned restart:
+// to whoever is next in line, or with ?to=<identity> to that candidate and
+// no one else (a planned switchover). It is served only behind the control
+// listener's guard.
 func (s *Server) handleResign(w http.ResponseWriter, r *http.Request) {
-	// Parameters are refused until they mean something, so that a caller
-	// asking for a targeted switchover (?to=) on a version without it gets
-	// an error rather than a plain resign.
-	for k := range r.URL.Query() {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown parameter %q", k))
-		return
+	// Any other parameter is refused rather than ignored: a caller must
+	// never get a plain resign when it asked for something else.
+	var to string
+	for k, vs := range r.URL.Query() {
+		if k != "to" {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown parameter %q; POST /resign takes only ?to=<identity>", k))
+			return
+		}
+		if len(vs) != 1 || vs[0] == "" {
+			writeError(w, http.StatusBadRequest, "parameter \"to\" must name one candidate's identity")
+			return
+		}
+		to = vs[0]
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeouts.resign)
 	defer cancel()
-	err := s.elector.Resign(ctx)
+	var err error
+	if to == "" {
+		err = s.elector.Resign(ctx)
+	} else if sw, ok := s.elector.(Switchover); ok {
+		err = sw.HandOver(ctx, to)
+	} else {
+		err = election.ErrHandoffUnsupported
+	}
 	switch {
 	case errors.Is(err, election.ErrNotLeader):
 		writeError(w, http.StatusConflict, "not leader")
 		return
+	case errors.Is(err, election.ErrNotInLine):
+		s.log.Warn("switchover refused", "to", to, "remote", r.RemoteAddr, "err", err)
+		writeError(w, http.StatusConflict, fmt.Sprintf("cannot hand over to %q: %v; leadership is unchanged", to, err))
+		return
+	case errors.Is(err, election.ErrHandoffUnsupported):
+		st, _ := s.elector.Status()
+		writeError(w, http.StatusNotImplemented, fmt.Sprintf("the %s backend cannot hand leadership to a chosen candidate "+
+			"(/status shows \"switchover\": false); leadership is unchanged; POST /resign without ?to= hands it to whoever is next", st.Backend))
+		return
 	case err != nil:
-		s.log.Error("resign failed", "remote", r.RemoteAddr, "err", err)
+		s.log.Error("resign failed", "to", to, "remote", r.RemoteAddr, "err", err)
 		writeError(w, http.StatusInternalServerError, "resign failed; see the sidecar's log")
 		return
 	}
-	s.log.Info("resigned on request", "remote", r.RemoteAddr)
+	if to != "" {
+		s.log.Info("handed over on request", "to", to, "remote", r.RemoteAddr)
+	} else {
+		s.log.Info("resigned on request", "remote", r.RemoteAddr)
+	}
 	st, _ := s.elector.Status()
 	s.writeJSON(w, http.StatusOK, s.toJSON(st))
 }

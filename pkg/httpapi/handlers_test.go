@@ -114,6 +114,7 @@ func TestStatusJSON(t *testing.T) {
 		"ttl_seconds":   2.5,
 		"ready":         true,
 		"state":         "leading",
+		"switchover":    false,
 	}
 	if len(got) != len(want) {
 		t.Errorf("fields = %v, want %v", got, want)
@@ -433,16 +434,16 @@ func TestControlTokenRotatesAndFailsClosed(t *testing.T) {
 	errorOf(t, resp)
 }
 
-// Unknown parameters are refused, so a targeted switchover asked of a
-// version that lacks it does not silently become a plain resign.
+// Unknown parameters are refused, so a request meaning something else
+// does not silently become a plain resign.
 func TestControlResignRefusesUnknownParameters(t *testing.T) {
 	f := newFake(leaderStatus())
 	s := New(Config{Elector: f})
-	resp := doControl(t, s, http.MethodPost, "/resign?to=pod-b", "", nil)
+	resp := doControl(t, s, http.MethodPost, "/resign?force=1", "", nil)
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("status = %d, want 400", resp.StatusCode)
 	}
-	if msg := errorOf(t, resp); !strings.Contains(msg, `"to"`) {
+	if msg := errorOf(t, resp); !strings.Contains(msg, `"force"`) {
 		t.Errorf("error %q does not name the parameter", msg)
 	}
 	if n := f.resignCount(); n != 0 {

@@ -57,7 +57,7 @@ func New(info Info) *Metrics {
 			Namespace: namespace,
 			Name:      "state",
 			Help: "1 for the engine's current state, 0 for the others: stopped, campaigning, following, " +
-				"leading, holding-off (after a resign) or backing-off (after a backend failure).",
+				"leading, holding-off (after a resign), backing-off (after a backend failure) or standing-aside (the health gate is closed).",
 		}, []string{"state"}),
 		transitions: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace,

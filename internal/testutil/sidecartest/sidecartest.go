@@ -42,6 +42,22 @@ func Build(dir string) (string, error) {
 	return bin, nil
 }
 
+// BuildPackage compiles the main package pkg (a path relative to the
+// repository root, e.g. a test's helper command) with the race detector
+// into out.
+func BuildPackage(pkg, out string) error {
+	root, err := repo.Root()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("go", "build", "-race", "-o", out, pkg)
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
+	}
+	return nil
+}
+
 // Status is the sidecar's GET /status body.
 type Status struct {
 	Name         string  `json:"name"`
@@ -54,6 +70,11 @@ type Status struct {
 	TTLSeconds   float64 `json:"ttl_seconds"`
 	Ready        bool    `json:"ready"`
 	Caveats      string  `json:"caveats"`
+	State        string  `json:"state"`
+	Problem      string  `json:"problem"`
+	AppHealth    string  `json:"app_health"`
+	NotStanding  string  `json:"not_standing"`
+	Switchover   bool    `json:"switchover"`
 }
 
 // Process is a running sidecar.
@@ -76,9 +97,12 @@ type Process struct {
 
 // Options for Start.
 type Options struct {
-	ID   string
-	Args []string // besides --id, --http, --history-file and logging
-	Env  []string // extra environment, KEY=VALUE
+	// Subcommand, if set, comes first ("exec"); Args then end with
+	// "-- CMD ...".
+	Subcommand string
+	ID         string
+	Args       []string // besides --id, --http, --history-file and logging
+	Env        []string // extra environment, KEY=VALUE
 }
 
 // Start runs the binary with opts and waits until its HTTP API listens. The
@@ -88,8 +112,13 @@ func Start(t testing.TB, bin string, opts Options) *Process {
 	p := &Process{ID: opts.ID, t: t, done: make(chan struct{}), History: filepath.Join(t.TempDir(), "history.jsonl"),
 		logGate: make(chan struct{})}
 	close(p.logGate)
-	args := append([]string{"--id", opts.ID, "--http", "127.0.0.1:0", "--log-format", "json", "--log-level", "debug",
-		"--history-file", p.History}, opts.Args...)
+	var args []string
+	if opts.Subcommand != "" {
+		args = append(args, opts.Subcommand)
+	}
+	args = append(args, "--id", opts.ID, "--http", "127.0.0.1:0", "--log-format", "json", "--log-level", "debug",
+		"--history-file", p.History)
+	args = append(args, opts.Args...)
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = append(os.Environ(), opts.Env...)
 	stderr, err := p.cmd.StderrPipe()
@@ -166,6 +195,28 @@ func (p *Process) readLog(r io.Reader, addr chan<- string) {
 		p.exit = -1
 	}
 	close(p.done)
+}
+
+// Metric returns the value of the sample of GET /metrics whose name and
+// labels read exactly series (e.g. `leader_elector_app_healthy` or
+// `leader_elector_stepped_down_total{reason="unhealthy"}`), and whether it
+// was found.
+func (p *Process) Metric(ctx context.Context, series string) (float64, bool) {
+	code, body, err := p.Get(ctx, "/metrics")
+	if err != nil || code != http.StatusOK {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		name, value, ok := strings.Cut(line, " ")
+		if !ok || name != series {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(value, &v); err == nil {
+			return v, true
+		}
+	}
+	return 0, false
 }
 
 // StallLog stops reading the process's stderr, as a log collector that

@@ -23,6 +23,12 @@
 //     candidate does not lead again during its hold-off.
 //   - Shutdown: a leader whose engine stops releases at once, so a peer
 //     leads well under one TTL.
+//   - Switchover: for a backend that implements election.Handoff,
+//     Engine.HandOver to a chosen follower makes that follower, and no other
+//     candidate, the next leader, well under one TTL, with a greater token;
+//     a name not in line is election.ErrNotInLine and the leader leads on
+//     without a step-down. For any other backend, HandOver is
+//     election.ErrHandoffUnsupported and Status.Switchover is false.
 //   - DuplicateIdentity: two instances started with the same identity: one
 //     leads, the other names no leader and reports the duplicate.
 //
@@ -81,6 +87,7 @@ func Run(t *testing.T, h Harness) {
 		{"Outage", testOutage},
 		{"Resign", testResign},
 		{"Shutdown", testShutdown},
+		{"Switchover", testSwitchover},
 		{"DuplicateIdentity", testDuplicateIdentity},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -115,8 +122,12 @@ func (s *suite) start(t *testing.T, id string, mod ...func(*election.Config)) *n
 	t.Helper()
 	b := &cutoff{Backend: s.h.New(t, s.params(id)), cut: make(chan struct{})}
 	t.Cleanup(func() { _ = b.Close() })
+	var eb election.Backend = b
+	if _, ok := b.Backend.(election.Handoff); ok {
+		eb = &cutoffHandoff{b}
+	}
 	cfg := election.Config{
-		Election: s.election, Identity: id, TTL: s.h.TTL, Backend: b, Logger: logger(t, id),
+		Election: s.election, Identity: id, TTL: s.h.TTL, Backend: eb, Logger: logger(t, id),
 		RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond,
 	}
 	for _, m := range mod {
@@ -650,4 +661,33 @@ func (cc *cutCandidacy) Resign(ctx context.Context) error {
 		return errCutOff
 	}
 	return cc.Candidacy.Resign(ctx)
+}
+
+// cutoffHandoff is a cutoff whose backend implements election.Handoff.
+type cutoffHandoff struct{ *cutoff }
+
+func (c *cutoffHandoff) handoff(cand election.Candidacy) (election.Handoff, election.Candidacy, error) {
+	if c.isCut() {
+		return nil, nil, errCutOff
+	}
+	if cc, ok := cand.(*cutCandidacy); ok {
+		cand = cc.Candidacy
+	}
+	return c.Backend.(election.Handoff), cand, nil
+}
+
+func (c *cutoffHandoff) CheckSuccessor(ctx context.Context, cand election.Candidacy, to string) error {
+	h, inner, err := c.handoff(cand)
+	if err != nil {
+		return err
+	}
+	return h.CheckSuccessor(ctx, inner, to)
+}
+
+func (c *cutoffHandoff) HandOver(ctx context.Context, cand election.Candidacy, to string) error {
+	h, inner, err := c.handoff(cand)
+	if err != nil {
+		return err
+	}
+	return h.HandOver(ctx, inner, to)
 }

@@ -42,6 +42,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.ScaleTrials, "scale-trials", 200, "handovers in the scale test")
 	fs.DurationVar(&cfg.ScaleTTL, "scale-ttl", 10*time.Second, "TTL in the scale test")
 	fs.IntVar(&cfg.PublishTrials, "publish-trials", 200, "pod label publish trials (0 skips them)")
+	fs.IntVar(&cfg.OpsTrials, "ops-trials", 20, "switchover and sidecar-restart trials, after the rollout counts (0 skips all three)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

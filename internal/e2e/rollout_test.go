@@ -1,0 +1,99 @@
+package e2e
+
+import (
+	"fmt"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/leader-elector/leader-elector/internal/testutil/etcdtest"
+	"github.com/leader-elector/leader-elector/internal/testutil/sidecartest"
+)
+
+// rollout simulates a rolling update of 3 replicas with Kubernetes' default
+// strategy for them (maxSurge 1, maxUnavailable 0): start one new pod, wait
+// until it is ready, stop one old pod (SIGTERM, as the kubelet does), three
+// times. victims lists which old pod goes at each step, by its place in the
+// election's line when the rollout starts (0 is the leader). With
+// generations, old pods run --generation 1 and new ones 2; without, neither
+// passes it. It returns the number of leadership changes the sidecars'
+// histories record.
+func rollout(t *testing.T, generations bool, victims [3]int) int {
+	t.Helper()
+	cluster := etcdtest.Single(t)
+	args := func(gen int) []string {
+		if !generations {
+			return etcdArgs(cluster.ClientURLs())
+		}
+		return etcdArgs(cluster.ClientURLs(), "--generation", strconv.Itoa(gen))
+	}
+	var all []*sidecartest.Process
+	var old []*sidecartest.Process
+	for i := range 3 {
+		p := sidecartest.Start(t, bin, sidecartest.Options{ID: fmt.Sprintf("old-%d", i), Args: args(1)})
+		if i == 0 {
+			p.WaitStatus("leadership", generous, func(s sidecartest.Status) bool { return s.IsLeader })
+		} else {
+			p.WaitStatus("following", generous, func(s sidecartest.Status) bool { return s.State == "following" })
+		}
+		old = append(old, p) // started one after another: line order
+		all = append(all, p)
+	}
+	for step, v := range victims {
+		n := sidecartest.Start(t, bin, sidecartest.Options{ID: fmt.Sprintf("new-%d", step), Args: args(2)})
+		all = append(all, n)
+		// Ready, as its /readyz (the chart's readiness probe) says.
+		n.WaitStatus("ready", generous, func(s sidecartest.Status) bool { return s.Ready })
+		old[v].Signal(syscall.SIGTERM)
+		if code := old[v].Wait(generous); code != 0 {
+			t.Fatalf("%s exited with %d", old[v].ID, code)
+		}
+	}
+	leader, _ := agree(t, all)
+	// The history is written off the election's path: wait until the
+	// leader's shows its term.
+	for deadline := time.Now().Add(generous); ; {
+		iv := leader.Intervals()
+		if n := len(iv); n > 0 && iv[n-1].End == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s leads but its history does not say so", leader.ID)
+		}
+		<-time.After(5 * time.Millisecond)
+	}
+	assertNoOverlap(t, all)
+	terms := 0
+	for _, p := range all {
+		terms += len(p.Intervals())
+	}
+	t.Logf("generations %v, old pods stopped in line order %v: %d leadership changes; %s leads", generations, victims, terms-1, leader.ID)
+	return terms - 1
+}
+
+// A rolling update moves leadership once when candidates publish their
+// generation, whatever order the old pods go in; without generations it
+// moves once per old pod stopped while it leads: three times when the
+// leader goes first and then each next in line, once when it goes last.
+func TestRolloutMovesLeadershipOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		generations bool
+		victims     [3]int
+		want        int
+	}{
+		{"without generations, leader first", false, [3]int{0, 1, 2}, 3},
+		{"without generations, leader second", false, [3]int{2, 0, 1}, 2},
+		{"without generations, leader last", false, [3]int{2, 1, 0}, 1},
+		{"with generations, leader first", true, [3]int{0, 1, 2}, 1},
+		{"with generations, leader last", true, [3]int{2, 1, 0}, 1},
+		{"with generations, leader second", true, [3]int{2, 0, 1}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := rollout(t, tc.generations, tc.victims); got != tc.want {
+				t.Errorf("%d leadership changes, want %d", got, tc.want)
+			}
+		})
+	}
+}

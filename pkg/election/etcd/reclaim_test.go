@@ -1,0 +1,117 @@
+package etcd_test
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/leader-elector/leader-elector/internal/testutil/etcdtest"
+	"github.com/leader-elector/leader-elector/pkg/election"
+	"github.com/leader-elector/leader-elector/pkg/election/etcd"
+)
+
+func reclaimBackend(t *testing.T, endpoints []string, electionName, id string, leaseTTL time.Duration) *etcd.Backend {
+	t.Helper()
+	b, err := etcd.New(etcd.Options{Endpoints: endpoints, Prefix: etcd.DefaultPrefix, DialTimeout: 2 * time.Second},
+		election.Params{Election: electionName, Identity: id, TTL: leaseTTL}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+// A process that crashed while leading left its key and lease behind; the
+// restarted process of the same candidate revokes them from the recorded
+// handle, and the candidate waiting behind wins at once, not after the TTL.
+func TestReclaimReleasesTheCrashedLeadersLease(t *testing.T) {
+	cluster := etcdtest.Single(t)
+	urls := cluster.ClientURLs()
+	const long = 60 * time.Second // far longer than the test may wait
+	crashed := reclaimBackend(t, urls, "reclaim", "a", long)
+	cand, _, err := crashed.Candidate(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cand.Campaign(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	handle := crashed.Handle(cand)
+	if handle == "" {
+		t.Fatal("Handle is empty for an etcd candidacy")
+	}
+	// b waits behind a.
+	waiter := reclaimBackend(t, urls, "reclaim", "b", long)
+	wc, _, err := waiter.Candidate(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	won := make(chan error, 1)
+	go func() {
+		_, err := wc.Campaign(t.Context())
+		won <- err
+	}()
+	// "a" crashes: its backend is simply abandoned (no resign, no revoke).
+	// A stranger with another identity may not release it.
+	if err := reclaimBackend(t, urls, "reclaim", "x", long).Reclaim(t.Context(), handle); err == nil {
+		t.Fatal("Reclaim by another identity succeeded; want a refusal")
+	}
+	select {
+	case err := <-won:
+		t.Fatalf("b won (%v) while a's key should still stand", err)
+	default:
+	}
+	start := time.Now()
+	restarted := reclaimBackend(t, urls, "reclaim", "a", long)
+	if err := restarted.Reclaim(t.Context(), handle); err != nil {
+		t.Fatalf("Reclaim: %v", err)
+	}
+	select {
+	case err := <-won:
+		if err != nil {
+			t.Fatalf("b's Campaign: %v", err)
+		}
+		t.Logf("b won %v after the restarted a reclaimed", time.Since(start))
+	case <-time.After(wait):
+		t.Fatalf("b did not win within %v of the reclaim (TTL %v)", wait, long)
+	}
+	// Reclaiming again (a lease that is gone) is not an error.
+	if err := restarted.Reclaim(t.Context(), handle); err != nil {
+		t.Errorf("second Reclaim: %v", err)
+	}
+}
+
+// A lease that carries keys other than the candidate's own is never revoked.
+func TestReclaimRefusesALeaseWithOtherKeys(t *testing.T) {
+	cluster := etcdtest.Single(t)
+	urls := cluster.ClientURLs()
+	admin, err := clientv3.New(clientv3.Config{Endpoints: urls, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = admin.Close() })
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	lease, err := admin.Grant(ctx, 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Put(ctx, "/someone-else/key", "v", clientv3.WithLease(lease.ID)); err != nil {
+		t.Fatal(err)
+	}
+	b := reclaimBackend(t, urls, "reclaim", "a", 60*time.Second)
+	if err := b.Reclaim(ctx, "not-hex"); err == nil {
+		t.Error("Reclaim of a malformed handle succeeded")
+	}
+	handle := strconv.FormatInt(int64(lease.ID), 16)
+	if err := b.Reclaim(ctx, handle); err == nil {
+		t.Fatal("Reclaim revoked a lease carrying another key")
+	}
+	if resp, err := admin.Get(ctx, "/someone-else/key"); err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("the other key is gone (%v, %v)", resp, err)
+	}
+}
