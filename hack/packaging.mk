@@ -108,6 +108,14 @@ manifests:
 	} > $(MANIFESTS)/rbac.yaml
 	{ echo "$$MANIFEST_HEADER"; \
 	  echo "#"; \
+	  echo "# Role and RoleBinding for --backend kubernetes (election \"example\": the"; \
+	  echo "# Lease of that name); apply with rbac.yaml. For another election, edit"; \
+	  echo "# resourceNames."; \
+	  $(HELM) template leader-elector $(CHART) -f $(CHART)/ci/manifests-values.yaml --kube-version $(HELM_KUBE_VERSION) --set backend=kubernetes \
+	    --show-only templates/rbac-lease.yaml; \
+	} > $(MANIFESTS)/rbac-lease.yaml
+	{ echo "$$MANIFEST_HEADER"; \
+	  echo "#"; \
 	  echo "# A single-active example: a Deployment whose pods run the sidecar"; \
 	  echo "# (election \"example\", etcd at http://etcd:2379) and a Service that"; \
 	  echo "# routes only to the pod labelled leader. Needs rbac.yaml."; \

@@ -222,6 +222,25 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		return nil, err
 	}
 
+	// Our sidecar on a Kubernetes Lease, side by side with client-go on the
+	// same API server.
+	leaseKubeconfig := filepath.Join(tmp, "kubeconfig-lease")
+	if err := writeKubeconfig(kube.Config, leaseKubeconfig); err != nil {
+		return nil, err
+	}
+	ourLease := trialSpec{
+		start: sidecarStarter(sidecar, func(string, string) []string {
+			return []string{"--backend", "kubernetes", "--kubeconfig", leaseKubeconfig, "--lease-namespace", ns.Name, "--ttl", ttlArg}
+		}),
+		// No server-side queue to check: a follower that names the leader
+		// has listed the Lease; the phase covers starting its watch.
+		phase:      cfg.TTL / 3,
+		ledTimeout: time.Minute,
+	}
+	if err := measure("leader-elector (Kubernetes Lease)", "SIGTERM → /watch of the successor", "handover-lease", ourLease, cfg.Trials, 1, &res.Handover); err != nil {
+		return nil, err
+	}
+
 	// Crash failover: ours.
 	crashEtcd, crashRedis := ourEtcd, ourRedis
 	crashEtcd.crash, crashRedis.crash = true, true
@@ -230,6 +249,11 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		return nil, err
 	}
 	if err := measure("leader-elector (Redis)", "SIGKILL → /watch of the successor", "crash-redis", crashRedis, cfg.CrashTrials, cfg.CrashParallel, &res.Crash); err != nil {
+		return nil, err
+	}
+	crashLease := ourLease
+	crashLease.crash, crashLease.ledTimeout = true, 3*cfg.TTL+time.Minute
+	if err := measure("leader-elector (Kubernetes Lease)", "SIGKILL → /watch of the successor", "crash-lease", crashLease, cfg.CrashTrials, cfg.CrashParallel, &res.Crash); err != nil {
 		return nil, err
 	}
 

@@ -12,7 +12,14 @@ const (
 	BackendEtcd    = "etcd"    // a three-member etcd cluster
 	BackendRedis   = "redis"   // one redis-server
 	BackendRedlock = "redlock" // three redis-servers
+	// BackendKubernetes is a Lease on a real kube-apiserver (envtest).
+	BackendKubernetes = "kubernetes"
 )
+
+// Backends lists the backends, in the order summaries print them.
+func Backends() []string {
+	return []string{BackendEtcd, BackendRedis, BackendRedlock, BackendKubernetes}
+}
 
 // Kind is a fault.
 type Kind string
@@ -46,8 +53,11 @@ func Kinds() []Kind {
 
 func kindsFor(backend string) []Kind {
 	common := []Kind{KillLeader, PauseShort, PauseLong, Blackhole, Delay, Reset, StallLog}
-	if backend == BackendEtcd {
+	switch backend {
+	case BackendEtcd:
 		return append(common, KillMember, KillRaftLeader, HungMember, HungRaftLeader)
+	case BackendKubernetes:
+		return common
 	}
 	return append(common, RedisRestart)
 }
@@ -116,7 +126,7 @@ func (p Plan) String() string {
 func NewPlan(seed int64, ttl time.Duration) Plan {
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x6c6561646572))
 	p := Plan{Seed: seed}
-	p.Backend = []string{BackendEtcd, BackendRedis, BackendRedlock}[rng.IntN(3)]
+	p.Backend = Backends()[rng.IntN(len(Backends()))]
 	p.OneMember = rng.IntN(2) == 0
 	kinds := kindsFor(p.Backend)
 	n := 1

@@ -81,7 +81,7 @@ func (s *Summary) Write(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k string, v any) { fmt.Fprintf(tw, "%s\t%v\n", k, v) }
 	var backends []string
-	for _, b := range []string{BackendEtcd, BackendRedis, BackendRedlock} {
+	for _, b := range Backends() {
 		backends = append(backends, fmt.Sprintf("%s %d", b, s.Backends[b]))
 	}
 	row("trials", fmt.Sprintf("%d (%s; %d with two faults)", s.Trials, strings.Join(backends, ", "), s.Combined))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -11,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/client-go/rest"
+
 	"github.com/leader-elector/leader-elector/internal/testutil/etcdproc"
+	"github.com/leader-elector/leader-elector/internal/testutil/kubetest"
 	"github.com/leader-elector/leader-elector/internal/testutil/redistest"
 	"github.com/leader-elector/leader-elector/internal/testutil/sidecartest"
 	"github.com/leader-elector/leader-elector/internal/testutil/tcpproxy"
@@ -63,6 +67,7 @@ type trial struct {
 	ttl     time.Duration
 	cluster *etcdproc.Cluster
 	redis   []*redistest.Server
+	kube    *rest.Config // the API server of BackendKubernetes, as an administrator
 	slots   []*slot
 	reg     *Register
 	rec     *Record
@@ -169,6 +174,16 @@ func (tr *trial) setUp() {
 		tr.redis = redistest.StartN(t, n)
 		targets = redistest.Addrs(tr.redis)
 		base = []string{"--backend", "redis", "--election", "chaos", "--ttl", ttlFlag, "--redis-addr"}
+	case BackendKubernetes:
+		env := kubetest.Start(t)
+		ns := env.Namespace(t)
+		u, err := url.Parse(env.Config.Host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr.kube = env.Config
+		targets = []string{u.Host}
+		base = []string{"--backend", "kubernetes", "--election", "chaos", "--ttl", ttlFlag, "--lease-namespace", ns, "--kubeconfig"}
 	default:
 		t.Fatalf("unknown backend %q", tr.plan.Backend)
 	}
@@ -184,7 +199,15 @@ func (tr *trial) setUp() {
 			s.proxies = append(s.proxies, p)
 			addrs = append(addrs, p.Addr())
 		}
-		s.args = append(slices.Clone(base), strings.Join(addrs, ","))
+		last := strings.Join(addrs, ",")
+		if tr.kube != nil {
+			// The API server through this sidecar's proxy; its serving
+			// certificate is valid for 127.0.0.1.
+			cfg := rest.CopyConfig(tr.kube)
+			cfg.Host = "https://" + addrs[0]
+			last = kubetest.WriteKubeconfig(t, cfg)
+		}
+		s.args = append(slices.Clone(base), last)
 		s.procs = append(s.procs, sidecartest.Start(t, tr.bin, sidecartest.Options{ID: id, Args: s.args}))
 		tr.slots = append(tr.slots, s)
 	}

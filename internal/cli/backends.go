@@ -10,6 +10,7 @@ import (
 
 	"github.com/leader-elector/leader-elector/pkg/election"
 	"github.com/leader-elector/leader-elector/pkg/election/etcd"
+	"github.com/leader-elector/leader-elector/pkg/election/lease"
 	"github.com/leader-elector/leader-elector/pkg/election/redislock"
 )
 
@@ -59,6 +60,7 @@ func backendRegistry() map[string]backendSpec {
 				"Password": EnvPrefix + "ETCD_PASSWORD",
 			},
 		},
+		lease.BackendName: leaseSpec(),
 		"redis": {
 			addFlags: func(fs *pflag.FlagSet, cfg *config) {
 				cfg.Redis = redislock.DefaultOptions()

@@ -274,3 +274,96 @@ func TestUnreachableBackendIsLoggedOnceWithItsCause(t *testing.T) {
 		t.Errorf("the start-up log does not give the TTL as a duration:\n%s", stderr.String())
 	}
 }
+
+// kubeconfigFor writes a kubeconfig whose server is addr.
+func kubeconfigFor(t *testing.T, addr string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	kc := `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://` + addr + `"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`
+	if err := os.WriteFile(path, []byte(kc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestKubernetesBackendBadInput(t *testing.T) {
+	apiAddr, contacts := countingListener(t)
+	kc := kubeconfigFor(t, apiAddr)
+	base := []string{"--backend", "kubernetes", "--election", "e", "--kubeconfig", kc, "--lease-namespace", "ns", "--http", ""}
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"short ttl", append(base, "--ttl", "1s"), nil, "--ttl 1s: the kubernetes backend needs between 2s and 24h0m0s"},
+		{"long ttl", append(base, "--ttl", "25h"), nil, "--ttl 25h0m0s"},
+		{"fractional ttl", append(base, "--ttl", "2500ms"), nil, "--ttl 2.5s: a Lease's duration is whole seconds"},
+		{"bad lease name", append(base, "--lease-name", "Not_A_Name"), nil, `--lease-name "Not_A_Name" is not a valid Lease name:`},
+		{"election is no object name", []string{"--backend", "kubernetes", "--election", "My_Election", "--kubeconfig", kc, "--lease-namespace", "ns"}, nil,
+			`(it defaults to --election; set --lease-name)`},
+		{"bad lease namespace", append(base, "--lease-namespace", "a.b"), nil, `--lease-namespace "a.b" is not a valid namespace`},
+		{"no namespace outside a pod", []string{"--backend", "kubernetes", "--election", "e", "--kubeconfig", kc}, nil, "--lease-namespace is required outside a pod"},
+		{"bad namespace from env", []string{"--backend", "kubernetes", "--election", "e", "--kubeconfig", kc},
+			map[string]string{"POD_NAMESPACE": "Bad_NS"}, `--lease-namespace "Bad_NS"`},
+		{"missing kubeconfig", []string{"--backend", "kubernetes", "--election", "e", "--lease-namespace", "ns", "--kubeconfig", "/nonexistent"}, nil, "--kubeconfig"},
+		{"outside a cluster", []string{"--backend", "kubernetes", "--election", "e", "--lease-namespace", "ns"}, nil,
+			"--backend kubernetes needs the in-cluster configuration or --kubeconfig"},
+		{"bad env ttl", base, map[string]string{"LEADER_ELECTOR_TTL": "1500ms"}, "--ttl 1.5s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := Run(t.Context(), tt.args, env(tt.env), &stdout, &stderr)
+			if code != exitUsage {
+				t.Errorf("exit code %d, want %d", code, exitUsage)
+			}
+			first, _, _ := strings.Cut(stderr.String(), "\n")
+			if !strings.Contains(first, tt.want) {
+				t.Errorf("first line %q does not contain %q", first, tt.want)
+			}
+			if n := strings.Count(stderr.String(), "\n"); n != 2 {
+				t.Errorf("stderr has %d lines, want the error and a hint:\n%s", n, stderr.String())
+			}
+		})
+	}
+	if n := contacts.Load(); n != 0 {
+		t.Errorf("bad input contacted the API server %d times", n)
+	}
+}
+
+func TestLeaseDefaults(t *testing.T) {
+	kc := writeKubeconfig(t)
+	for _, tt := range []struct {
+		name          string
+		args          []string
+		env           map[string]string
+		wantName      string
+		wantNamespace string
+	}{
+		{"election name, POD_NAMESPACE", nil, map[string]string{"POD_NAMESPACE": "pods"}, "e", "pods"},
+		{"flags win", []string{"--lease-name", "lock", "--lease-namespace", "locks", "--election-namespace", "contrib"},
+			map[string]string{"POD_NAMESPACE": "pods"}, "lock", "locks"},
+		{"contrib's election namespace", []string{"--election-namespace", "contrib"}, map[string]string{"POD_NAMESPACE": "pods"}, "e", "contrib"},
+		{"pod namespace flag", []string{"--pod-namespace", "podns"}, nil, "e", "podns"},
+		{"environment", nil, map[string]string{"LEADER_ELECTOR_LEASE_NAME": "envlock", "LEADER_ELECTOR_LEASE_NAMESPACE": "envns"}, "envlock", "envns"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"--backend", "kubernetes", "--election", "e", "--kubeconfig", kc}, tt.args...)
+			cfg, err := parseConfig(args, env(tt.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Lease.Name != tt.wantName || cfg.Lease.Namespace != tt.wantNamespace || cfg.kubeREST == nil {
+				t.Errorf("lease %s/%s (rest config %v), want %s/%s", cfg.Lease.Namespace, cfg.Lease.Name, cfg.kubeREST != nil,
+					tt.wantNamespace, tt.wantName)
+			}
+		})
+	}
+}

@@ -40,6 +40,12 @@ func commands() []command {
 			run:     runExec,
 		},
 		{
+			name:    "injector",
+			summary: "serve the admission webhook that injects the sidecar into opted-in pods",
+			usage:   injectorUsage(),
+			run:     runInjector,
+		},
+		{
 			name:    "help",
 			summary: "print this help and exit (same as --help)",
 			usage:   "Prints the sidecar's flags and subcommands.\n",

@@ -53,10 +53,11 @@ type config struct {
 
 	Etcd  etcd.Options
 	Redis redislock.Options
+	Lease leaseFlags
 	Kube  kube.Options
 
 	// kubeREST is the loaded Kubernetes client configuration; nil while
-	// Kubernetes publishing is off.
+	// Kubernetes publishing is off and the backend is not kubernetes.
 	kubeREST *rest.Config
 }
 
@@ -242,12 +243,18 @@ func sortedKeys(m map[string]backendSpec) []string {
 // applyEnv sets every flag not given on the command line from its
 // environment variable, if set.
 func applyEnv(fs *pflag.FlagSet, getenv envFunc) error {
+	return applyEnvPrefix(fs, getenv, EnvPrefix)
+}
+
+// applyEnvPrefix sets every flag not given from prefix + its name in upper
+// case with '-' as '_'.
+func applyEnvPrefix(fs *pflag.FlagSet, getenv envFunc, prefix string) error {
 	var err error
 	fs.VisitAll(func(f *pflag.Flag) {
 		if err != nil || f.Changed {
 			return
 		}
-		name := EnvPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		name := prefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		v := getenv(name)
 		if v == "" {
 			return

@@ -42,8 +42,8 @@ func addRedisFlags(fs *pflag.FlagSet, o *redislock.Options) {
 // current values as defaults.
 func addKubeFlags(fs *pflag.FlagSet, o *kube.Options) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig file; empty means the in-cluster configuration")
-	fs.StringVar(&o.PodName, "pod-name", o.PodName, "this pod's name; Kubernetes publishing is off when empty")
-	fs.StringVar(&o.PodNamespace, "pod-namespace", o.PodNamespace, "this pod's namespace")
+	fs.StringVar(&o.PodName, "pod-name", o.PodName, "this pod's name (default: $POD_NAME); Kubernetes publishing is off when empty")
+	fs.StringVar(&o.PodNamespace, "pod-namespace", o.PodNamespace, "this pod's namespace (default: $POD_NAMESPACE, else the service-account namespace file)")
 	fs.StringVar(&o.RoleLabel, "role-label", o.RoleLabel, "label key that carries this pod's role")
 	fs.StringVar(&o.LeaderValue, "leader-value", o.LeaderValue, "role label value while leading")
 	fs.StringVar(&o.FollowerValue, "follower-value", o.FollowerValue, "role label value while not leading")

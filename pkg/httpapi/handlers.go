@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -162,8 +163,20 @@ type Switchover interface {
 func (s *Server) handleResign(w http.ResponseWriter, r *http.Request) {
 	// Any other parameter is refused rather than ignored: a caller must
 	// never get a plain resign when it asked for something else.
+	// url.Values from r.URL.Query() silently drops what it cannot parse
+	// ("to=a;x=1", "to=%zz"), and a form body would be ignored: both would
+	// turn a switchover into a plain resign, so both are refused.
+	query, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("malformed query: %v", err))
+		return
+	}
+	if r.ContentLength != 0 {
+		writeError(w, http.StatusBadRequest, "POST /resign takes no body; name a successor with ?to=<identity>")
+		return
+	}
 	var to string
-	for k, vs := range r.URL.Query() {
+	for k, vs := range query {
 		if k != "to" {
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown parameter %q; POST /resign takes only ?to=<identity>", k))
 			return
@@ -176,7 +189,6 @@ func (s *Server) handleResign(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeouts.resign)
 	defer cancel()
-	var err error
 	if to == "" {
 		err = s.elector.Resign(ctx)
 	} else if sw, ok := s.elector.(Switchover); ok {

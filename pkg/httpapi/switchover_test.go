@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -68,6 +69,9 @@ func TestControlSwitchoverErrors(t *testing.T) {
 		{name: "empty to", target: "/resign?to=", wantCode: http.StatusBadRequest, wantMsg: `"to"`},
 		{name: "two to", target: "/resign?to=a&to=b", wantCode: http.StatusBadRequest, wantMsg: `"to"`},
 		{name: "to and another", target: "/resign?to=a&now=1", wantCode: http.StatusBadRequest, wantMsg: `"now"`},
+		// Query() would drop the pairs it cannot parse and resign plainly.
+		{name: "semicolon", target: "/resign?to=pod-b;x=1", wantCode: http.StatusBadRequest, wantMsg: "malformed query"},
+		{name: "bad escape", target: "/resign?to=%zz", wantCode: http.StatusBadRequest, wantMsg: "malformed query"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fe := newFake(leaderStatus())
@@ -114,5 +118,24 @@ func TestStatusShowsSwitchoverSupport(t *testing.T) {
 	s := New(Config{Elector: newFake(st)})
 	if body := readBody(t, do(t, s.Handler(), http.MethodGet, "/status", "")); !strings.Contains(body, `"switchover":true`) {
 		t.Errorf("body %s lacks \"switchover\":true", body)
+	}
+}
+
+// A form body naming a successor would be ignored by a plain resign: it is
+// refused, and nothing is resigned.
+func TestControlResignRefusesABody(t *testing.T) {
+	fe := newFake(leaderStatus())
+	s := New(Config{Elector: &fakeSwitchover{fakeElector: fe}})
+	req := httptest.NewRequest(http.MethodPost, "/resign", strings.NewReader("to=pod-b"))
+	req.Host = "localhost"
+	req.RemoteAddr = "127.0.0.1:40000"
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	rec := httptest.NewRecorder()
+	s.ControlHandler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusBadRequest {
+		t.Errorf("status = %d, want 400", rec.Code)
+	}
+	if n := fe.resignCount(); n != 0 {
+		t.Errorf("Resign called %d times, want 0", n)
 	}
 }

@@ -56,6 +56,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/*
+Whether the sidecar talks to the Kubernetes API, and so mounts a token:
+to publish on its pod (kube.enabled) or to hold the Lease (backend
+kubernetes). Empty when not.
+*/}}
+{{- define "leader-elector.usesAPI" -}}
+{{- if or .Values.kube.enabled (eq .Values.backend "kubernetes") }}true{{ end }}
+{{- end }}
+
 {{/* Election name: election.name, else the full name. */}}
 {{- define "leader-elector.electionName" -}}
 {{- default (include "leader-elector.fullname" .) .Values.election.name }}
@@ -122,6 +131,9 @@ that includes the container gets the same checks.
 {{- end }}
 {{- if and (eq $v.backend "redis") (empty $v.redis.addrs) }}
 {{- fail "backend redis needs redis.addrs (for example --set redis.addrs={redis:6379})" }}
+{{- end }}
+{{- if and (eq $v.backend "kubernetes") (not (regexMatch "^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$" (include "leader-elector.electionName" .))) }}
+{{- fail "backend kubernetes names the Lease after the election: election.name must be lower-case letters, digits, '-' and '.'" }}
 {{- end }}
 {{- if and $v.etcd.tls.enabled (not $v.etcd.tls.secretName) }}
 {{- fail "etcd.tls.enabled needs etcd.tls.secretName: the Secret holding the CA bundle (and client certificate)" }}

@@ -77,7 +77,7 @@ initContainers; otherwise it belongs in containers.
     {{- if and $v.etcd.auth.existingSecret (eq $v.etcd.auth.passwordFrom "file") }}
     - {{ printf "--etcd-password-file=%v/%v" (include "leader-elector.etcdAuthDir" .) $v.etcd.auth.passwordKey | quote }}
     {{- end }}
-    {{- else }}
+    {{- else if eq $v.backend "redis" }}
     - {{ printf "--redis-addr=%v" (join "," $v.redis.addrs) | quote }}
     {{- with $v.redis.db }}
     - {{ printf "--redis-db=%v" . | quote }}
@@ -134,6 +134,13 @@ initContainers; otherwise it belongs in containers.
       valueFrom:
         fieldRef:
           fieldPath: metadata.name
+    {{- if eq $v.backend "kubernetes" }}
+    # The Lease lives in the pod's namespace.
+    - name: LEADER_ELECTOR_LEASE_NAMESPACE
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.namespace
+    {{- end }}
     {{- end }}
     {{- if and (eq $v.backend "etcd") $v.etcd.auth.existingSecret (eq $v.etcd.auth.passwordFrom "env") }}
     - name: LEADER_ELECTOR_ETCD_PASSWORD
@@ -185,7 +192,7 @@ service-account token, Secrets, and sidecar.extraVolumeMounts.
 */}}
 {{- define "leader-elector.volumeMounts" -}}
 {{- $v := .Values }}
-{{- if $v.kube.enabled }}
+{{- if include "leader-elector.usesAPI" . }}
 # The Kubernetes API token, at the path client-go's in-cluster
 # configuration reads. Only this container mounts it.
 - name: leader-elector-kube-api-access
@@ -224,7 +231,7 @@ only the sidecar container mounts them.
 */}}
 {{- define "leader-elector.volumes" -}}
 {{- $v := .Values }}
-{{- if $v.kube.enabled }}
+{{- if include "leader-elector.usesAPI" . }}
 # What the kubelet would mount into every container with
 # automountServiceAccountToken, as a volume only the sidecar mounts: a token
 # bound to this pod (invalid once the pod is gone, renewed by the kubelet

@@ -1,0 +1,145 @@
+package lease
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Acquire blocks until this candidate takes the Lease, ctx ends, or a
+// request fails, and returns the new term.
+//
+// It takes the Lease when it is absent (create), released (empty holder),
+// or when this process has seen the same state of it (same UID and
+// resourceVersion) for the record's whole leaseDurationSeconds on its own
+// monotonic clock. The record's timestamps, written by other machines'
+// clocks, are never compared with ours. Every take is an update carrying the
+// resourceVersion that was judged, so of several candidates judging the same
+// state only one succeeds; the others see a conflict and read again.
+//
+// While it waits it watches the Lease, so a release is seen within
+// milliseconds; a failure of the watch is returned like any other (the
+// caller retries: nothing of the wait is lost, since the observation lives
+// in the Lock). A holder with this candidate's own identity (an earlier run
+// of this process) is waited out like any other.
+func (l *Lock) Acquire(ctx context.Context) (*Term, error) {
+	wctx, stop := context.WithCancel(ctx)
+	watchErr := make(chan error, 1)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stop()
+	wg.Go(func() { watchErr <- l.stream(wctx, func() {}) })
+
+	if err := l.refresh(ctx); err != nil {
+		return nil, err
+	}
+	for {
+		o, changed := l.current()
+		var (
+			t   *Term
+			err error
+		)
+		switch {
+		case o.lease == nil:
+			t, err = l.create(ctx)
+		case holder(o.lease) == "":
+			t, err = l.take(ctx, o.lease, o.at, Handover)
+		default:
+			expires := o.at.Add(recordDuration(o.lease, l.duration))
+			if wait := time.Until(expires); wait > 0 {
+				timer := time.NewTimer(wait)
+				select {
+				case <-ctx.Done():
+					timer.Stop()
+					return nil, ctx.Err()
+				case err := <-watchErr:
+					timer.Stop()
+					if ctx.Err() != nil {
+						return nil, ctx.Err()
+					}
+					return nil, err
+				case <-changed:
+				case <-timer.C:
+				}
+				timer.Stop()
+				continue
+			}
+			t, err = l.take(ctx, o.lease, expires, Failover)
+		}
+		switch {
+		case err == nil:
+			return t, nil
+		case apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) || apierrors.IsNotFound(err):
+			// Someone else wrote first: read the state that won and judge again.
+			if err := l.refresh(ctx); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, err
+		}
+	}
+}
+
+// Check reads the Lease once. A follower calls it to prove the API server
+// answers; what it reads also feeds the shared observation.
+func (l *Lock) Check(ctx context.Context) error { return l.refresh(ctx) }
+
+// refresh reads the Lease and records what it saw.
+func (l *Lock) refresh(ctx context.Context) error {
+	rctx, cancel := context.WithTimeout(ctx, l.duration)
+	defer cancel()
+	cur, err := l.leases.Get(rctx, l.name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		l.note(nil, "")
+		return nil
+	case err != nil:
+		return fmt.Errorf("reading Lease %s: %w", l.Describe(), err)
+	}
+	l.noteLease(cur)
+	return nil
+}
+
+// create creates the Lease held by this candidate. The token continues
+// above every token this process has seen, so a Lease deleted while this
+// process watched it does not restart the tokens at a lower value.
+func (l *Lock) create(ctx context.Context) (*Term, error) {
+	token := max(l.highestToken()+1, 1)
+	obj := &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: l.name, Namespace: l.namespace},
+		Spec:       l.record(l.identity, l.duration, metav1.NewMicroTime(time.Now()), token),
+	}
+	rctx, cancel := context.WithTimeout(ctx, l.duration)
+	defer cancel()
+	sent := time.Now()
+	res, err := l.leases.Create(rctx, obj, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("creating Lease %s: %w", l.Describe(), err)
+	}
+	l.noteLease(res)
+	return &Term{Token: token, sent: sent, lease: res}, nil
+}
+
+// take updates the judged state of the Lease to a new term of this
+// candidate, carrying its resourceVersion. The token is one above both the
+// record's transitions (what client-go's elector does) and every token this
+// process has seen.
+func (l *Lock) take(ctx context.Context, judged *coordinationv1.Lease, vacant time.Time, kind string) (*Term, error) {
+	token := max(transitions(judged), l.highestToken()) + 1
+	next := judged.DeepCopy()
+	next.Spec = l.record(l.identity, l.duration, metav1.NewMicroTime(time.Now()), token)
+	rctx, cancel := context.WithTimeout(ctx, l.duration)
+	defer cancel()
+	sent := time.Now()
+	res, err := l.leases.Update(rctx, next, metav1.UpdateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("taking Lease %s: %w", l.Describe(), err)
+	}
+	l.noteLease(res)
+	return &Term{Token: token, Vacant: vacant, Kind: kind, sent: sent, lease: res}, nil
+}
