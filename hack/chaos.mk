@@ -9,7 +9,7 @@ CHAOS_SUMMARY ?= $(BIN)/chaos-summary.txt
 .PHONY: chaos
 
 ## chaos: run TRIALS fault-injection trials (race detector on) and print the summary.
-chaos: redis-server
+chaos: redis-server etcd
 	@mkdir -p $(dir $(CHAOS_SUMMARY)) && rm -f $(CHAOS_SUMMARY)
 	CHAOS_TRIALS=$(TRIALS) CHAOS_SEED=$(CHAOS_SEED) CHAOS_SUMMARY=$(CHAOS_SUMMARY) \
 		$(GO) test -race -count=1 -v -run '^TestChaos$$' -timeout $$(( $(TRIALS) * 40 + 600 ))s ./internal/chaos; \

@@ -39,6 +39,10 @@ const (
 	// cuts it off from the backend: it must step down at its deadline
 	// although every log write it might wait on would block.
 	StallLog Kind = "stall-log"
+	// etcd members that hang (SIGSTOP, as a stalled disk): connections stay
+	// open and nothing is answered; SIGCONT at the heal.
+	HungMember     Kind = "hung-member"      // an etcd member that does not lead etcd's Raft group
+	HungRaftLeader Kind = "hung-raft-leader" // etcd's Raft leader
 	// Redis faults; see redis.go.
 	RedisEvict          Kind = "redis-evict"           // a master turns to an evicting maxmemory-policy under memory pressure
 	RedisDeny           Kind = "redis-deny"            // the sidecars' Redis user loses one command the election needs
@@ -49,14 +53,14 @@ const (
 // Kinds lists every fault, in the order summaries print them.
 func Kinds() []Kind {
 	return []Kind{KillLeader, PauseShort, PauseLong, Blackhole, Delay, Reset, KillMember, KillRaftLeader, RedisRestart,
-		StallLog, RedisEvict, RedisDeny, RedlockLink, RedlockRollRestarts}
+		StallLog, HungMember, HungRaftLeader, RedisEvict, RedisDeny, RedlockLink, RedlockRollRestarts}
 }
 
 func kindsFor(backend string) []Kind {
 	common := []Kind{KillLeader, PauseShort, PauseLong, Blackhole, Delay, Reset, StallLog}
 	switch backend {
 	case BackendEtcd:
-		return append(common, KillMember, KillRaftLeader)
+		return append(common, KillMember, KillRaftLeader, HungMember, HungRaftLeader)
 	case BackendKubernetes:
 		return common
 	}
@@ -173,6 +177,10 @@ func newFault(rng *rand.Rand, k Kind, ttl time.Duration) Fault {
 		f.Delay = between(rng, 100*time.Millisecond, ttl*3/4)
 	case KillMember, KillRaftLeader, RedisRestart:
 		f.Hold = between(rng, 0, ttl+time.Second)
+	case HungMember, HungRaftLeader:
+		// Often past 2 × TTL + 1 s, so the election must get on without the
+		// member rather than wait for it to come back.
+		f.Hold = between(rng, 500*time.Millisecond, 2*ttl+2*time.Second)
 	default:
 		newRedisFault(rng, &f, ttl)
 	}

@@ -14,8 +14,7 @@ import (
 
 	"k8s.io/client-go/rest"
 
-	"github.com/leader-elector/leader-elector/internal/etcdembed"
-	"github.com/leader-elector/leader-elector/internal/testutil/etcdtest"
+	"github.com/leader-elector/leader-elector/internal/testutil/etcdproc"
 	"github.com/leader-elector/leader-elector/internal/testutil/kubetest"
 	"github.com/leader-elector/leader-elector/internal/testutil/redistest"
 	"github.com/leader-elector/leader-elector/internal/testutil/sidecartest"
@@ -66,7 +65,7 @@ type trial struct {
 	bin     string
 	plan    Plan
 	ttl     time.Duration
-	cluster *etcdembed.Cluster
+	cluster *etcdproc.Cluster
 	redis   []*redistest.Server
 	kube    *rest.Config // the API server of BackendKubernetes, as an administrator
 	slots   []*slot
@@ -165,7 +164,7 @@ func (tr *trial) setUp() {
 	ttlFlag := fmt.Sprintf("%ds", int(tr.ttl/time.Second))
 	switch tr.plan.Backend {
 	case BackendEtcd:
-		tr.cluster = etcdtest.Cluster(t, 3)
+		tr.cluster = etcdproc.Start(t, 3)
 		for _, u := range tr.cluster.ClientURLs() {
 			targets = append(targets, strings.TrimPrefix(u, "http://"))
 		}
@@ -376,25 +375,37 @@ func (tr *trial) fault(f Fault, leader *slot, followers []*slot, signalled map[*
 				}
 				tr.event("pass", s.id, "")
 			}
-	case KillMember, KillRaftLeader:
-		var m *etcdembed.Member
+	case KillMember, KillRaftLeader, HungMember, HungRaftLeader:
+		var m *etcdproc.Member
+		hang := f.Kind == HungMember || f.Kind == HungRaftLeader
 		return func() {
 				raft := tr.raftLeader()
-				if f.Kind == KillRaftLeader {
+				if f.Kind == KillRaftLeader || f.Kind == HungRaftLeader {
 					m = tr.cluster.Member(raft)
 					tr.raftLeaderStopped = true
 				} else {
 					var cands []int
 					for i := range tr.cluster.Len() {
-						if i != raft && tr.cluster.Member(i).Running() {
+						if i != raft && tr.cluster.Member(i).Running() && !tr.cluster.Member(i).Paused() {
 							cands = append(cands, i)
 						}
 					}
 					m = tr.cluster.Member(cands[f.Pick%len(cands)])
 				}
+				if hang {
+					if err := m.Pause(); err != nil {
+						tr.t.Fatalf("%v", err)
+					}
+					tr.event("sigstop-member", m.Name(), string(f.Kind))
+					return
+				}
 				m.Stop()
 				tr.event("stop-member", m.Name(), string(f.Kind))
 			}, func() {
+				if hang {
+					tr.resumeMember(m)
+					return
+				}
 				tr.restartMember(m)
 			}
 	case StallLog:
@@ -484,7 +495,18 @@ func (tr *trial) resume(s *slot) {
 	tr.rec.Events = append(tr.rec.Events, Event{Mono: now, Action: "sigcont", Target: s.run()})
 }
 
-func (tr *trial) restartMember(m *etcdembed.Member) {
+// resumeMember continues a hung etcd member (SIGCONT).
+func (tr *trial) resumeMember(m *etcdproc.Member) {
+	if m == nil || !m.Paused() {
+		return
+	}
+	if err := m.Resume(); err != nil {
+		tr.t.Fatalf("%v", err)
+	}
+	tr.event("sigcont-member", m.Name(), "")
+}
+
+func (tr *trial) restartMember(m *etcdproc.Member) {
 	if m == nil || m.Running() {
 		return
 	}
@@ -516,6 +538,7 @@ func (tr *trial) healAll() {
 	}
 	if tr.cluster != nil {
 		for i := range tr.cluster.Len() {
+			tr.resumeMember(tr.cluster.Member(i))
 			tr.restartMember(tr.cluster.Member(i))
 		}
 	}

@@ -15,7 +15,7 @@ import (
 func addEtcdFlags(fs *pflag.FlagSet, o *etcd.Options) {
 	fs.StringSliceVar(&o.Endpoints, "etcd-endpoints", nil, "etcd endpoints, comma separated (required for --backend etcd)")
 	fs.StringVar(&o.Prefix, "etcd-prefix", etcd.DefaultPrefix, "key prefix ending in '/', without ':'; the election's keys live under <prefix><namespace>:<election>/")
-	fs.DurationVar(&o.DialTimeout, "etcd-dial-timeout", etcd.DefaultDialTimeout, "timeout for connecting to etcd and for each request")
+	fs.DurationVar(&o.DialTimeout, "etcd-dial-timeout", etcd.DefaultDialTimeout, "timeout for connecting to one etcd member (TCP, TLS, authentication); each request is bounded by TTL/6 instead")
 	fs.StringVar(&o.CACert, "etcd-cacert", "", "PEM file with the CA that signed etcd's server certificate; TLS for host:port endpoints (http:// endpoints are refused with it)")
 	fs.StringVar(&o.Cert, "etcd-cert", "", "PEM client certificate for etcd (with --etcd-key)")
 	fs.StringVar(&o.Key, "etcd-key", "", "PEM private key for --etcd-cert")

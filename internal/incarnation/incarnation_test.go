@@ -1,6 +1,7 @@
 package incarnation
 
 import (
+	"bufio"
 	"errors"
 	"os"
 	"os/exec"
@@ -77,23 +78,26 @@ func TestSecondHolderIsRefused(t *testing.T) {
 // The lock dies with its process, however it dies.
 func TestLockIsReleasedWhenTheHolderIsKilled(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "incarnation")
-	// A child process takes the lock with flock(1) and becomes sleep(1),
-	// which keeps the locked descriptor until it is killed.
-	holder := exec.Command("sh", "-c", `exec 9>"$1" && flock --exclusive 9 && exec sleep 600`, "sh", path)
+	// A child process takes the lock with flock(1), says so, and becomes
+	// sleep(1), which keeps the locked descriptor until it is killed. It
+	// says so only after flock(1), a process of its own that shares the
+	// descriptor, has exited: killing the holder must leave nobody else
+	// holding the lock (polling Open for ErrBusy raced with that exit).
+	holder := exec.Command("sh", "-c", `exec 9>"$1" && flock --exclusive 9 && echo locked && exec sleep 600`, "sh", path)
+	out, err := holder.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := holder.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = holder.Process.Kill(); _ = holder.Wait() })
-	// Wait until the child holds it (Open fails with ErrBusy).
-	for {
-		f, _, err := Open(path)
-		if errors.Is(err, ErrBusy) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || line != "locked\n" {
+		t.Fatalf("the holder did not report the lock: %q, %v", line, err)
+	}
+	if _, _, err := Open(path); !errors.Is(err, ErrBusy) {
+		t.Fatalf("Open while the holder lives = %v, want ErrBusy", err)
 	}
 	if err := holder.Process.Kill(); err != nil {
 		t.Fatal(err)

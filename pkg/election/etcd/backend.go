@@ -11,6 +11,13 @@
 // Election.Campaign does not re-check its own key after waiting (etcd issue
 // #19597). Campaign here re-checks both the key and the lease before it
 // reports a win.
+//
+// Each member is reached through a client of its own, every request is
+// bounded by TTL/6, and watches re-read their key every TTL/6, so that a
+// member that hangs (its connections open, nothing answered) is passed
+// over within the lease rather than after gRPC's keepalive, which cannot
+// ping more often than every 10 s: see members.go. With the Raft leader
+// hung or killed, the election has a leader again within 2 × TTL + 1 s.
 package etcd
 
 import (
@@ -24,22 +31,22 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/leader-elector/leader-elector/pkg/election"
 )
 
-// Backend is an etcd election backend. Its client connects lazily, so a
-// backend can be built while etcd is down.
+// Backend is an etcd election backend. It talks to each member through a
+// client of its own, created on first use, so a backend can be built while
+// etcd is down; see members.go for how it passes over a member that hangs.
 type Backend struct {
 	opts     Options
 	prefix   string // <Prefix><election>/
 	identity string
-	ttl      int64 // seconds
-	log      *slog.Logger
-
-	mu     sync.Mutex
-	client *clientv3.Client
+	ttl      time.Duration
+	// requestTimeout bounds each request and each watch probe: TTL/6.
+	requestTimeout time.Duration
+	log            *slog.Logger
+	pool           *pool
 }
 
 // Limits of etcd leases.
@@ -82,11 +89,13 @@ func New(opts Options, p election.Params, log *slog.Logger) (*Backend, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Backend{
-		opts:     opts,
-		prefix:   opts.ElectionPrefix(p.Election),
-		identity: p.Identity,
-		ttl:      int64(p.TTL / time.Second),
-		log:      log,
+		opts:           opts,
+		prefix:         opts.ElectionPrefix(p.Election),
+		identity:       p.Identity,
+		ttl:            p.TTL,
+		requestTimeout: p.TTL / requestShare,
+		log:            log,
+		pool:           newPool(opts.Endpoints),
 	}, nil
 }
 
@@ -96,72 +105,26 @@ func (b *Backend) Name() string { return "etcd" }
 // Prefix is the key prefix of the election, as etcdctl would be given it.
 func (b *Backend) Prefix() string { return b.prefix }
 
-// connect returns the client, creating it on first use. With auth enabled,
-// creating it fetches a token, which fails while etcd is down; the caller
-// retries.
-func (b *Backend) connect() (*clientv3.Client, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.client != nil {
-		return b.client, nil
-	}
-	tlsCfg, err := b.opts.tlsConfig()
-	if err != nil {
-		return nil, err
-	}
-	c, err := clientv3.New(clientv3.Config{
-		Endpoints:            b.opts.Endpoints,
-		DialTimeout:          b.opts.DialTimeout,
-		DialKeepAliveTime:    10 * time.Second,
-		DialKeepAliveTimeout: b.opts.DialTimeout,
-		TLS:                  tlsCfg,
-		Username:             b.opts.Username,
-		Password:             b.opts.Password,
-		Logger:               zap.NewNop(),
-	})
-	if err != nil {
-		return nil, b.failed(context.Background(), "connecting to etcd", err)
-	}
-	b.client = c
-	return c, nil
-}
-
 // Close implements election.Backend.
-func (b *Backend) Close() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.client == nil {
-		return nil
-	}
-	err := b.client.Close()
-	b.client = nil
-	return err
-}
-
-// request bounds one request by the dial timeout.
-func (b *Backend) request(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, b.opts.DialTimeout)
-}
+func (b *Backend) Close() error { return b.pool.close() }
 
 // Candidate grants a fresh lease.
 func (b *Backend) Candidate(ctx context.Context) (election.Candidacy, election.Validity, error) {
-	cli, err := b.connect()
+	var (
+		resp *clientv3.LeaseGrantResponse
+		sent time.Time
+	)
+	err := b.call(ctx, "granting a lease", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
+		sent = time.Now()
+		var err error
+		resp, err = cli.Grant(ctx, int64(b.ttl/time.Second))
+		return err
+	})
 	if err != nil {
 		return nil, election.Validity{}, err
-	}
-	if err := b.reachable(ctx, cli); err != nil {
-		return nil, election.Validity{}, err
-	}
-	rctx, cancel := b.request(ctx)
-	defer cancel()
-	sent := time.Now()
-	resp, err := cli.Grant(rctx, b.ttl)
-	if err != nil {
-		return nil, election.Validity{}, b.failed(ctx, "granting a lease", err)
 	}
 	c := &candidacy{
 		b:     b,
-		cli:   cli,
 		lease: resp.ID,
 		key:   fmt.Sprintf("%s%x", b.prefix, resp.ID),
 	}
@@ -171,7 +134,6 @@ func (b *Backend) Candidate(ctx context.Context) (election.Candidacy, election.V
 // candidacy is one lease and the key attached to it.
 type candidacy struct {
 	b     *Backend
-	cli   *clientv3.Client
 	lease clientv3.LeaseID
 	key   string
 
@@ -202,7 +164,7 @@ func (c *candidacy) Campaign(ctx context.Context) (election.Term, error) {
 	if vacant.IsZero() {
 		kind <- ""
 	} else {
-		go func() { kind <- c.b.howItWent(ctx, c.cli, pred) }()
+		go func() { kind <- c.b.howItWent(ctx, pred) }()
 	}
 	v, err := c.verify(ctx, rev)
 	k := <-kind
@@ -215,12 +177,17 @@ func (c *candidacy) Campaign(ctx context.Context) (election.Term, error) {
 // howItWent tells a resignation from an expiry by the predecessor's lease:
 // a resigning candidate deletes only its key, so its lease lives on, while
 // an expired lease takes the key with it.
-func (b *Backend) howItWent(ctx context.Context, cli *clientv3.Client, lease clientv3.LeaseID) string {
-	rctx, cancel := b.request(ctx)
-	defer cancel()
-	resp, err := cli.TimeToLive(rctx, lease)
+func (b *Backend) howItWent(ctx context.Context, lease clientv3.LeaseID) string {
+	var ttl int64
+	err := b.call(ctx, "reading the predecessor's lease", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
+		resp, err := cli.TimeToLive(ctx, lease)
+		if err == nil {
+			ttl = resp.TTL
+		}
+		return err
+	})
 	switch {
-	case errors.Is(err, rpctypes.ErrLeaseNotFound) || (err == nil && resp.TTL <= 0):
+	case errors.Is(err, rpctypes.ErrLeaseNotFound) || (err == nil && ttl <= 0):
 		return election.Failover
 	case err != nil:
 		return ""
@@ -228,21 +195,31 @@ func (b *Backend) howItWent(ctx context.Context, cli *clientv3.Client, lease cli
 	return election.Handover
 }
 
-// create puts the key if absent and returns its create revision.
+// create puts the key if absent and returns its create revision. Sent
+// again to another member after no answer, it finds the key it created.
 func (c *candidacy) create(ctx context.Context) (int64, error) {
-	rctx, cancel := c.b.request(ctx)
-	defer cancel()
-	resp, err := c.cli.Txn(rctx).
-		If(clientv3.Compare(clientv3.CreateRevision(c.key), "=", 0)).
-		Then(clientv3.OpPut(c.key, c.b.identity, clientv3.WithLease(c.lease))).
-		Else(clientv3.OpGet(c.key)).
-		Commit()
+	var rev int64
+	err := c.b.call(ctx, "creating the candidate key", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
+		resp, err := cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(c.key), "=", 0)).
+			Then(clientv3.OpPut(c.key, c.b.identity, clientv3.WithLease(c.lease))).
+			Else(clientv3.OpGet(c.key)).
+			Commit()
+		if err != nil {
+			return err
+		}
+		rev = resp.Header.Revision
+		if !resp.Succeeded {
+			kvs := resp.Responses[0].GetResponseRange().Kvs
+			if len(kvs) == 0 {
+				return fmt.Errorf("candidate key %s vanished while being created: %w", c.key, election.ErrLost)
+			}
+			rev = kvs[0].CreateRevision
+		}
+		return nil
+	})
 	if err != nil {
-		return 0, c.b.failed(ctx, "creating the candidate key", err)
-	}
-	rev := resp.Header.Revision
-	if !resp.Succeeded {
-		rev = resp.Responses[0].GetResponseRange().Kvs[0].CreateRevision
+		return 0, err
 	}
 	c.mu.Lock()
 	c.rev = rev
@@ -259,43 +236,109 @@ func (c *candidacy) waitPredecessors(ctx context.Context, rev int64) (time.Time,
 		lease  clientv3.LeaseID
 	)
 	for {
-		rctx, cancel := c.b.request(ctx)
-		resp, err := c.cli.Get(rctx, c.b.prefix,
-			append([]clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithMaxCreateRev(rev - 1)},
-				clientv3.WithLastCreate()...)...)
-		cancel()
+		var pred *mvccpb.KeyValue
+		err := c.b.call(ctx, "finding the predecessor", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
+			resp, err := cli.Get(ctx, c.b.prefix,
+				append([]clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithMaxCreateRev(rev - 1)},
+					clientv3.WithLastCreate()...)...)
+			if err != nil {
+				return err
+			}
+			pred = nil
+			if len(resp.Kvs) > 0 {
+				pred = resp.Kvs[0]
+			}
+			return nil
+		})
 		if err != nil {
-			return time.Time{}, 0, c.b.failed(ctx, "finding the predecessor", err)
-		}
-		if len(resp.Kvs) == 0 {
-			return vacant, lease, nil
-		}
-		pred := string(resp.Kvs[0].Key)
-		if err := c.waitDeleted(ctx, pred, resp.Header.Revision); err != nil {
 			return time.Time{}, 0, err
 		}
-		vacant, lease = time.Now(), clientv3.LeaseID(resp.Kvs[0].Lease)
+		if pred == nil {
+			return vacant, lease, nil
+		}
+		if err := c.waitDeleted(ctx, string(pred.Key)); err != nil {
+			return time.Time{}, 0, err
+		}
+		vacant, lease = time.Now(), clientv3.LeaseID(pred.Lease)
 	}
 }
 
-// waitDeleted watches key from just after rev until it is deleted.
-func (c *candidacy) waitDeleted(ctx context.Context, key string, rev int64) error {
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
-	for wr := range c.cli.Watch(wctx, key, clientv3.WithRev(rev+1), clientv3.WithFilterPut()) {
-		if err := wr.Err(); err != nil {
-			return c.b.failed(ctx, "watching the predecessor", err)
+// waitDeleted returns once key is deleted. It watches the key on one
+// member and checks every request timeout that the member still answers
+// and the key still exists; a member that fails is left for another.
+func (c *candidacy) waitDeleted(ctx context.Context, key string) error {
+	exists := func(ctx context.Context, cli *clientv3.Client) (bool, int64, error) {
+		resp, err := cli.Get(ctx, key, clientv3.WithCountOnly())
+		if err != nil {
+			return false, 0, err
 		}
-		for _, ev := range wr.Events {
-			if ev.Type == mvccpb.DELETE {
-				return nil
-			}
+		return resp.Count > 0, resp.Header.Revision, nil
+	}
+	return c.b.watchLoop(ctx, "watching the predecessor", func(ctx context.Context, i int, cli *clientv3.Client) (bool, int64, error) {
+		found, rev, err := exists(ctx, cli)
+		return !found, rev, err
+	}, func(ctx context.Context, i int, cli *clientv3.Client, rev int64) error {
+		return c.b.follow(ctx, i, cli, key, rev, []clientv3.OpOption{clientv3.WithFilterPut()},
+			func(ctx context.Context) (bool, error) {
+				found, _, err := exists(ctx, cli)
+				return !found, err
+			},
+			func(_ context.Context, evs []*clientv3.Event) (bool, error) {
+				for _, ev := range evs {
+					if ev.Type == mvccpb.DELETE {
+						return true, nil
+					}
+				}
+				return false, nil
+			})
+	})
+}
+
+// watchLoop runs start on a member chosen by call, and unless it reports
+// done, watch on that member from the revision it read; when the member
+// fails, it starts again on another. It returns nil when done, or the
+// error when every member failed in turn or the error is not a member's
+// fault.
+func (b *Backend) watchLoop(ctx context.Context, what string,
+	start func(ctx context.Context, i int, cli *clientv3.Client) (done bool, rev int64, err error),
+	watch func(ctx context.Context, i int, cli *clientv3.Client, rev int64) error) error {
+	faults := 0
+	for {
+		var (
+			member int
+			client *clientv3.Client
+			rev    int64
+			done   bool
+		)
+		err := b.call(ctx, what, true, func(ctx context.Context, i int, cli *clientv3.Client) error {
+			var err error
+			done, rev, err = start(ctx, i, cli)
+			member, client = i, cli
+			return err
+		})
+		if err != nil || done {
+			return err
+		}
+		began := time.Now()
+		err = watch(ctx, member, client, rev)
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case !memberFault(err):
+			return b.failed(ctx, what, err)
+		}
+		b.pool.faulted(member, err)
+		// A member that watched well for a while is not one more fault in
+		// a row; one that fails at once every time, on every member, is.
+		if time.Since(began) > b.ttl {
+			faults = 0
+		}
+		if faults++; faults > len(b.pool.members) {
+			return b.failed(ctx, what, fmt.Errorf("%w: %w", errEveryMember, err))
 		}
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return errors.New("watching the predecessor: watch closed")
 }
 
 // verify confirms that the candidate's key still exists with the revision
@@ -305,29 +348,40 @@ func (c *candidacy) verify(ctx context.Context, rev int64) (election.Validity, e
 	if err := c.checkKey(ctx, rev); err != nil {
 		return election.Validity{}, err
 	}
-	rctx, cancel := c.b.request(ctx)
-	defer cancel()
-	sent := time.Now()
-	resp, err := c.cli.TimeToLive(rctx, c.lease)
+	var v election.Validity
+	err := c.b.call(ctx, "checking the lease", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
+		sent := time.Now()
+		resp, err := cli.TimeToLive(ctx, c.lease)
+		if err != nil {
+			return err
+		}
+		v = election.Validity{Sent: sent, TTL: time.Duration(resp.TTL) * time.Second}
+		return nil
+	})
 	if err != nil {
-		return election.Validity{}, c.b.failed(ctx, "checking the lease", err)
+		return election.Validity{}, err
 	}
-	if resp.TTL <= 0 {
+	if v.TTL <= 0 {
 		return election.Validity{}, fmt.Errorf("lease %x expired: %w", c.lease, election.ErrLost)
 	}
-	return election.Validity{Sent: sent, TTL: time.Duration(resp.TTL) * time.Second}, nil
+	return v, nil
 }
 
 func (c *candidacy) checkKey(ctx context.Context, rev int64) error {
-	rctx, cancel := c.b.request(ctx)
-	defer cancel()
-	resp, err := c.cli.Txn(rctx).
-		If(clientv3.Compare(clientv3.CreateRevision(c.key), "=", rev)).
-		Commit()
+	var ok bool
+	err := c.b.call(ctx, "checking the candidate key", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
+		resp, err := cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(c.key), "=", rev)).
+			Commit()
+		if err == nil {
+			ok = resp.Succeeded
+		}
+		return err
+	})
 	if err != nil {
-		return c.b.failed(ctx, "checking the candidate key", err)
+		return err
 	}
-	if !resp.Succeeded {
+	if !ok {
 		return fmt.Errorf("candidate key %s is gone: %w", c.key, election.ErrLost)
 	}
 	return nil
@@ -341,82 +395,111 @@ func (c *candidacy) Renew(ctx context.Context) (election.Validity, error) {
 			return election.Validity{}, err
 		}
 	}
-	sent := time.Now()
-	resp, err := c.cli.KeepAliveOnce(ctx, c.lease)
-	if err != nil {
-		return election.Validity{}, c.b.failed(ctx, "renewing the lease", err)
-	}
-	return election.Validity{Sent: sent, TTL: time.Duration(resp.TTL) * time.Second}, nil
+	var v election.Validity
+	// Not requireLeader: KeepAliveOnce resends at once on "no leader"
+	// until its deadline, while a member that waits for a leader answers
+	// as soon as there is one.
+	err := c.b.call(ctx, "renewing the lease", false, func(ctx context.Context, _ int, cli *clientv3.Client) error {
+		sent := time.Now()
+		resp, err := cli.KeepAliveOnce(ctx, c.lease)
+		if err != nil {
+			return err
+		}
+		v = election.Validity{Sent: sent, TTL: time.Duration(resp.TTL) * time.Second}
+		return nil
+	})
+	return v, err
 }
 
 // Resign deletes the candidate's key, so the successor's watch fires at
 // once. The lease is left to expire: its being alive tells the successor
 // this was a handover, not a crash. A candidacy that never created its key
 // revokes its lease instead.
+//
+// Unlike the other calls, Resign tries again (every request timeout) until
+// it succeeds or ctx ends when no member could serve it, for instance
+// while etcd elects a new Raft leader: the engine does not call it twice,
+// and a key left behind keeps every successor waiting for the lease to
+// expire, which a Raft leader change stretches to 2 × TTL + 1 s.
 func (c *candidacy) Resign(ctx context.Context) error {
-	if rev := c.createRev(); rev != 0 {
-		_, err := c.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.CreateRevision(c.key), "=", rev)).
-			Then(clientv3.OpDelete(c.key)).
-			Commit()
-		if err != nil {
-			return c.b.failed(ctx, "deleting the candidate key", err)
+	for {
+		err := c.resign(ctx)
+		if err == nil || !errors.Is(err, errEveryMember) {
+			return err
 		}
+		t := time.NewTimer(c.b.requestTimeout)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+func (c *candidacy) resign(ctx context.Context) error {
+	if rev := c.createRev(); rev != 0 {
+		return c.b.call(ctx, "deleting the candidate key", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
+			_, err := cli.Txn(ctx).
+				If(clientv3.Compare(clientv3.CreateRevision(c.key), "=", rev)).
+				Then(clientv3.OpDelete(c.key)).
+				Commit()
+			return err
+		})
+	}
+	err := c.b.call(ctx, "revoking the lease", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
+		_, err := cli.Revoke(ctx, c.lease)
+		return err
+	})
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		return nil
 	}
-	_, err := c.cli.Revoke(ctx, c.lease)
-	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
-		return c.b.failed(ctx, "revoking the lease", err)
-	}
-	return nil
+	return err
 }
 
 // Observe reports the leader (the key with the lowest create revision) at
-// start and after every change under the prefix.
+// start and after every change under the prefix. It follows the prefix on
+// one member at a time, re-reading the leader every request timeout to
+// know that member still answers, and moves to another member when it
+// does not; it returns when every member failed in turn.
 func (b *Backend) Observe(ctx context.Context, fn func(election.Leader)) error {
-	cli, err := b.connect()
-	if err != nil {
-		return err
-	}
-	if err := b.reachable(ctx, cli); err != nil {
-		return err
-	}
-	rev, err := b.reportLeader(ctx, cli, fn)
-	if err != nil {
-		return err
-	}
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
-	for wr := range cli.Watch(wctx, b.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
-		if err := wr.Err(); err != nil {
-			return b.failed(ctx, "watching the election", err)
+	var (
+		last     election.Leader
+		reported bool
+	)
+	report := func(ctx context.Context, cli *clientv3.Client) (int64, error) {
+		l, rev, err := b.readLeader(ctx, cli)
+		if err != nil {
+			return 0, err
 		}
-		if len(wr.Events) == 0 {
-			continue
+		if !reported || l != last {
+			last, reported = l, true
+			fn(l)
 		}
-		if _, err := b.reportLeader(ctx, cli, fn); err != nil {
-			return err
+		return rev, nil
+	}
+	return b.watchLoop(ctx, "watching the election", func(ctx context.Context, _ int, cli *clientv3.Client) (bool, int64, error) {
+		rev, err := report(ctx, cli)
+		return false, rev, err
+	}, func(ctx context.Context, i int, cli *clientv3.Client, rev int64) error {
+		reread := func(ctx context.Context) (bool, error) {
+			_, err := report(ctx, cli)
+			return false, err
 		}
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return errors.New("watching the election: watch closed")
+		return b.follow(ctx, i, cli, b.prefix, rev, []clientv3.OpOption{clientv3.WithPrefix()}, reread,
+			func(ctx context.Context, _ []*clientv3.Event) (bool, error) { return reread(ctx) })
+	})
 }
 
-// reportLeader reads the current leader, passes it to fn and returns the
-// revision it was read at.
-func (b *Backend) reportLeader(ctx context.Context, cli *clientv3.Client, fn func(election.Leader)) (int64, error) {
-	rctx, cancel := b.request(ctx)
-	defer cancel()
-	resp, err := cli.Get(rctx, b.prefix, append([]clientv3.OpOption{clientv3.WithPrefix()}, clientv3.WithFirstCreate()...)...)
+// readLeader reads the current leader and the revision it was read at.
+func (b *Backend) readLeader(ctx context.Context, cli *clientv3.Client) (election.Leader, int64, error) {
+	resp, err := cli.Get(ctx, b.prefix, append([]clientv3.OpOption{clientv3.WithPrefix()}, clientv3.WithFirstCreate()...)...)
 	if err != nil {
-		return 0, b.failed(ctx, "reading the leader", err)
+		return election.Leader{}, 0, err
 	}
 	var l election.Leader
 	if len(resp.Kvs) > 0 {
 		l = election.Leader{ID: string(resp.Kvs[0].Value), Token: resp.Kvs[0].CreateRevision}
 	}
-	fn(l)
-	return resp.Header.Revision, nil
+	return l, resp.Header.Revision, nil
 }

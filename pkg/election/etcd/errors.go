@@ -9,10 +9,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/connectivity"
-	"google.golang.org/grpc/status"
 
 	"github.com/leader-elector/leader-elector/pkg/election"
 )
@@ -27,32 +24,18 @@ func (b *Backend) failed(ctx context.Context, what string, err error) error {
 		return fmt.Errorf("%s: %w: %w", what, election.ErrLost, err)
 	case errors.Is(err, rpctypes.ErrPermissionDenied), errors.Is(err, rpctypes.ErrAuthFailed),
 		errors.Is(err, rpctypes.ErrInvalidAuthToken), errors.Is(err, rpctypes.ErrUserEmpty),
-		status.Code(err) == codes.PermissionDenied, status.Code(err) == codes.Unauthenticated:
+		code(err) == codes.PermissionDenied, code(err) == codes.Unauthenticated:
 		return fmt.Errorf("%s: %w: %w", what, election.ErrDenied, err)
 	case ctx.Err() != nil:
 		return fmt.Errorf("%s: %w", what, err)
-	case errors.Is(err, context.DeadlineExceeded), status.Code(err) == codes.Unavailable,
-		status.Code(err) == codes.DeadlineExceeded:
+	case errors.Is(err, context.DeadlineExceeded), code(err) == codes.Unavailable,
+		code(err) == codes.DeadlineExceeded:
 		if cause := b.probe(ctx); cause != nil {
 			return fmt.Errorf("%s: etcd at %s is unreachable: %w (%w)", what, strings.Join(b.opts.Endpoints, ","), cause, err)
 		}
 		return fmt.Errorf("%s on etcd at %s: %w", what, strings.Join(b.opts.Endpoints, ","), err)
 	}
 	return fmt.Errorf("%s: %w", what, err)
-}
-
-// reachable fails at once, with the cause, when the client has no working
-// connection and no endpoint accepts a TCP connection: a request would
-// otherwise wait the whole dial timeout and then say only "context deadline
-// exceeded".
-func (b *Backend) reachable(ctx context.Context, cli *clientv3.Client) error {
-	if conn := cli.ActiveConnection(); conn != nil && conn.GetState() == connectivity.Ready {
-		return nil
-	}
-	if err := b.probe(ctx); err != nil {
-		return fmt.Errorf("etcd at %s is unreachable: %w", strings.Join(b.opts.Endpoints, ","), err)
-	}
-	return nil
 }
 
 // probe dials every endpoint once over TCP (or its Unix socket) and

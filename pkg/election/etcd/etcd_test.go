@@ -325,6 +325,11 @@ func TestInvalidOptions(t *testing.T) {
 		{"duplicate endpoint", etcd.Options{Endpoints: []string{"127.0.0.1:1", "127.0.0.1:1"}, Prefix: "/p/", DialTimeout: time.Second}, ttl, "given twice"},
 		{"ttl above etcd's maximum", etcd.Options{Endpoints: []string{"127.0.0.1:1"}, Prefix: "/p/", DialTimeout: time.Second}, etcd.MaxTTL + time.Second, "maximum lease"},
 		{"missing CA file", etcd.Options{Endpoints: []string{"127.0.0.1:1"}, Prefix: "/p/", DialTimeout: time.Second, CACert: "/nonexistent/ca.pem"}, ttl, "CACert"},
+		{"same endpoint spelled twice", etcd.Options{Endpoints: []string{"http://Localhost:1/", "localhost:1"}, Prefix: "/p/", DialTimeout: time.Second}, ttl, "are the same endpoint"},
+		{"same endpoint by http and https", etcd.Options{Endpoints: []string{"http://127.0.0.1:1", "https://127.0.0.1:1"}, Prefix: "/p/", DialTimeout: time.Second}, ttl, "are the same endpoint"},
+		{"dial timeout of 1 ns", etcd.Options{Endpoints: []string{"127.0.0.1:1"}, Prefix: "/p/", DialTimeout: time.Nanosecond}, ttl, "DialTimeout 1ns is outside [100ms, 10m0s]"},
+		{"dial timeout of a million hours", etcd.Options{Endpoints: []string{"127.0.0.1:1"}, Prefix: "/p/", DialTimeout: 1e6 * time.Hour}, ttl, "DialTimeout 1000000h0m0s is outside"},
+		{"no dial timeout", etcd.Options{Endpoints: []string{"127.0.0.1:1"}, Prefix: "/p/"}, ttl, "DialTimeout 0s is outside"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -32,11 +32,12 @@ func (b *Backend) WaitNewer(ctx context.Context, cand election.Candidacy, gen in
 	if err != nil {
 		return err
 	}
-	rctx, cancel := b.request(ctx)
-	_, err = c.cli.Put(rctx, fmt.Sprintf("%s%x", b.generationPrefix(), int64(c.lease)), strconv.FormatInt(gen, 10), clientv3.WithLease(c.lease))
-	cancel()
+	err = b.call(ctx, "publishing the generation", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
+		_, err := cli.Put(ctx, fmt.Sprintf("%s%x", b.generationPrefix(), int64(c.lease)), strconv.FormatInt(gen, 10), clientv3.WithLease(c.lease))
+		return err
+	})
 	if err != nil {
-		return b.failed(ctx, "publishing the generation", err)
+		return err
 	}
 	// Both prefixes start with this, so one watch sees every change.
 	common := strings.TrimSuffix(b.prefix, "/")
@@ -57,7 +58,7 @@ func (b *Backend) WaitNewer(ctx context.Context, cand election.Candidacy, gen in
 				}
 			}
 		}
-		if err := b.waitChange(ctx, c.cli, common, l.rev); err != nil {
+		if err := b.waitChange(ctx, common, l.rev); err != nil {
 			return err
 		}
 	}
@@ -99,15 +100,18 @@ type line struct {
 }
 
 func (b *Backend) readLine(ctx context.Context, c *candidacy) (line, error) {
-	rctx, cancel := b.request(ctx)
-	defer cancel()
-	resp, err := c.cli.Txn(rctx).Then(
-		clientv3.OpGet(b.prefix, append([]clientv3.OpOption{clientv3.WithPrefix()},
-			clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))...),
-		clientv3.OpGet(b.generationPrefix(), clientv3.WithPrefix()),
-	).Commit()
+	var resp *clientv3.TxnResponse
+	err := b.call(ctx, "reading generations", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
+		var err error
+		resp, err = cli.Txn(ctx).Then(
+			clientv3.OpGet(b.prefix, append([]clientv3.OpOption{clientv3.WithPrefix()},
+				clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))...),
+			clientv3.OpGet(b.generationPrefix(), clientv3.WithPrefix()),
+		).Commit()
+		return err
+	})
 	if err != nil {
-		return line{}, b.failed(ctx, "reading generations", err)
+		return line{}, err
 	}
 	l := line{kvs: resp.Responses[0].GetResponseRange().Kvs, gens: map[int64]int64{}, rev: resp.Header.Revision}
 	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
@@ -123,20 +127,20 @@ func (b *Backend) readLine(ctx context.Context, c *candidacy) (line, error) {
 	return l, nil
 }
 
-// waitChange returns after the first change under prefix after rev.
-func (b *Backend) waitChange(ctx context.Context, cli *clientv3.Client, prefix string, rev int64) error {
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
-	for wr := range cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
-		if err := wr.Err(); err != nil {
-			return b.failed(ctx, "watching generations", err)
-		}
-		if len(wr.Events) > 0 {
-			return nil
-		}
-	}
-	if err := ctx.Err(); err != nil {
+// waitChange returns after the first change under prefix after rev. It
+// watches on one member, checking every request timeout that the member
+// still answers, and moves to another when it does not (see watchLoop).
+func (b *Backend) waitChange(ctx context.Context, prefix string, rev int64) error {
+	answers := func(ctx context.Context, cli *clientv3.Client) error {
+		_, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
 		return err
 	}
-	return errors.New("watching generations: watch closed")
+	return b.watchLoop(ctx, "watching generations", func(ctx context.Context, _ int, cli *clientv3.Client) (bool, int64, error) {
+		// Watch from rev, not from this read: no change since rev is missed.
+		return false, rev, answers(ctx, cli)
+	}, func(ctx context.Context, i int, cli *clientv3.Client, rev int64) error {
+		return b.follow(ctx, i, cli, prefix, rev, []clientv3.OpOption{clientv3.WithPrefix()},
+			func(ctx context.Context) (bool, error) { return false, answers(ctx, cli) },
+			func(context.Context, []*clientv3.Event) (bool, error) { return true, nil })
+	})
 }

@@ -46,12 +46,15 @@ func (b *Backend) plan(ctx context.Context, cand election.Candidacy, to string) 
 	if rev == 0 {
 		return nil, handoffPlan{}, fmt.Errorf("etcd: candidate key %s not created: %w", c.key, election.ErrNotLeader)
 	}
-	rctx, cancel := b.request(ctx)
-	defer cancel()
-	resp, err := c.cli.Get(rctx, b.prefix, append([]clientv3.OpOption{clientv3.WithPrefix()},
-		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))...)
+	var resp *clientv3.GetResponse
+	err := b.call(ctx, "reading the candidates in line", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
+		var err error
+		resp, err = cli.Get(ctx, b.prefix, append([]clientv3.OpOption{clientv3.WithPrefix()},
+			clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))...)
+		return err
+	})
 	if err != nil {
-		return nil, handoffPlan{}, b.failed(ctx, "reading the candidates in line", err)
+		return nil, handoffPlan{}, err
 	}
 	if len(resp.Kvs) == 0 || string(resp.Kvs[0].Key) != c.key || resp.Kvs[0].CreateRevision != rev {
 		return nil, handoffPlan{}, fmt.Errorf("etcd: candidate key %s no longer leads: %w", c.key, election.ErrLost)
@@ -106,15 +109,18 @@ func (b *Backend) HandOver(ctx context.Context, cand election.Candidacy, to stri
 		for _, k := range p.ahead {
 			ops = append(ops, clientv3.OpDelete(k))
 		}
-		rctx, cancel := b.request(ctx)
-		resp, err := c.cli.Txn(rctx).
-			If(clientv3.Compare(clientv3.CreateRevision(c.key), "=", c.createRev()),
-				clientv3.Compare(clientv3.CreateRevision(p.target), "=", p.targetRev)).
-			Then(ops...).
-			Commit()
-		cancel()
+		var resp *clientv3.TxnResponse
+		err = b.call(ctx, "handing over", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
+			var err error
+			resp, err = cli.Txn(ctx).
+				If(clientv3.Compare(clientv3.CreateRevision(c.key), "=", c.createRev()),
+					clientv3.Compare(clientv3.CreateRevision(p.target), "=", p.targetRev)).
+				Then(ops...).
+				Commit()
+			return err
+		})
 		if err != nil {
-			return b.failed(ctx, "handing over", err)
+			return err
 		}
 		if resp.Succeeded {
 			b.log.Info("handed over", "to", to, "key", p.target, "token", p.targetRev, "requeued", len(p.ahead))

@@ -17,10 +17,17 @@ import (
 	"github.com/leader-elector/leader-elector/pkg/election"
 )
 
-// Defaults, written once.
+// Defaults and limits, written once.
 const (
 	DefaultPrefix      = "/leader-elector/"
 	DefaultDialTimeout = 5 * time.Second
+	// MinDialTimeout and MaxDialTimeout bound DialTimeout: below 100 ms a
+	// TLS handshake or an authentication on a loaded member fails for no
+	// fault of etcd's; above 10 min a member that accepts connections but
+	// never answers (a hung process) holds each connection attempt for that
+	// long.
+	MinDialTimeout = 100 * time.Millisecond
+	MaxDialTimeout = 10 * time.Minute
 )
 
 // Options configures the etcd backend.
@@ -39,7 +46,11 @@ type Options struct {
 	// versions, <Prefix><election>/, which accepts any Prefix and does not
 	// protect against nesting.
 	Namespace string
-	// DialTimeout bounds connecting and each single request. Default DefaultDialTimeout.
+	// DialTimeout bounds connecting to one member: the TCP, TLS and HTTP/2
+	// handshakes and fetching an auth token. Requests are bounded by the
+	// TTL instead (TTL/6 each), so that a member that stops answering is
+	// passed over within the lease. Default DefaultDialTimeout; between
+	// MinDialTimeout and MaxDialTimeout.
 	DialTimeout time.Duration
 	// CACert, Cert and Key are PEM files for TLS. CACert alone verifies the
 	// server; Cert and Key add a client certificate.
@@ -64,7 +75,7 @@ func (o *Options) Validate() error {
 	if len(o.Endpoints) == 0 {
 		return election.Invalid("Endpoints", "is required")
 	}
-	seen := make(map[string]bool, len(o.Endpoints))
+	seen := make(map[string]string, len(o.Endpoints))
 	for _, ep := range o.Endpoints {
 		// Checked first: the other messages quote the endpoint.
 		if redacted, ok := redactUserinfo(ep); ok {
@@ -73,16 +84,22 @@ func (o *Options) Validate() error {
 		if err := checkEndpoint(ep); err != nil {
 			return election.Invalid("Endpoints", "%q: %v", ep, err)
 		}
-		if seen[ep] {
-			return election.Invalid("Endpoints", "%q is given twice", ep)
+		// One member listed twice would count twice when the backend
+		// passes over a member that does not answer.
+		key := endpointKey(ep)
+		if first, ok := seen[key]; ok {
+			if first == ep {
+				return election.Invalid("Endpoints", "%q is given twice", ep)
+			}
+			return election.Invalid("Endpoints", "%q and %q are the same endpoint", first, ep)
 		}
-		seen[ep] = true
+		seen[key] = ep
 	}
 	switch {
 	case o.Prefix == "":
 		return election.Invalid("Prefix", "must not be empty")
-	case o.DialTimeout <= 0:
-		return election.Invalid("DialTimeout", "must be positive, got %v", o.DialTimeout)
+	case o.DialTimeout < MinDialTimeout || o.DialTimeout > MaxDialTimeout:
+		return election.Invalid("DialTimeout", "%v is outside [%v, %v]", o.DialTimeout, MinDialTimeout, MaxDialTimeout)
 	case (o.Cert == "") != (o.Key == ""):
 		return election.Invalid("Cert", "and {Key} must be given together")
 	case o.Username == "" && (o.Password != "" || o.PasswordFile != ""):
@@ -124,6 +141,21 @@ func checkEndpoint(ep string) error {
 		return fmt.Errorf("port %q is not a number from 1 to 65535", port)
 	}
 	return nil
+}
+
+// endpointKey is what identifies an endpoint: its address, whatever the
+// scheme (http and https on one port are one member), with the host in
+// lower case and no trailing slash.
+func endpointKey(ep string) string {
+	network, addr := dialAddr(ep)
+	if network == "unix" {
+		return "unix:" + addr
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return net.JoinHostPort(strings.ToLower(host), port)
 }
 
 func (o *Options) tlsInfo() *transport.TLSInfo {

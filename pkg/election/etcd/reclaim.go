@@ -35,19 +35,18 @@ func (b *Backend) Reclaim(ctx context.Context, handle string) error {
 		return fmt.Errorf("etcd: reclaim: handle %q is not a lease ID", handle)
 	}
 	lease := clientv3.LeaseID(id)
-	cli, err := b.connect()
-	if err != nil {
-		return err
-	}
 	key := fmt.Sprintf("%s%x", b.prefix, id)
-	rctx, cancel := b.request(ctx)
-	defer cancel()
-	ttl, err := cli.TimeToLive(rctx, lease, clientv3.WithAttachedKeys())
+	var ttl *clientv3.LeaseTimeToLiveResponse
+	err = b.call(ctx, "reading the earlier lease", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
+		var err error
+		ttl, err = cli.TimeToLive(ctx, lease, clientv3.WithAttachedKeys())
+		return err
+	})
 	switch {
 	case errors.Is(err, rpctypes.ErrLeaseNotFound):
 		return nil
 	case err != nil:
-		return b.failed(ctx, "reading the earlier lease", err)
+		return err
 	case ttl.TTL <= 0:
 		return nil
 	}
@@ -57,16 +56,25 @@ func (b *Backend) Reclaim(ctx context.Context, handle string) error {
 		}
 	}
 	if len(ttl.Keys) > 0 {
-		resp, err := cli.Get(rctx, key)
+		var resp *clientv3.GetResponse
+		err := b.call(ctx, "reading the earlier key", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
+			var err error
+			resp, err = cli.Get(ctx, key)
+			return err
+		})
 		if err != nil {
-			return b.failed(ctx, "reading the earlier key", err)
+			return err
 		}
 		if len(resp.Kvs) == 1 && string(resp.Kvs[0].Value) != b.identity {
 			return fmt.Errorf("etcd: reclaim: key %s holds identity %q, not %q; leaving it", key, resp.Kvs[0].Value, b.identity)
 		}
 	}
-	if _, err := cli.Revoke(rctx, lease); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
-		return b.failed(ctx, "revoking the earlier lease", err)
+	err = b.call(ctx, "revoking the earlier lease", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
+		_, err := cli.Revoke(ctx, lease)
+		return err
+	})
+	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return err
 	}
 	return nil
 }
