@@ -99,7 +99,7 @@ func TestEveryFlagOutOfRange(t *testing.T) {
 		{"etcd prefix with a colon", with(etcd, "--etcd-prefix", "/a:b/"), nil, `--etcd-prefix "/a:b/" must not contain ':'`},
 		{"etcd namespace", with(etcd, "--pod-namespace", "Not_A_Namespace"), nil, `--pod-namespace "Not_A_Namespace"`},
 		{"etcd dial timeout", with(etcd, "--etcd-dial-timeout", "0s"), nil, "--etcd-dial-timeout"},
-		{"etcd cacert with http endpoint", with(etcd, "--etcd-endpoints", "http://"+addr, "--etcd-cacert", "/nonexistent/ca.pem"), nil, `--etcd-endpoints "http://` + addr + `" is plaintext but TLS files were given (--etcd-cacert, --etcd-cert)`},
+		{"etcd cacert with http endpoint", with(etcd, "--etcd-endpoints", "http://etcd.invalid:2379", "--etcd-cacert", "/nonexistent/ca.pem"), nil, `--etcd-endpoints "http://etcd.invalid:2379" is plaintext but TLS files were given (--etcd-cacert, --etcd-cert)`},
 		{"etcd client cert with unix endpoint", with(etcd, "--etcd-endpoints", "unix:///run/etcd.sock", "--etcd-cert", "c", "--etcd-key", "k"), nil, "is plaintext but TLS files were given"},
 		{"etcd missing cacert", with(etcd, "--etcd-cacert", "/nonexistent/ca.pem"), nil, "--etcd-cacert"},
 		{"etcd cert without key", with(etcd, "--etcd-cert", "c.pem"), nil, "--etcd-cert and --etcd-key"},
