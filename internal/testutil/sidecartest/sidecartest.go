@@ -284,6 +284,10 @@ func (p *Process) Signal(sig syscall.Signal) {
 // Wait waits for the process to exit and returns its exit code (-1 when killed).
 func (p *Process) Wait(timeout time.Duration) int {
 	p.t.Helper()
+	// The exit is seen only once stderr has been read to its end, so a
+	// stalled log (StallLog) is read again: a process that is gone has no
+	// writer left to hold up.
+	p.ResumeLog()
 	select {
 	case <-p.done:
 		return p.exit
