@@ -84,18 +84,7 @@ func TestBadInputIsOneClearErrorAndContactsNothing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			code := Run(t.Context(), tt.args, env(tt.env), &stdout, &stderr)
-			if code != exitUsage {
-				t.Errorf("exit code %d, want %d", code, exitUsage)
-			}
-			first, _, _ := strings.Cut(stderr.String(), "\n")
-			if !strings.Contains(first, tt.want) {
-				t.Errorf("first line %q does not contain %q", first, tt.want)
-			}
-			if n := strings.Count(stderr.String(), "\n"); n != 2 {
-				t.Errorf("stderr has %d lines, want the error and a hint:\n%s", n, stderr.String())
-			}
+			assertUsageError(t, tt.args, tt.env, tt.want)
 		})
 	}
 	if n := contacts.Load(); n != 0 {
@@ -319,18 +308,7 @@ func TestKubernetesBackendBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			code := Run(t.Context(), tt.args, env(tt.env), &stdout, &stderr)
-			if code != exitUsage {
-				t.Errorf("exit code %d, want %d", code, exitUsage)
-			}
-			first, _, _ := strings.Cut(stderr.String(), "\n")
-			if !strings.Contains(first, tt.want) {
-				t.Errorf("first line %q does not contain %q", first, tt.want)
-			}
-			if n := strings.Count(stderr.String(), "\n"); n != 2 {
-				t.Errorf("stderr has %d lines, want the error and a hint:\n%s", n, stderr.String())
-			}
+			assertUsageError(t, tt.args, tt.env, tt.want)
 		})
 	}
 	if n := contacts.Load(); n != 0 {
@@ -365,5 +343,23 @@ func TestLeaseDefaults(t *testing.T) {
 					tt.wantNamespace, tt.wantName)
 			}
 		})
+	}
+}
+
+// assertUsageError runs the command line and checks the bad-input contract:
+// exit 2, one line naming the problem (containing want), then a hint.
+func assertUsageError(t *testing.T, args []string, environ map[string]string, want string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := Run(t.Context(), args, env(environ), &stdout, &stderr)
+	if code != exitUsage {
+		t.Errorf("exit code %d, want %d", code, exitUsage)
+	}
+	first, _, _ := strings.Cut(stderr.String(), "\n")
+	if !strings.Contains(first, want) {
+		t.Errorf("first line %q does not contain %q", first, want)
+	}
+	if n := strings.Count(stderr.String(), "\n"); n != 2 {
+		t.Errorf("stderr has %d lines, want the error and a hint:\n%s", n, stderr.String())
 	}
 }

@@ -50,15 +50,7 @@ func TestBadHTTPAPIFlagsAreOneClearErrorAndContactNothing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			code := Run(t.Context(), tt.args, env(tt.env), &stdout, &stderr)
-			if code != exitUsage {
-				t.Errorf("exit code %d, want %d", code, exitUsage)
-			}
-			first, _, _ := strings.Cut(stderr.String(), "\n")
-			if !strings.Contains(first, tt.want) {
-				t.Errorf("first line %q does not contain %q", first, tt.want)
-			}
+			assertUsageError(t, tt.args, tt.env, tt.want)
 		})
 	}
 	if n := contacts.Load(); n != 0 {
