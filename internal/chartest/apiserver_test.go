@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,11 +26,13 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	psapi "k8s.io/pod-security-admission/api"
@@ -198,13 +202,14 @@ func TestAgainstAPIServer(t *testing.T) {
 		bin := buildSidecar(t)
 		kubeconfig := kubetest.WriteKubeconfig(t, env.Config)
 		ns := env.Namespace(t)
+		uid := createWorkloadPod(t, env, ns, renderedPodName, renderedRevision)
 		for _, name := range sortedKeys(sets) {
 			for key, pod := range podSpecs(t, sets[name]) {
 				if !hasSidecar(pod) {
 					continue
 				}
 				t.Run(name+"/"+key, func(t *testing.T) {
-					runRenderedSidecar(t, bin, kubeconfig, ns, pod)
+					runRenderedSidecar(t, bin, kubeconfig, ns, string(uid), pod)
 				})
 			}
 		}
@@ -281,6 +286,52 @@ func buildSidecar(t *testing.T) string {
 	return bin
 }
 
+// The pod the rendered sidecars run as, and its Deployment's revision,
+// which --generation=auto must find.
+const (
+	renderedPodName  = "pod-0"
+	renderedRevision = 2
+)
+
+// createWorkloadPod creates, as the Deployment controller would (envtest
+// runs none), a Deployment, its ReplicaSet with the revision annotation and
+// a pod of that ReplicaSet, and returns the pod's UID.
+func createWorkloadPod(t *testing.T, env *kubetest.Env, ns, name string, revision int) types.UID {
+	t.Helper()
+	ctx := t.Context()
+	labels := map[string]string{"app": "rendered"}
+	tmpl := corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: labels},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "busybox"}}},
+	}
+	sel := &metav1.LabelSelector{MatchLabels: labels}
+	dep, err := env.Client.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "rendered"},
+		Spec:       appsv1.DeploymentSpec{Selector: sel, Template: tmpl},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := env.Client.AppsV1().ReplicaSets(ns).Create(ctx, &appsv1.ReplicaSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "rendered-1", Labels: labels,
+			Annotations:     map[string]string{"deployment.kubernetes.io/revision": strconv.Itoa(revision)},
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(dep, appsv1.SchemeGroupVersion.WithKind("Deployment"))}},
+		Spec: appsv1.ReplicaSetSpec{Selector: sel, Template: tmpl},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod, err := env.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels,
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(rs, appsv1.SchemeGroupVersion.WithKind("ReplicaSet"))}},
+		Spec: tmpl.Spec,
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pod.UID
+}
+
 // runRenderedSidecar starts the sidecar binary with the container's rendered
 // arguments and environment, and fails unless it gets past its flag parser
 // and configuration checks (which exit with code 2 before contacting
@@ -290,7 +341,7 @@ func buildSidecar(t *testing.T) string {
 // backends are unreachable: the sidecar keeps retrying, which is fine. The
 // Kubernetes client, when the binary has that flag, talks to the test's API
 // server through LEADER_ELECTOR_KUBECONFIG.
-func runRenderedSidecar(t *testing.T, bin, kubeconfig, ns string, pod *corev1.Pod) {
+func runRenderedSidecar(t *testing.T, bin, kubeconfig, ns, podUID string, pod *corev1.Pod) {
 	t.Helper()
 	side, _ := sidecarContainer(t, pod)
 	root := t.TempDir()
@@ -336,7 +387,9 @@ func runRenderedSidecar(t *testing.T, bin, kubeconfig, ns string, pod *corev1.Po
 		case e.ValueFrom == nil:
 			env = append(env, e.Name+"="+e.Value)
 		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.name":
-			env = append(env, e.Name+"=pod-0")
+			env = append(env, e.Name+"="+renderedPodName)
+		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.uid":
+			env = append(env, e.Name+"="+podUID)
 		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace":
 			env = append(env, e.Name+"="+ns)
 		case e.ValueFrom.SecretKeyRef != nil:
@@ -390,6 +443,11 @@ func runRenderedSidecar(t *testing.T, bin, kubeconfig, ns string, pod *corev1.Po
 		if p := side.ReadinessProbe; p != nil && p.HTTPGet != nil {
 			checkProbePasses(t, ctx, "http://"+addr+p.HTTPGet.Path)
 		}
+		// --generation=auto found the Deployment's revision through the
+		// pod's ReplicaSet.
+		if slices.Contains(args, "--generation=auto") {
+			checkGeneration(t, ctx, "http://"+addr+"/status", renderedRevision)
+		}
 		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Error(err)
 		}
@@ -406,6 +464,32 @@ func runRenderedSidecar(t *testing.T, bin, kubeconfig, ns string, pod *corev1.Po
 	}
 	if waitErr != nil {
 		t.Errorf("after SIGTERM: %v\n%s", waitErr, output)
+	}
+}
+
+// checkGeneration reads /status and fails the test unless its generation
+// is want.
+func checkGeneration(t *testing.T, ctx context.Context, url string, want int64) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := noKeepAlive.Do(req)
+	if err != nil {
+		t.Errorf("GET %s: %v", url, err)
+		return
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Generation int64 `json:"generation"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Errorf("GET %s: %v", url, err)
+		return
+	}
+	if st.Generation != want {
+		t.Errorf("/status generation %d, want %d (the rendered pod's Deployment revision)", st.Generation, want)
 	}
 }
 

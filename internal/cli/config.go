@@ -190,8 +190,10 @@ func (c *config) validate() error {
 		return fmt.Errorf("--id %q must be 1 to 253 characters", c.ID)
 	case c.TTL <= 0:
 		return fmt.Errorf("--ttl must be positive, got %v", c.TTL)
-	case c.Incarnation.Generation < 0:
-		return fmt.Errorf("--generation %d must not be negative", c.Incarnation.Generation)
+	case c.Incarnation.Generation.N < 0:
+		return fmt.Errorf("--generation %d must not be negative", c.Incarnation.Generation.N)
+	case c.Incarnation.Generation.Auto && !c.Kube.Enabled():
+		return errors.New("--generation=auto reads this pod's workload: it needs the pod's name (--pod-name or POD_NAME) and namespace")
 	case c.LogFormat != "json" && c.LogFormat != "text":
 		return fmt.Errorf("--log-format %q: want json or text", c.LogFormat)
 	}

@@ -2,9 +2,11 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -18,8 +20,40 @@ import (
 type opsFlags struct {
 	File       string // --incarnation-file
 	PodUID     string
-	Generation int64
+	Generation generationFlag
 }
+
+// generationFlag is --generation: a number (0: off) or "auto", which reads
+// the revision of the pod's workload at start (generation.go).
+type generationFlag struct {
+	N    int64
+	Auto bool
+}
+
+// generationAuto is the --generation value that reads the workload's revision.
+const generationAuto = "auto"
+
+func (g *generationFlag) String() string {
+	if g.Auto {
+		return generationAuto
+	}
+	return strconv.FormatInt(g.N, 10)
+}
+
+func (g *generationFlag) Set(v string) error {
+	if v == generationAuto {
+		*g = generationFlag{Auto: true}
+		return nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return errors.New("want a whole number or auto")
+	}
+	*g = generationFlag{N: n}
+	return nil
+}
+
+func (g *generationFlag) Type() string { return "int|auto" }
 
 // reclaimTimeout bounds releasing the previous process's candidacy at start.
 const reclaimTimeout = 5 * time.Second
@@ -30,8 +64,10 @@ func (f *opsFlags) addFlags(fs *pflag.FlagSet) {
 		"a second running process with the same file refuses to start (off when empty)")
 	fs.StringVar(&f.PodUID, "pod-uid", "", "this pod's UID (downward API metadata.uid; default $POD_UID): "+
 		"a record in --incarnation-file written by another pod is never acted on")
-	fs.Int64Var(&f.Generation, "generation", 0, "version of the workload as an increasing number, e.g. the Helm release revision; "+
-		"a waiting candidate queues again behind a newer-generation one, so a rolling update moves leadership once (0: off)")
+	fs.Var(&f.Generation, "generation", "version of the workload as an increasing number, so a rolling update moves leadership once: "+
+		"a waiting candidate queues again behind a newer-generation one (0: off); auto reads it from this pod's workload at start "+
+		"(a Deployment's ReplicaSet revision, a StatefulSet's or DaemonSet's ControllerRevision; needs --pod-name and get on "+
+		"replicasets and controllerrevisions; off for a pod of no such workload)")
 }
 
 // complete takes the pod UID from the downward API's usual variable.

@@ -106,6 +106,10 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, outs *outputs, stdo
 	if err != nil {
 		return err
 	}
+	generation, err := resolveGeneration(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
 	ecfg := election.Config{
 		Election:   cfg.Election,
 		Identity:   cfg.ID,
@@ -113,7 +117,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, outs *outputs, stdo
 		TTL:        cfg.TTL,
 		Logger:     log,
 		Metrics:    m,
-		Generation: cfg.Incarnation.Generation,
+		Generation: generation,
 	}
 	if cfg.HistoryFile != "" {
 		f, err := os.OpenFile(cfg.HistoryFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)

@@ -91,6 +91,7 @@ func New(cfg Config) (*Engine, error) {
 			TTL:        cfg.TTL,
 			Caveats:    caveats,
 			Switchover: handoff,
+			Generation: cfg.Generation,
 			State:      StateStopped,
 		}, cfg.OnStatus),
 		epoch: time.Now(),

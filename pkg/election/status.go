@@ -17,6 +17,9 @@ type Status struct {
 	// Switchover means the backend can hand leadership to a chosen
 	// candidate (Engine.HandOver, POST /resign?to=); see Handoff.
 	Switchover bool
+	// Generation is the workload version this candidate publishes
+	// (Config.Generation); 0 when generations are off.
+	Generation int64
 
 	Leader       string    // the current leader's identity; empty when none is known
 	IsLeader     bool      // this candidate leads and its validity deadline has not passed

@@ -35,6 +35,9 @@ type statusJSON struct {
 	// is not drained); empty when none is.
 	Degraded   []string `json:"degraded,omitempty"`
 	Switchover bool     `json:"switchover"`
+	// Generation is the workload version this candidate publishes (for
+	// rolling updates); 0 when generations are off.
+	Generation int64 `json:"generation"`
 }
 
 // MarshalStatus returns st as GET /status shows it, without the
@@ -58,6 +61,7 @@ func (s *Server) toJSON(st election.Status) statusJSON {
 		AppHealth:    st.Health,
 		NotStanding:  st.NotStanding,
 		Switchover:   st.Switchover,
+		Generation:   st.Generation,
 	}
 	if !st.Since.IsZero() {
 		out.Since = st.Since.UTC().Format(time.RFC3339Nano)

@@ -115,6 +115,7 @@ func TestStatusJSON(t *testing.T) {
 		"ready":         true,
 		"state":         "leading",
 		"switchover":    false,
+		"generation":    float64(0),
 	}
 	if len(got) != len(want) {
 		t.Errorf("fields = %v, want %v", got, want)

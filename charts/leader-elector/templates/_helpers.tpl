@@ -118,6 +118,21 @@ true
 {{- define "leader-elector.etcdAuthDir" -}}/etc/leader-elector/etcd-auth{{- end }}
 {{- define "leader-elector.redisTLSDir" -}}/etc/leader-elector/redis-tls{{- end }}
 {{- define "leader-elector.redisAuthDir" -}}/etc/leader-elector/redis-auth{{- end }}
+{{- define "leader-elector.stateDir" -}}/var/run/leader-elector{{- end }}
+
+{{/*
+The sidecar's --generation value, empty for off: a number as given, or
+auto, which reads the pod's own workload revision and so needs the pod's
+name (kube.enabled); without kube.enabled, auto is off.
+*/}}
+{{- define "leader-elector.generationArg" -}}
+{{- $g := .Values.operations.generation }}
+{{- if kindIs "string" $g }}
+{{- if and (eq $g "auto") .Values.kube.enabled }}auto{{ end }}
+{{- else if $g }}
+{{- int64 $g }}
+{{- end }}
+{{- end }}
 
 {{/*
 Combinations the schema cannot express. Each message names the values to

@@ -119,6 +119,12 @@ initContainers; otherwise it belongs in containers.
     - {{ printf "--readiness-gate=%v" $v.readiness.gateConditionType | quote }}
     {{- end }}
     {{- end }}
+    {{- if $v.operations.incarnationFile }}
+    - {{ printf "--incarnation-file=%v/incarnation" (include "leader-elector.stateDir" .) | quote }}
+    {{- end }}
+    {{- with include "leader-elector.generationArg" . }}
+    - {{ printf "--generation=%v" . | quote }}
+    {{- end }}
     {{- range $v.sidecar.extraArgs }}
     - {{ . | quote }}
     {{- end }}
@@ -147,6 +153,14 @@ initContainers; otherwise it belongs in containers.
         fieldRef:
           fieldPath: metadata.namespace
     {{- end }}
+    {{- end }}
+    {{- if $v.operations.incarnationFile }}
+    # The pod's UID: a record on the incarnation volume written by another
+    # pod (a volume shared by mistake) is never acted on.
+    - name: POD_UID
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.uid
     {{- end }}
     {{- if and (eq $v.backend "etcd") $v.etcd.auth.existingSecret (eq $v.etcd.auth.passwordFrom "env") }}
     - name: LEADER_ELECTOR_ETCD_PASSWORD
@@ -225,6 +239,12 @@ service-account token, Secrets, and sidecar.extraVolumeMounts.
   mountPath: {{ include "leader-elector.redisAuthDir" . }}
   readOnly: true
 {{- end }}
+{{- if $v.operations.incarnationFile }}
+# The incarnation file: pod-scoped, so a restarted sidecar container finds
+# its predecessor's record; no other container mounts it.
+- name: leader-elector-state
+  mountPath: {{ include "leader-elector.stateDir" . }}
+{{- end }}
 {{- with $v.sidecar.extraVolumeMounts }}
 {{ toYaml . }}
 {{- end }}
@@ -291,6 +311,16 @@ only the sidecar container mounts them.
     items:
       - key: {{ $v.redis.auth.passwordKey }}
         path: {{ $v.redis.auth.passwordKey }}
+{{- end }}
+{{- if $v.operations.incarnationFile }}
+# An emptyDir lives as long as the pod, across restarts of its containers:
+# the sidecar restarted after a crash reads what its predecessor recorded
+# and releases that candidacy at once. In memory, so writing the record
+# never waits on a disk; a few hundred bytes are used.
+- name: leader-elector-state
+  emptyDir:
+    medium: Memory
+    sizeLimit: 1Mi
 {{- end }}
 {{- with $v.sidecar.extraVolumes }}
 {{ toYaml . }}
