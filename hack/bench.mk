@@ -6,6 +6,7 @@
 # Run it on a quiet machine; the full run takes about ten minutes.
 #   make bench                      the full run
 #   make bench BENCH_FLAGS='-trials 20 -scale-elections 50'   a quick check
+#   make bench BENCH_FLAGS='-only-ops -ops-trials 10'   the planned operations alone, printed
 # The run fails only on a broken measurement (no samples, no new leader);
 # targets are reported in the tables, not enforced.
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -18,10 +19,11 @@ import (
 	"github.com/leader-elector/leader-elector/pkg/history"
 )
 
-// OpsResult measures the planned operations of issue 16 on etcd, with the
-// sidecar as real processes.
+// OpsResult measures the planned operations of issue 16 on one backend,
+// with the sidecar as real processes.
 type OpsResult struct {
-	TTL time.Duration
+	Backend string // as the report names it, e.g. "etcd"
+	TTL     time.Duration
 	// Rollouts counts leadership changes in simulated rolling updates of 3
 	// replicas, without and with --generation, for each stop order.
 	Rollouts []RolloutResult
@@ -60,20 +62,89 @@ var rolloutOrders = []struct {
 // election name is appended.
 const etcdElectionPrefix = "/leader-elector/default:"
 
-func measureOperations(ctx context.Context, sidecar, etcdURL string, cli *clientv3.Client, ttl time.Duration, trials int, tmp string) (*OpsResult, error) {
-	res := &OpsResult{TTL: ttl}
-	// queued waits until an election has n candidate keys: a sidecar that
-	// sees the leader may not have created its own key yet.
-	queued := func(election string, n int64) error {
-		return etcdQueued(cli, etcdElectionPrefix, n)(ctx, election)
+// opsBackend is a backend the planned operations are measured on. Only the
+// flags and the wait for "every candidate is in line" differ by backend.
+type opsBackend struct {
+	Name string
+	// args are the flags that select the backend, its servers and the TTL.
+	args []string
+	// inLine waits until the n candidates ps of election are in line: the
+	// leader, and n-1 waiting candidates a handover can reach.
+	inLine func(ctx context.Context, election string, n int64, ps []*sidecarProc) error
+}
+
+// etcdOps is etcd: a candidate is in line once its key exists (a sidecar
+// that sees the leader may not have created its own key yet).
+func etcdOps(etcdURL string, cli *clientv3.Client, ttl time.Duration) opsBackend {
+	return opsBackend{
+		Name: "etcd",
+		args: []string{"--backend", "etcd", "--etcd-endpoints", etcdURL, "--ttl", ttl.String()},
+		inLine: func(ctx context.Context, election string, n int64, _ []*sidecarProc) error {
+			return etcdQueued(cli, etcdElectionPrefix, n)(ctx, election)
+		},
 	}
-	base := func(election string) []string {
-		return []string{"--backend", "etcd", "--etcd-endpoints", etcdURL, "--ttl", ttl.String(), "--election", election}
+}
+
+// statusOps is a backend whose line the benchmark does not read from the
+// server: a candidate is in line once its own /status says it is ready and
+// following (or leading), which needs no knowledge of the backend's keys.
+func statusOps(name string, args []string) opsBackend {
+	return opsBackend{Name: name, args: args, inLine: statusInLine}
+}
+
+// statusInLine waits until each of ps reads ready, one leads and the others
+// follow it.
+func statusInLine(ctx context.Context, election string, n int64, ps []*sidecarProc) error {
+	if int64(len(ps)) != n {
+		return fmt.Errorf("%s: %d processes for %d candidates", election, len(ps), n)
 	}
+	var last []sidecarStatus
+	err := waitUntil(ctx, 2*time.Millisecond, func() bool {
+		last = last[:0]
+		leaders := 0
+		for _, p := range ps {
+			st, err := getStatus(ctx, p.URL)
+			if err != nil || !st.Ready {
+				return false
+			}
+			last = append(last, st)
+			switch {
+			case st.IsLeader:
+				leaders++
+			case st.State != "following":
+				return false
+			}
+		}
+		return leaders == 1
+	})
+	if err != nil {
+		return fmt.Errorf("%s: candidates not in line (last /status %+v): %w", election, last, err)
+	}
+	return nil
+}
+
+// supportsSwitchover starts one sidecar of the backend and reads whether its
+// /status says "switchover": true, the backends the operations are
+// measured on.
+func supportsSwitchover(ctx context.Context, bin string, be opsBackend) (bool, error) {
+	p, err := startSidecar(ctx, bin, "probe", append(append([]string{}, be.args...), "--election", "switchover-probe"), nil)
+	if err != nil {
+		return false, err
+	}
+	defer p.stop()
+	st, err := getStatus(ctx, p.URL)
+	if err != nil {
+		return false, err
+	}
+	return st.Switchover, nil
+}
+
+func measureOperations(ctx context.Context, sidecar string, be opsBackend, ttl time.Duration, trials int, tmp string) (*OpsResult, error) {
+	res := &OpsResult{Backend: be.Name, TTL: ttl}
 	for i, o := range rolloutOrders {
 		r := RolloutResult{Order: o.name}
 		for _, gen := range []bool{false, true} {
-			n, err := simulateRollout(ctx, sidecar, fmt.Sprintf("rollout-%d-%v", i, gen), base, queued, gen, o.victims, tmp)
+			n, err := simulateRollout(ctx, sidecar, fmt.Sprintf("rollout-%d-%v", i, gen), be, gen, o.victims, tmp)
 			if err != nil {
 				return nil, fmt.Errorf("rollout (%s, generations %v): %w", o.name, gen, err)
 			}
@@ -87,12 +158,12 @@ func measureOperations(ctx context.Context, sidecar, etcdURL string, cli *client
 	}
 	var sw, fromKill, fromExec, startup []time.Duration
 	for i := range trials {
-		d, err := switchoverTrial(ctx, sidecar, fmt.Sprintf("switchover-%d", i), base, queued, tmp)
+		d, err := switchoverTrial(ctx, sidecar, fmt.Sprintf("switchover-%d", i), be, tmp)
 		if err != nil {
 			return nil, fmt.Errorf("switchover trial %d: %w", i, err)
 		}
 		sw = append(sw, d)
-		k, e, s, err := restartTrial(ctx, sidecar, fmt.Sprintf("restart-%d", i), base, queued, tmp, i)
+		k, e, s, err := restartTrial(ctx, sidecar, fmt.Sprintf("restart-%d", i), be, tmp, i)
 		if err != nil {
 			return nil, fmt.Errorf("restart trial %d: %w", i, err)
 		}
@@ -131,9 +202,8 @@ func waitFor(ctx context.Context, ch <-chan struct{}, d time.Duration, what stri
 // simulateRollout runs 3 old sidecars, then three times: start a new one,
 // wait until its /status is ready (the chart's readiness), SIGTERM the old
 // one victims names. It returns the leadership changes in the histories.
-func simulateRollout(ctx context.Context, bin, election string, base func(string) []string, queued func(string, int64) error,
-	generations bool, victims [3]int, tmp string) (int, error) {
-	args := base(election)
+func simulateRollout(ctx context.Context, bin, election string, be opsBackend, generations bool, victims [3]int, tmp string) (int, error) {
+	args := append(append([]string{}, be.args...), "--election", election)
 	gen := func(g int) []string {
 		if !generations {
 			return nil
@@ -169,10 +239,10 @@ func simulateRollout(ctx context.Context, bin, election string, base func(string
 		if err := waitFor(ctx, ch, time.Minute, what); err != nil {
 			return 0, err
 		}
-		if err := queued(election, int64(i+1)); err != nil {
+		old = append(old, p)
+		if err := be.inLine(ctx, election, int64(i+1), old); err != nil {
 			return 0, err
 		}
-		old = append(old, p)
 	}
 	for step, v := range victims {
 		n, _, err := start(fmt.Sprintf("new-%d", step), 2)
@@ -253,9 +323,8 @@ func getStatus(ctx context.Context, url string) (sidecarStatus, error) {
 // switchoverTrial starts a leader and two followers, asks the leader over
 // its control socket to hand over to the last in line, and returns the
 // time until that one's /watch says it leads.
-func switchoverTrial(ctx context.Context, bin, election string, base func(string) []string, queued func(string, int64) error,
-	tmp string) (time.Duration, error) {
-	args := base(election)
+func switchoverTrial(ctx context.Context, bin, election string, be opsBackend, tmp string) (time.Duration, error) {
+	args := append(append([]string{}, be.args...), "--election", election)
 	dir, err := os.MkdirTemp(tmp, "sw")
 	if err != nil {
 		return 0, err
@@ -283,7 +352,7 @@ func switchoverTrial(ctx context.Context, bin, election string, base func(string
 			return 0, err
 		}
 	}
-	if err := queued(election, 3); err != nil {
+	if err := be.inLine(ctx, election, 3, ps); err != nil {
 		return 0, err
 	}
 	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -320,10 +389,9 @@ func switchoverTrial(ctx context.Context, bin, election string, base func(string
 // returns the time until the follower's /watch says it leads, from the
 // kill and from the restarted process's exec, and that process's start-up
 // (exec → listening).
-func restartTrial(ctx context.Context, bin, election string, base func(string) []string, queued func(string, int64) error,
-	tmp string, n int) (fromKill, fromExec, startup time.Duration, err error) {
-	args := base(election)
-	file := filepath.Join(tmp, fmt.Sprintf("incarnation-%d", n))
+func restartTrial(ctx context.Context, bin, election string, be opsBackend, tmp string, n int) (fromKill, fromExec, startup time.Duration, err error) {
+	args := append(append([]string{}, be.args...), "--election", election)
+	file := filepath.Join(tmp, fmt.Sprintf("incarnation-%s-%d", strings.ReplaceAll(be.Name, " ", "-"), n))
 	withFile := append([]string{"--incarnation-file", file, "--pod-uid", "bench"}, args...)
 	leader := newContender("a")
 	a, err := startSidecar(ctx, bin, "a", withFile, leader)
@@ -343,7 +411,7 @@ func restartTrial(ctx context.Context, bin, election string, base func(string) [
 	if err := waitFor(ctx, follower.waiting, time.Minute, "b to follow"); err != nil {
 		return 0, 0, 0, err
 	}
-	if err := queued(election, 2); err != nil {
+	if err := be.inLine(ctx, election, 2, []*sidecarProc{a, b}); err != nil {
 		return 0, 0, 0, err
 	}
 	killed := time.Now()

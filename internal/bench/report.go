@@ -178,9 +178,7 @@ func (r *Results) WriteMarkdown(w io.Writer, chart string) error {
 	p("**Binary size:** %s (`CGO_ENABLED=0 go build -trimpath -ldflags \"-s -w\" ./cmd/sidecar`). It includes the etcd "+
 		"and Redis clients and client-go for pod labels; the demo's embedded etcd server lives in `cmd/demo`, not here.\n\n", mib(r.BinarySize))
 
-	if o := r.Ops; o != nil {
-		writeOps(p, o)
-	}
+	r.writeOpsSection(p)
 
 	if sc := r.Scale; sc != nil {
 		p("## Scale: %d elections on one etcd\n\n", sc.Elections)
@@ -252,13 +250,40 @@ func (r *Results) WriteSummary(w io.Writer) error {
 	return err
 }
 
-// writeOps writes the planned operations section (issue 16).
-func writeOps(p func(string, ...any), o *OpsResult) {
-	p("## Planned operations (etcd, sidecar processes, `--ttl %v`)\n\n", o.TTL)
-	p("**Rolling update of 3 replicas** with the chart's default strategy (RollingUpdate, maxSurge 1, maxUnavailable 0): " +
+// WriteOps writes the planned operations section alone, for a run with
+// Config.OnlyOps.
+func (r *Results) WriteOps(w io.Writer) error {
+	var b strings.Builder
+	r.writeOpsSection(func(format string, args ...any) { fmt.Fprintf(&b, format, args...) })
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// writeOpsSection writes the planned operations (issue 16): one table per
+// backend measured, then the backends skipped.
+func (r *Results) writeOpsSection(p func(string, ...any)) {
+	if len(r.Ops) == 0 && len(r.OpsSkipped) == 0 {
+		return
+	}
+	p("## Planned operations (sidecar processes, `--ttl %v`)\n\n", r.Config.TTL)
+	p("Measured on each backend whose sidecar reports `\"switchover\": true` in `/status`; the same rows for each. " +
+		"**Rolling update of 3 replicas** with the chart's default strategy (RollingUpdate, maxSurge 1, maxUnavailable 0): " +
 		"start a new sidecar, wait until its `/status` reads ready (the readiness probe), SIGTERM one old sidecar; three times. " +
 		"Leadership changes are counted from the sidecars' `--history-file`s. Where the leader falls in the order the old pods " +
-		"are stopped depends on the pods' history (Kubernetes stops the youngest old pod first).\n\n")
+		"are stopped depends on the pods' history (Kubernetes stops the youngest old pod first). Before each trial the benchmark " +
+		"waits until every candidate is in line: on etcd until each has its key, on the other backends until each sidecar's " +
+		"`/status` reads ready and following.\n\n")
+	for _, o := range r.Ops {
+		writeOps(p, o)
+	}
+	if len(r.OpsSkipped) > 0 {
+		p("Not measured (`/status` says `\"switchover\": false`): %s.\n\n", strings.Join(r.OpsSkipped, ", "))
+	}
+}
+
+// writeOps writes one backend's planned operations.
+func writeOps(p func(string, ...any), o *OpsResult) {
+	p("### %s\n\n", o.Backend)
 	p("| old pods stopped | changes today (no `--generation`) | changes with `--generation` (old 1, new 2) | target |\n|---|---:|---:|---|\n")
 	for _, r := range o.Rollouts {
 		p("| %s | %d | %d | 1 — %s |\n", r.Order, r.Without, r.With, check(r.With == 1))

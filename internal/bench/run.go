@@ -40,7 +40,10 @@ type Config struct {
 	ScaleTTL       time.Duration
 	PublishTrials  int
 	OpsTrials      int // switchover and restart trials; 0 skips the operations section
-	Logger         *slog.Logger
+	// OnlyOps measures the planned operations alone (no handover, crash,
+	// cost, publish or scale measurements).
+	OnlyOps bool
+	Logger  *slog.Logger
 }
 
 // Latency is one system's latency samples, summarised.
@@ -64,7 +67,10 @@ type Results struct {
 	PublishMsg string    // why publish latency was not measured
 	Cost       []CostResult
 	Scale      *ScaleResult
-	Ops        *OpsResult // nil when skipped
+	Ops        []*OpsResult // one per backend measured; empty when skipped
+	// OpsSkipped names the backends whose operations were not measured,
+	// with why (their sidecar reports "switchover": false).
+	OpsSkipped []string
 }
 
 // Machine describes where the run happened.
@@ -125,6 +131,10 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	defer etcdCli.Close()
 	redisCli := redis.NewClient(&redis.Options{Addr: rds.Addr})
 	defer redisCli.Close()
+
+	if cfg.OnlyOps {
+		return runOnlyOps(ctx, cfg, res, sidecar, binDir, etcd.URL, etcdCli, rds.Addr, tmp, log)
+	}
 
 	ttlArg := cfg.TTL.String()
 	// The sidecars run outside a pod, so their namespace is "default".
@@ -259,19 +269,8 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	}
 
 	// Planned operations: rollouts, switchover, sidecar restarts.
-	if cfg.OpsTrials > 0 {
-		log.Info("measuring planned operations", "trials", cfg.OpsTrials)
-		ops, err := measureOperations(ctx, sidecar, etcd.URL, etcdCli, cfg.TTL, cfg.OpsTrials, tmp)
-		if err != nil {
-			return nil, fmt.Errorf("operations: %w", err)
-		}
-		for _, r := range ops.Rollouts {
-			log.Info("rollout", "order", r.Order, "changes_without_generation", r.Without, "changes_with_generation", r.With)
-		}
-		log.Info("switchover", "p50", ops.Switchover.P50, "p99", ops.Switchover.P99)
-		log.Info("restart", "kill_to_leader_p50", ops.RestartFromKill.P50, "exec_to_leader_p50", ops.RestartFromExec.P50,
-			"startup_p50", ops.RestartStartup.P50)
-		res.Ops = ops
+	if err := measureAllOperations(ctx, cfg, res, sidecar, opsBackends(cfg, etcd.URL, etcdCli, rds.Addr, leaseKubeconfig, ns.Name), tmp, log); err != nil {
+		return nil, err
 	}
 
 	// Steady-state cost, three candidates each.
@@ -315,6 +314,80 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		}
 		log.Info("scale", "startup", sc.Startup.Round(time.Millisecond), "p99", sc.Handover.P99, "etcd_cpu_per_s", sc.EtcdCPU)
 		res.Scale = &sc
+	}
+	res.Took = time.Since(res.Started)
+	return res, nil
+}
+
+// opsBackends are the backends whose planned operations are measured, in
+// the report's order: etcd (its line is read from etcd's keys), the
+// Kubernetes Lease and Redis (their line is read from the sidecars' /status).
+func opsBackends(cfg Config, etcdURL string, etcdCli *clientv3.Client, redisAddr, leaseKubeconfig, leaseNamespace string) []opsBackend {
+	ttl := cfg.TTL.String()
+	return []opsBackend{
+		etcdOps(etcdURL, etcdCli, cfg.TTL),
+		statusOps("Kubernetes Lease", []string{"--backend", "kubernetes", "--kubeconfig", leaseKubeconfig, "--lease-namespace", leaseNamespace, "--ttl", ttl}),
+		statusOps("Redis", []string{"--backend", "redis", "--redis-addr", redisAddr, "--ttl", ttl}),
+	}
+}
+
+// measureAllOperations measures the planned operations on each backend
+// whose sidecar reports "switchover": true in /status, and records the
+// others as skipped.
+func measureAllOperations(ctx context.Context, cfg Config, res *Results, sidecar string, backends []opsBackend, tmp string, log *slog.Logger) error {
+	if cfg.OpsTrials <= 0 {
+		return nil
+	}
+	for _, be := range backends {
+		ok, err := supportsSwitchover(ctx, sidecar, be)
+		if err != nil {
+			return fmt.Errorf("operations on %s: %w", be.Name, err)
+		}
+		if !ok {
+			log.Info("planned operations skipped: /status says switchover false", "backend", be.Name)
+			res.OpsSkipped = append(res.OpsSkipped, be.Name)
+			continue
+		}
+		log.Info("measuring planned operations", "backend", be.Name, "trials", cfg.OpsTrials)
+		ops, err := measureOperations(ctx, sidecar, be, cfg.TTL, cfg.OpsTrials, tmp)
+		if err != nil {
+			return fmt.Errorf("operations on %s: %w", be.Name, err)
+		}
+		for _, r := range ops.Rollouts {
+			log.Info("rollout", "backend", be.Name, "order", r.Order, "changes_without_generation", r.Without, "changes_with_generation", r.With)
+		}
+		log.Info("switchover", "backend", be.Name, "p50", ops.Switchover.P50, "p99", ops.Switchover.P99)
+		log.Info("restart", "backend", be.Name, "kill_to_leader_p50", ops.RestartFromKill.P50, "exec_to_leader_p50", ops.RestartFromExec.P50,
+			"startup_p50", ops.RestartStartup.P50)
+		res.Ops = append(res.Ops, ops)
+	}
+	return nil
+}
+
+// runOnlyOps starts the control plane for the Lease backend and measures
+// the planned operations alone (Config.OnlyOps).
+func runOnlyOps(ctx context.Context, cfg Config, res *Results, sidecar, binDir, etcdURL string, etcdCli *clientv3.Client, redisAddr, tmp string,
+	log *slog.Logger) (*Results, error) {
+	log.Info("starting the envtest control plane")
+	kube, err := startKube(binDir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err := kube.close(); err != nil {
+			log.Warn("stopping the control plane", "err", err)
+		}
+	}()
+	ns, err := kube.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "bench-"}}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("create namespace: %w", err)
+	}
+	kubeconfig := filepath.Join(tmp, "kubeconfig-lease")
+	if err := writeKubeconfig(kube.Config, kubeconfig); err != nil {
+		return nil, err
+	}
+	if err := measureAllOperations(ctx, cfg, res, sidecar, opsBackends(cfg, etcdURL, etcdCli, redisAddr, kubeconfig, ns.Name), tmp, log); err != nil {
+		return nil, err
 	}
 	res.Took = time.Since(res.Started)
 	return res, nil

@@ -23,6 +23,8 @@ type sidecarStatus struct {
 	IsLeader     bool   `json:"is_leader"`
 	FencingToken int64  `json:"fencing_token"`
 	Ready        bool   `json:"ready"`
+	State        string `json:"state"`
+	Switchover   bool   `json:"switchover"`
 }
 
 // buildSidecar builds ./cmd/sidecar the way releases are built (static,

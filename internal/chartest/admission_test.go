@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -214,6 +215,7 @@ func TestLeastPrivilegeOnAPIServer(t *testing.T) {
 		}
 		etcdURL := startEtcd(t)
 		side, _ := sidecarContainer(t, tmpl)
+		incarnation := filepath.Join(t.TempDir(), "incarnation") // the emptyDir
 		var args []string
 		for _, a := range side.Args {
 			flag, _, _ := strings.Cut(a, "=")
@@ -224,15 +226,19 @@ func TestLeastPrivilegeOnAPIServer(t *testing.T) {
 				a = "--etcd-endpoints=" + etcdURL
 			case "--ttl":
 				a = "--ttl=2s"
+			case "--incarnation-file":
+				a = "--incarnation-file=" + incarnation
 			}
 			args = append(args, a)
 		}
 		kubeconfig := kubetest.WriteKubeconfig(t, boundConfig(env, tokenFor(t, env, ns, sa, pods["pod-a"])))
-		p := sidecartest.Start(t, buildSidecar(t), sidecartest.Options{
+		bin := buildSidecar(t)
+		opts := sidecartest.Options{
 			ID:   "pod-a",
 			Args: args,
-			Env:  []string{"POD_NAME=pod-a", "POD_NAMESPACE=" + ns, "LEADER_ELECTOR_KUBECONFIG=" + kubeconfig},
-		})
+			Env:  []string{"POD_NAME=pod-a", "POD_NAMESPACE=" + ns, "POD_UID=" + string(pods["pod-a"].UID), "LEADER_ELECTOR_KUBECONFIG=" + kubeconfig},
+		}
+		p := sidecartest.Start(t, bin, opts)
 		var state string
 		t.Cleanup(func() {
 			if t.Failed() {
@@ -259,6 +265,22 @@ func TestLeastPrivilegeOnAPIServer(t *testing.T) {
 		})
 		if strings.Contains(p.Log(), "ValidatingAdmissionPolicy") {
 			t.Errorf("the policy denied one of the sidecar's requests:\n%s", p.Log())
+		}
+		// pod-a is a bare pod: --generation=auto read it (the Role's get on
+		// pods, allowed by the policy) and found no workload.
+		if !strings.Contains(p.Log(), "generations are off") {
+			t.Errorf("--generation=auto did not report a bare pod:\n%s", p.Log())
+		}
+
+		// The sidecar container crashes and the kubelet restarts it with the
+		// same emptyDir: the new process releases its predecessor's lease
+		// from the incarnation file and leads again.
+		p.Signal(syscall.SIGKILL)
+		p.Wait(time.Minute)
+		again := sidecartest.Start(t, bin, opts)
+		again.WaitStatus("leading again", time.Minute, func(s sidecartest.Status) bool { return s.IsLeader })
+		if !strings.Contains(again.Log(), "released the previous process's candidacy") {
+			t.Errorf("the restarted sidecar did not release its predecessor's candidacy:\n%s", again.Log())
 		}
 	})
 }

@@ -372,8 +372,8 @@ func TestSecretsReachTheSidecar(t *testing.T) {
 		}
 		var secretMounts int
 		for _, m := range c.VolumeMounts {
-			if m.Name == "leader-elector-kube-api-access" {
-				continue // the service-account token (TestTokenReachesOnlyTheSidecar)
+			if m.Name == "leader-elector-kube-api-access" || m.Name == "leader-elector-state" {
+				continue // the service-account token (TestTokenReachesOnlyTheSidecar), the incarnation file (TestIncarnationFileSurvivesSidecarRestart)
 			}
 			secretMounts++
 			if secrets[m.Name] == "" || !m.ReadOnly {

@@ -108,6 +108,12 @@ initContainers; otherwise it belongs in containers.
     - "--redis-insecure-plaintext-auth"
     {{- end }}
     {{- end }}
+    {{- if $v.operations.incarnationFile }}
+    - {{ printf "--incarnation-file=%v/incarnation" (include "leader-elector.stateDir" .) | quote }}
+    {{- end }}
+    {{- with include "leader-elector.generationArg" . }}
+    - {{ printf "--generation=%v" . | quote }}
+    {{- end }}
     {{- if $v.kube.enabled }}
     - {{ printf "--role-label=%v" $v.kube.roleLabel | quote }}
     - {{ printf "--leader-value=%v" $v.kube.leaderValue | quote }}
@@ -118,12 +124,6 @@ initContainers; otherwise it belongs in containers.
     {{- if eq $v.readiness.mode "gate" }}
     - {{ printf "--readiness-gate=%v" $v.readiness.gateConditionType | quote }}
     {{- end }}
-    {{- end }}
-    {{- if $v.operations.incarnationFile }}
-    - {{ printf "--incarnation-file=%v/incarnation" (include "leader-elector.stateDir" .) | quote }}
-    {{- end }}
-    {{- with include "leader-elector.generationArg" . }}
-    - {{ printf "--generation=%v" . | quote }}
     {{- end }}
     {{- range $v.sidecar.extraArgs }}
     - {{ . | quote }}

@@ -43,6 +43,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.ScaleTTL, "scale-ttl", 10*time.Second, "TTL in the scale test")
 	fs.IntVar(&cfg.PublishTrials, "publish-trials", 200, "pod label publish trials (0 skips them)")
 	fs.IntVar(&cfg.OpsTrials, "ops-trials", 20, "switchover and sidecar-restart trials, after the rollout counts (0 skips all three)")
+	fs.BoolVar(&cfg.OnlyOps, "only-ops", false, "measure the planned operations alone and print their Markdown section; writes no files")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -64,6 +65,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "bench: broken measurement:", err)
 		return 1
+	}
+	if cfg.OnlyOps {
+		if err := res.WriteOps(stdout); err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return 1
+		}
+		return 0
 	}
 	if err := res.WriteSummary(stdout); err != nil {
 		fmt.Fprintln(stderr, "bench:", err)
