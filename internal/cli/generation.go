@@ -29,10 +29,21 @@ const generationTimeout = 30 * time.Second
 // the sidecar with an error naming the flag: an operator who asked for
 // rollouts that move leadership once learns at deploy time that they would
 // not, instead of at the next rollout.
-func resolveGeneration(ctx context.Context, cfg *config, log *slog.Logger) (int64, error) {
+//
+// A sidecar restarted in the same pod reuses the generation its predecessor
+// recorded in --incarnation-file (same identity, pod UID, backend and
+// election), without asking the API server: a pod's workload revision was
+// read once for the pod, and a restart after a crash must not wait on, or
+// fail with, the API server.
+func resolveGeneration(ctx context.Context, cfg *config, inc *incarnationLog, log *slog.Logger) (int64, error) {
 	g := cfg.Incarnation.Generation
 	if !g.Auto {
 		return g.N, nil
+	}
+	if inc != nil && inc.prev != nil && inc.me.PodUID != "" && inc.prev.Same(inc.me) && inc.prev.Generation > 0 {
+		log.Info("--generation=auto: the generation this pod's previous sidecar process read", "generation", inc.prev.Generation,
+			"source", "--incarnation-file")
+		return inc.prev.Generation, nil
 	}
 	rc := rest.CopyConfig(cfg.kubeREST)
 	if rc.UserAgent == "" {

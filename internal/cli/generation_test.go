@@ -2,15 +2,20 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 
+	"github.com/leader-elector/leader-elector/internal/freeport"
 	"github.com/leader-elector/leader-elector/internal/testutil/kubetest"
 )
 
@@ -76,7 +81,7 @@ func TestGenerationAuto(t *testing.T) {
 				t.Fatal(err)
 			}
 			var logs bytes.Buffer
-			got, err := resolveGeneration(t.Context(), cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+			got, err := resolveGeneration(t.Context(), cfg, nil, slog.New(slog.NewTextHandler(&logs, nil)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -88,6 +93,67 @@ func TestGenerationAuto(t *testing.T) {
 			}
 		})
 	}
+
+	// A sidecar restarted in the same pod takes the generation its
+	// predecessor recorded, even with the API server gone; a record of
+	// another pod is not taken.
+	t.Run("restart reuses the recorded generation", func(t *testing.T) {
+		file := filepath.Join(t.TempDir(), "incarnation")
+		log := slog.New(slog.DiscardHandler)
+		start := func(kubeconfig, podUID string) (*config, *incarnationLog) {
+			t.Helper()
+			cfg, err := parseConfig(append(args(kubeconfig, "web-5-a"), "--incarnation-file="+file), env(map[string]string{"POD_UID": podUID}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := newBackend(cfg, log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = b.Close() })
+			inc, err := openIncarnation(cfg, b, log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return cfg, inc
+		}
+		cfg, first := start(shipped, "uid-1")
+		gen, err := resolveGeneration(t.Context(), cfg, first, log)
+		if err != nil || gen != 5 {
+			t.Fatalf("first process: generation %d, %v; want 5", gen, err)
+		}
+		first.me.Generation = gen
+		first.record("lease-1")
+		if err := first.Close(); err != nil {
+			t.Fatal(err)
+		}
+
+		ports, err := freeport.Ports(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gone := kubetest.WriteKubeconfig(t, &rest.Config{Host: "http://127.0.0.1:" + strconv.Itoa(ports[0]), BearerToken: "x"})
+		cfg, again := start(gone, "uid-1")
+		var logs bytes.Buffer
+		gen, err = resolveGeneration(t.Context(), cfg, again, slog.New(slog.NewTextHandler(&logs, nil)))
+		if err != nil || gen != 5 {
+			t.Errorf("restarted process: generation %d, %v; want 5 from the incarnation file", gen, err)
+		}
+		if !strings.Contains(logs.String(), "previous sidecar process") {
+			t.Errorf("log %q does not say where the generation came from", logs.String())
+		}
+		if err := again.Close(); err != nil {
+			t.Fatal(err)
+		}
+
+		cfg, other := start(gone, "uid-2")
+		defer other.Close()
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		if gen, err := resolveGeneration(ctx, cfg, other, log); err == nil {
+			t.Errorf("another pod's record gave generation %d without the API server", gen)
+		}
+	})
 
 	t.Run("denied", func(t *testing.T) {
 		addr, contacts := countingListener(t)

@@ -106,9 +106,12 @@ func run(ctx context.Context, cfg *config, log *slog.Logger, outs *outputs, stdo
 	if err != nil {
 		return err
 	}
-	generation, err := resolveGeneration(ctx, cfg, log)
+	generation, err := resolveGeneration(ctx, cfg, inc, log)
 	if err != nil {
 		return err
+	}
+	if inc != nil {
+		inc.me.Generation = generation
 	}
 	ecfg := election.Config{
 		Election:   cfg.Election,

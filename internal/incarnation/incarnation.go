@@ -36,6 +36,10 @@ type Record struct {
 	// Handle names the candidacy for the backend (election.Reclaimer).
 	Handle string `json:"handle"`
 	PID    int    `json:"pid"`
+	// Generation is the generation the process published (0: none). A
+	// process restarted in the same pod reuses what --generation=auto read,
+	// so a restart does not depend on the API server.
+	Generation int64 `json:"generation,omitempty"`
 }
 
 // Same reports whether r was written by an earlier process of the candidate
