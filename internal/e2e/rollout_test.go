@@ -22,16 +22,25 @@ import (
 func rollout(t *testing.T, generations bool, victims [3]int) int {
 	t.Helper()
 	cluster := etcdtest.Single(t)
-	args := func(gen int) []string {
-		if !generations {
-			return etcdArgs(cluster.ClientURLs())
+	n := rolloutWith(t, victims, func(id string, gen int) *sidecartest.Process {
+		args := etcdArgs(cluster.ClientURLs())
+		if generations {
+			args = etcdArgs(cluster.ClientURLs(), "--generation", strconv.Itoa(gen))
 		}
-		return etcdArgs(cluster.ClientURLs(), "--generation", strconv.Itoa(gen))
-	}
+		return sidecartest.Start(t, bin, sidecartest.Options{ID: id, Args: args})
+	})
+	t.Logf("generations %v, old pods stopped in line order %v: %d leadership changes", generations, victims, n)
+	return n
+}
+
+// rolloutWith is rollout with the sidecars started by start: old pods
+// old-0..2 of generation 1, new pods new-0..2 of generation 2.
+func rolloutWith(t *testing.T, victims [3]int, start func(id string, gen int) *sidecartest.Process) int {
+	t.Helper()
 	var all []*sidecartest.Process
 	var old []*sidecartest.Process
 	for i := range 3 {
-		p := sidecartest.Start(t, bin, sidecartest.Options{ID: fmt.Sprintf("old-%d", i), Args: args(1)})
+		p := start(fmt.Sprintf("old-%d", i), 1)
 		if i == 0 {
 			p.WaitStatus("leadership", generous, func(s sidecartest.Status) bool { return s.IsLeader })
 		} else {
@@ -41,7 +50,7 @@ func rollout(t *testing.T, generations bool, victims [3]int) int {
 		all = append(all, p)
 	}
 	for step, v := range victims {
-		n := sidecartest.Start(t, bin, sidecartest.Options{ID: fmt.Sprintf("new-%d", step), Args: args(2)})
+		n := start(fmt.Sprintf("new-%d", step), 2)
 		all = append(all, n)
 		// Ready, as its /readyz (the chart's readiness probe) says.
 		n.WaitStatus("ready", generous, func(s sidecartest.Status) bool { return s.Ready })
@@ -68,7 +77,7 @@ func rollout(t *testing.T, generations bool, victims [3]int) int {
 	for _, p := range all {
 		terms += len(p.Intervals())
 	}
-	t.Logf("generations %v, old pods stopped in line order %v: %d leadership changes; %s leads", generations, victims, terms-1, leader.ID)
+	t.Logf("%s leads", leader.ID)
 	return terms - 1
 }
 

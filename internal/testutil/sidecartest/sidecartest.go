@@ -75,6 +75,7 @@ type Status struct {
 	AppHealth    string  `json:"app_health"`
 	NotStanding  string  `json:"not_standing"`
 	Switchover   bool    `json:"switchover"`
+	Generation   int64   `json:"generation"`
 }
 
 // Process is a running sidecar.
