@@ -16,4 +16,8 @@
 //
 // RBAC: see manifests/rbac.yaml (pods get/list/watch/patch, pods/status
 // patch, core v1 events create/patch, all in the pod's own namespace).
+//
+// ReadWorkloadRevision, apart from publishing, reads the revision of the
+// workload that controls a pod (the sidecar's --generation=auto); it needs
+// get on pods, and on replicasets and controllerrevisions in group apps.
 package kube
