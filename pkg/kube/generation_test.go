@@ -3,9 +3,12 @@ package kube_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
-	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,7 +23,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/leader-elector/leader-elector/internal/freeport"
 	"github.com/leader-elector/leader-elector/internal/testutil/kubetest"
 	"github.com/leader-elector/leader-elector/pkg/kube"
 )
@@ -265,23 +267,37 @@ func TestReadWorkloadRevision(t *testing.T) {
 		}
 	})
 
-	t.Run("unreachable API server is retried", func(t *testing.T) {
-		ports, err := freeport.Ports(1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		down, err := kubernetes.NewForConfig(&rest.Config{Host: "http://127.0.0.1:" + strconv.Itoa(ports[0])})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
-		defer cancel()
-		_, err = kube.ReadWorkloadRevision(ctx, down, ns, "web-new-a")
-		if err == nil || !strings.Contains(err.Error(), "connection refused") {
-			t.Errorf("got %v, want the last connection error", err)
-		}
-		if ctx.Err() == nil {
-			t.Errorf("gave up before the context ended: a transient failure must be retried")
+	// An API server answering 503 is asked again until the context ends;
+	// one that refuses (403) is asked once.
+	t.Run("unavailable API server is retried", func(t *testing.T) {
+		for _, tc := range []struct {
+			code    int
+			retried bool
+		}{{http.StatusServiceUnavailable, true}, {http.StatusForbidden, false}} {
+			var requests atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				requests.Add(1)
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(tc.code)
+				fmt.Fprintf(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","code":%d,"reason":%q}`, tc.code, http.StatusText(tc.code))
+			}))
+			client, err := kubernetes.NewForConfig(&rest.Config{Host: srv.URL})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
+			_, err = kube.ReadWorkloadRevision(ctx, client, ns, "web-new-a")
+			ended := ctx.Err() != nil
+			cancel()
+			srv.Close()
+			if err == nil {
+				t.Errorf("%d: no error", tc.code)
+			}
+			if n := requests.Load(); tc.retried && (n < 2 || !ended) {
+				t.Errorf("%d: %d requests, context ended %v: want tries until the context ends", tc.code, n, ended)
+			} else if !tc.retried && (n != 1 || ended) {
+				t.Errorf("%d: %d requests, context ended %v: want one try", tc.code, n, ended)
+			}
 		}
 	})
 }
