@@ -26,6 +26,13 @@ type Result struct {
 	Races            int // sidecar processes that reported a data race (violations)
 	Settled          time.Duration
 	SettleViolation  bool
+
+	// RestartToLeader: for each sidecar-restart of the leader, the time
+	// from the SIGKILL to the next claim of leadership by anyone.
+	RestartToLeader []time.Duration
+	Rollouts        []RolloutResult
+	GateOverlaps    int             // episodes with two pods' gate True (violations)
+	GateHandover    []time.Duration // gate fault → another pod's gate True
 }
 
 // Passed reports whether the trial found no violation.
@@ -96,6 +103,8 @@ func Check(rec *Record) Result {
 	checkWakes(rec, cs, &res)
 	checkTokens(rec, cs, &res)
 	checkRegister(rec, cs, &res)
+	checkOps(rec, cs, &res)
+	checkGate(rec, &res)
 	for _, r := range rec.Races {
 		res.Races++
 		res.violate("data race reported by the race detector in %s (see its log)", r)

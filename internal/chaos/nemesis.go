@@ -53,11 +53,13 @@ const (
 // Kinds lists every fault, in the order summaries print them.
 func Kinds() []Kind {
 	return []Kind{KillLeader, PauseShort, PauseLong, Blackhole, Delay, Reset, KillMember, KillRaftLeader, RedisRestart,
-		StallLog, HungMember, HungRaftLeader, RedisEvict, RedisDeny, RedlockLink, RedlockRollRestarts}
+		StallLog, HungMember, HungRaftLeader, RedisEvict, RedisDeny, RedlockLink, RedlockRollRestarts,
+		SidecarRestart, SidecarTwin, Rollout, GateFreeze, GateKill}
 }
 
 func kindsFor(backend string) []Kind {
-	common := []Kind{KillLeader, PauseShort, PauseLong, Blackhole, Delay, Reset, StallLog}
+	common := append([]Kind{KillLeader, PauseShort, PauseLong, Blackhole, Delay, Reset, StallLog}, opsKinds()...)
+	common = append(common, gateKinds()...)
 	switch backend {
 	case BackendEtcd:
 		return append(common, KillMember, KillRaftLeader, HungMember, HungRaftLeader)
@@ -90,7 +92,7 @@ func (f Fault) String() string {
 		fmt.Fprintf(&b, " delay=%v", f.Delay.Round(time.Millisecond))
 	}
 	switch f.Kind {
-	case Blackhole, Delay, Reset, StallLog:
+	case Blackhole, Delay, Reset, StallLog, SidecarRestart, SidecarTwin:
 		if f.AtLeader {
 			b.WriteString(" at=leader")
 		} else {
@@ -183,6 +185,7 @@ func newFault(rng *rand.Rand, k Kind, ttl time.Duration) Fault {
 		f.Hold = between(rng, 500*time.Millisecond, 2*ttl+2*time.Second)
 	default:
 		newRedisFault(rng, &f, ttl)
+		newOpsFault(rng, &f, ttl)
 	}
 	return f
 }

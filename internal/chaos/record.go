@@ -27,14 +27,23 @@ type Pause struct {
 // Run is one process of one candidate: a candidate killed and restarted
 // has several runs.
 type Run struct {
-	Identity  string
+	Identity string
+	// Pod is the pod the process ran in when it is not named Identity (a
+	// twin: the same --id in another pod, see ops.go).
+	Pod       string
 	Instance  int // 0 for the first process of Identity, then 1, 2, ...
 	History   []history.Entry
 	Intervals []history.Interval // closed at the process's exit, or at Record.End
 }
 
-// Name labels the run in reports, e.g. "b#1".
-func (r Run) Name() string { return fmt.Sprintf("%s#%d", r.Identity, r.Instance) }
+// Name labels the run in reports, e.g. "b#1", or "a@a-twin#0" for a process
+// with identity a in pod a-twin.
+func (r Run) Name() string {
+	if r.Pod != "" && r.Pod != r.Identity {
+		return fmt.Sprintf("%s@%s#%d", r.Identity, r.Pod, r.Instance)
+	}
+	return fmt.Sprintf("%s#%d", r.Identity, r.Instance)
+}
 
 // Write is one attempt of a client to write to the fenced register.
 type Write struct {
@@ -78,6 +87,17 @@ type Record struct {
 	RaftLeaderChanged bool
 	// Races names the runs whose race-enabled binary reported a data race.
 	Races []string
+
+	// Ops is what the operations nemeses did (ops.go).
+	Ops OpsRecord
+	// GateMode: the sidecars published a readiness gate (gate.go); Gate is
+	// every change of a pod's gate condition in the API server's order,
+	// GateFaults the pods the gate faults hit, GateSettled how long after
+	// the agreed leader the pods showed its gate alone (negative: never).
+	GateMode    bool
+	Gate        []GateObs
+	GateFaults  []GateFault
+	GateSettled time.Duration
 }
 
 func monoNow() int64 {

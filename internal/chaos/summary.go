@@ -3,6 +3,7 @@ package chaos
 import (
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -26,11 +27,23 @@ type Summary struct {
 	Races            int
 	settled          []time.Duration
 	FailedSeeds      []int64
+
+	// RolloutChanges lists, per backend, the leadership changes of each
+	// rollout that was its trial's only fault; RolloutChangesAll of every
+	// rollout.
+	RolloutChanges, RolloutChangesAll map[string][]int
+	// RestartToLeader lists, per backend, the time from a sidecar-restart's
+	// SIGKILL of the leader to the next claim.
+	RestartToLeader map[string][]time.Duration
+	GateTrials      int
+	GateOverlaps    int
+	GateHandover    []time.Duration
 }
 
 // NewSummary returns an empty summary.
 func NewSummary() *Summary {
-	return &Summary{Backends: map[string]int{}, Faults: map[Kind]int{}}
+	return &Summary{Backends: map[string]int{}, Faults: map[Kind]int{},
+		RolloutChanges: map[string][]int{}, RolloutChangesAll: map[string][]int{}, RestartToLeader: map[string][]time.Duration{}}
 }
 
 // Add counts one trial.
@@ -62,19 +75,51 @@ func (s *Summary) Add(o Outcome) {
 	if r.Settled >= 0 {
 		s.settled = append(s.settled, r.Settled)
 	}
+	b := o.Plan.Backend
+	for _, ro := range r.Rollouts {
+		s.RolloutChangesAll[b] = append(s.RolloutChangesAll[b], ro.Changes)
+		if ro.Alone {
+			s.RolloutChanges[b] = append(s.RolloutChanges[b], ro.Changes)
+		}
+	}
+	s.RestartToLeader[b] = append(s.RestartToLeader[b], r.RestartToLeader...)
+	if o.Plan.Gate() {
+		s.GateTrials++
+	}
+	s.GateOverlaps += r.GateOverlaps
+	s.GateHandover = append(s.GateHandover, r.GateHandover...)
 }
 
-// percentile returns the p-th percentile (nearest rank) of the times to an
-// agreed leader after the heal.
-func (s *Summary) percentile(p float64) time.Duration {
-	if len(s.settled) == 0 {
+// nearestRank returns the p-th percentile (nearest rank) of d.
+func nearestRank(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
 		return 0
 	}
-	d := slices.Clone(s.settled)
+	d = slices.Clone(d)
 	slices.Sort(d)
 	i := int(p*float64(len(d))+0.999999) - 1
 	return d[max(0, min(i, len(d)-1))]
 }
+
+// histogram prints counts as "1×4, 2×1" (value×times), or "none".
+func histogram(counts []int) string {
+	if len(counts) == 0 {
+		return "none"
+	}
+	by := map[int]int{}
+	for _, c := range counts {
+		by[c]++
+	}
+	var parts []string
+	for _, v := range slices.Sorted(maps.Keys(by)) {
+		parts = append(parts, fmt.Sprintf("%d×%d", v, by[v]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// percentile returns the p-th percentile (nearest rank) of the times to an
+// agreed leader after the heal.
+func (s *Summary) percentile(p float64) time.Duration { return nearestRank(s.settled, p) }
 
 // Write prints the summary as a table.
 func (s *Summary) Write(w io.Writer) error {
@@ -100,6 +145,23 @@ func (s *Summary) Write(w io.Writer) error {
 	row("sidecar processes reporting a data race", s.Races)
 	row("time to one leader after heal, p99", s.percentile(0.99).Round(time.Millisecond))
 	row("time to one leader after heal, max", s.percentile(1).Round(time.Millisecond))
+	for _, b := range Backends() {
+		if n := len(s.RolloutChangesAll[b]); n > 0 {
+			row("leadership changes per rollout, "+b, fmt.Sprintf("alone: %s; all %d: %s",
+				histogram(s.RolloutChanges[b]), n, histogram(s.RolloutChangesAll[b])))
+		}
+	}
+	for _, b := range Backends() {
+		if d := s.RestartToLeader[b]; len(d) > 0 {
+			row("leader's sidecar restarted → next claim, "+b, fmt.Sprintf("%d: p50 %v, max %v",
+				len(d), nearestRank(d, 0.5).Round(time.Millisecond), nearestRank(d, 1).Round(time.Millisecond)))
+		}
+	}
+	row("gate trials / pods with the gate True at once", fmt.Sprintf("%d / %d", s.GateTrials, s.GateOverlaps))
+	if len(s.GateHandover) > 0 {
+		row("gate fault → successor's gate True", fmt.Sprintf("p50 %v, max %v",
+			nearestRank(s.GateHandover, 0.5).Round(time.Millisecond), nearestRank(s.GateHandover, 1).Round(time.Millisecond)))
+	}
 	if len(s.FailedSeeds) > 0 {
 		row("failed seeds", fmt.Sprint(s.FailedSeeds))
 	}

@@ -5,13 +5,16 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/leader-elector/leader-elector/internal/testutil/etcdproc"
@@ -44,10 +47,15 @@ type Outcome struct {
 	FailureDir string
 }
 
-// slot is one candidate: its identity, its proxies to the backend, and
-// the processes that ran as it.
+// slot is one candidate, as one pod: its identity, its proxies to the
+// backend, and the processes that ran as it (a killed sidecar is restarted
+// in the same slot, as the kubelet restarts a container in its pod).
 type slot struct {
-	id       string
+	id string
+	// pod names the pod (its Pod object in gate mode, its incarnation file
+	// and --pod-uid); it equals id except for a twin (ops.go).
+	pod      string
+	gen      int64 // --generation
 	args     []string
 	proxies  []*tcpproxy.Proxy
 	procs    []*sidecartest.Process
@@ -55,26 +63,45 @@ type slot struct {
 	killed   bool
 	paused   bool
 	pausedAt int64
+	// retired: the pod was stopped for good (a rollout replaced it, a twin
+	// went away); it is no candidate any more, but its runs are checked.
+	retired bool
 }
 
 func (s *slot) proc() *sidecartest.Process { return s.procs[len(s.procs)-1] }
-func (s *slot) run() string                { return fmt.Sprintf("%s#%d", s.id, len(s.procs)-1) }
+func (s *slot) run() string {
+	return Run{Identity: s.id, Pod: s.pod, Instance: len(s.procs) - 1}.Name()
+}
 
 type trial struct {
-	t       testing.TB
-	bin     string
-	plan    Plan
-	ttl     time.Duration
-	cluster *etcdproc.Cluster
-	redis   []*redistest.Server
-	kube    *rest.Config // the API server of BackendKubernetes, as an administrator
-	slots   []*slot
-	reg     *Register
-	rec     *Record
+	t          testing.TB
+	bin        string
+	plan       Plan
+	ttl        time.Duration
+	cluster    *etcdproc.Cluster
+	redis      []*redistest.Server
+	kube       *rest.Config // the API server (envtest), as an administrator
+	kubeNS     string       // the namespace of the Lease and the Pod objects
+	kubeClient kubernetes.Interface
+	slots      []*slot
+	reg        *Register
+	rec        *Record
 
 	raftLeaderStopped bool
 	// redisHeals undo Redis faults still in place (see redis.go).
 	redisHeals []func()
+
+	// targets are the backend's addresses and base the sidecars' flags up
+	// to the last one, which names the targets (newSlot).
+	targets, base []string
+	incDir        string // the pods' "emptyDir"s for --incarnation-file
+	retired       []*slot
+	generation    int64 // the workload's current --generation (rollouts raise it)
+	gate          *gateWatch
+	// clientCtx, clients and hc run the slots' application clients.
+	clientCtx context.Context
+	clients   *sync.WaitGroup
+	hc        *http.Client
 }
 
 // RunTrial runs plan with three sidecars built as bin and a lease TTL of
@@ -83,22 +110,17 @@ type trial struct {
 // fails t.
 func RunTrial(t testing.TB, bin string, plan Plan, ttl time.Duration, failureRoot string) Outcome {
 	t.Helper()
-	tr := &trial{t: t, bin: bin, plan: plan, ttl: ttl, reg: &Register{}}
+	tr := &trial{t: t, bin: bin, plan: plan, ttl: ttl, reg: &Register{}, generation: 1, incDir: t.TempDir()}
 	tr.rec = &Record{
 		Seed: plan.Seed, Backend: plan.Backend, TTL: ttl,
 		Validity:  time.Duration(float64(ttl)*(1-election.DefaultDrift)) - election.DefaultMargin,
 		WakeGrace: wakeGrace,
 	}
-	tr.setUp()
-
 	ctx, stopClients := context.WithCancel(context.Background())
 	hc := &http.Client{Timeout: 500 * time.Millisecond, Transport: &http.Transport{}}
 	var wg sync.WaitGroup
-	for _, s := range tr.slots {
-		s.client = newClient(s.id, tr.reg, hc)
-		s.client.setURL(s.proc().URL)
-		wg.Go(func() { s.client.run(ctx) })
-	}
+	tr.clientCtx, tr.clients, tr.hc = ctx, &wg, hc
+	tr.setUp()
 	stopped := false
 	stop := func() {
 		if !stopped {
@@ -120,12 +142,13 @@ func RunTrial(t testing.TB, bin string, plan Plan, ttl time.Duration, failureRoo
 	tr.healAll()
 	tr.rec.Heal = monoNow()
 	healed := time.Now()
-	_, st, ok := tr.waitAgreed(settleTimeout)
+	final, st, ok := tr.waitAgreed(settleTimeout)
 	tr.rec.Settled = -1
 	if ok {
 		tr.rec.Settled = time.Since(healed)
 		tr.waitWrite(st.FencingToken)
 	}
+	tr.settleGate(final)
 	stop()
 	tr.rec.End = monoNow()
 	if tr.cluster != nil {
@@ -159,61 +182,79 @@ func (tr *trial) event(action, target, detail string) {
 // the sidecars.
 func (tr *trial) setUp() {
 	t := tr.t
-	var targets []string
-	var base []string
 	ttlFlag := fmt.Sprintf("%ds", int(tr.ttl/time.Second))
 	switch tr.plan.Backend {
 	case BackendEtcd:
 		tr.cluster = etcdproc.Start(t, 3)
 		for _, u := range tr.cluster.ClientURLs() {
-			targets = append(targets, strings.TrimPrefix(u, "http://"))
+			tr.targets = append(tr.targets, strings.TrimPrefix(u, "http://"))
 		}
-		base = []string{"--backend", "etcd", "--election", "chaos", "--ttl", ttlFlag, "--etcd-dial-timeout", "1s", "--etcd-endpoints"}
+		tr.base = []string{"--backend", "etcd", "--election", "chaos", "--ttl", ttlFlag, "--etcd-dial-timeout", "1s", "--etcd-endpoints"}
 	case BackendRedis, BackendRedlock:
 		n := 1
 		if tr.plan.Backend == BackendRedlock {
 			n = 3
 		}
 		tr.redis = redistest.StartN(t, n)
-		targets = redistest.Addrs(tr.redis)
-		base = []string{"--backend", "redis", "--election", "chaos", "--ttl", ttlFlag, "--redis-addr"}
+		tr.targets = redistest.Addrs(tr.redis)
+		tr.base = []string{"--backend", "redis", "--election", "chaos", "--ttl", ttlFlag, "--redis-addr"}
 	case BackendKubernetes:
-		env := kubetest.Start(t)
-		ns := env.Namespace(t)
-		u, err := url.Parse(env.Config.Host)
+		tr.startKube()
+		u, err := url.Parse(tr.kube.Host)
 		if err != nil {
 			t.Fatal(err)
 		}
-		tr.kube = env.Config
-		targets = []string{u.Host}
-		base = []string{"--backend", "kubernetes", "--election", "chaos", "--ttl", ttlFlag, "--lease-namespace", ns, "--kubeconfig"}
+		tr.targets = []string{u.Host}
+		tr.base = []string{"--backend", "kubernetes", "--election", "chaos", "--ttl", ttlFlag, "--lease-namespace", tr.kubeNS, "--kubeconfig"}
 	default:
 		t.Fatalf("unknown backend %q", tr.plan.Backend)
 	}
-	for i, id := range []string{"a", "b", "c"} {
-		s := &slot{id: id}
-		mine := targets
-		if tr.plan.Backend == BackendEtcd && tr.plan.OneMember {
-			mine = targets[i%len(targets) : i%len(targets)+1]
-		}
-		var addrs []string
-		for _, target := range mine {
-			p := tcpproxy.Start(t, target)
-			s.proxies = append(s.proxies, p)
-			addrs = append(addrs, p.Addr())
-		}
-		last := strings.Join(addrs, ",")
-		if tr.kube != nil {
-			// The API server through this sidecar's proxy; its serving
-			// certificate is valid for 127.0.0.1.
-			cfg := rest.CopyConfig(tr.kube)
-			cfg.Host = "https://" + addrs[0]
-			last = kubetest.WriteKubeconfig(t, cfg)
-		}
-		s.args = append(slices.Clone(base), last)
-		s.procs = append(s.procs, sidecartest.Start(t, tr.bin, sidecartest.Options{ID: id, Args: s.args}))
-		tr.slots = append(tr.slots, s)
+	if tr.plan.Gate() {
+		tr.startGate()
+		tr.rec.GateMode = true
 	}
+	for i, id := range []string{"a", "b", "c"} {
+		tr.slots = append(tr.slots, tr.newSlot(i, id, id, tr.generation))
+	}
+}
+
+// newSlot starts a candidate as pod pod with identity id: its proxies to
+// the backend (the i-th one's member only, in the one-member topology),
+// its sidecar and its application client. Every sidecar runs with its
+// pod's --incarnation-file and --pod-uid, as the chart runs it, and with
+// --generation gen.
+func (tr *trial) newSlot(i int, id, pod string, gen int64) *slot {
+	t := tr.t
+	s := &slot{id: id, pod: pod, gen: gen}
+	mine := tr.targets
+	if tr.plan.Backend == BackendEtcd && tr.plan.OneMember {
+		mine = tr.targets[i%len(tr.targets) : i%len(tr.targets)+1]
+	}
+	var addrs []string
+	for _, target := range mine {
+		p := tcpproxy.Start(t, target)
+		s.proxies = append(s.proxies, p)
+		addrs = append(addrs, p.Addr())
+	}
+	last := strings.Join(addrs, ",")
+	if tr.plan.Backend == BackendKubernetes {
+		// The API server through this sidecar's proxy; its serving
+		// certificate is valid for 127.0.0.1.
+		cfg := rest.CopyConfig(tr.kube)
+		cfg.Host = "https://" + addrs[0]
+		last = kubetest.WriteKubeconfig(t, cfg)
+	}
+	s.args = append(slices.Clone(tr.base), last,
+		"--incarnation-file", filepath.Join(tr.incDir, pod+".incarnation"), "--pod-uid", "uid-"+pod,
+		"--generation", strconv.FormatInt(gen, 10))
+	if tr.gate != nil {
+		s.args = append(s.args, tr.gate.args(tr, pod)...)
+	}
+	s.procs = append(s.procs, sidecartest.Start(t, tr.bin, sidecartest.Options{ID: id, Args: s.args}))
+	s.client = newClient(s.id, tr.reg, tr.hc)
+	s.client.setURL(s.proc().URL)
+	tr.clients.Go(func() { s.client.run(tr.clientCtx) })
+	return s
 }
 
 // waitAgreed polls until exactly one live sidecar claims leadership and
@@ -438,6 +479,9 @@ func (tr *trial) fault(f Fault, leader *slot, followers []*slot, signalled map[*
 				tr.restartRedis(srv)
 			}
 	}
+	if inject, heal, ok := tr.opsFault(f, leader, signalled); ok {
+		return inject, heal
+	}
 	if inject, heal, ok := tr.redisFault(f, leader, followers); ok {
 		return inject, heal
 	}
@@ -446,7 +490,7 @@ func (tr *trial) fault(f Fault, leader *slot, followers []*slot, signalled map[*
 }
 
 func (tr *trial) kill(s *slot) {
-	if s.killed {
+	if s.killed || s.retired {
 		return
 	}
 	s.client.setURL("")
@@ -462,7 +506,7 @@ func (tr *trial) kill(s *slot) {
 }
 
 func (tr *trial) restart(s *slot) {
-	if !s.killed {
+	if !s.killed || s.retired {
 		return
 	}
 	s.procs = append(s.procs, sidecartest.Start(tr.t, tr.bin, sidecartest.Options{ID: s.id, Args: s.args}))
@@ -474,7 +518,7 @@ func (tr *trial) restart(s *slot) {
 // pause freezes the pod: its client stops between a poll and a write,
 // then the sidecar is stopped.
 func (tr *trial) pause(s *slot, why string) {
-	if s.killed || s.paused {
+	if s.killed || s.paused || s.retired {
 		return
 	}
 	s.client.freeze(time.Second)
@@ -551,11 +595,12 @@ func (tr *trial) healAll() {
 
 // collect reads every process's history into the record.
 func (tr *trial) collect() {
-	for _, s := range tr.slots {
+	for _, s := range tr.all() {
 		for i, p := range s.procs {
-			tr.rec.Runs = append(tr.rec.Runs, Run{Identity: s.id, Instance: i, History: p.ReadHistory(), Intervals: p.Intervals()})
+			tr.rec.Runs = append(tr.rec.Runs, Run{Identity: s.id, Pod: s.pod, Instance: i, History: p.ReadHistory(), Intervals: p.Intervals()})
 		}
 	}
+	tr.collectOps()
 	tr.rec.Writes = tr.reg.Log()
 	for name, log := range tr.logs() {
 		if strings.Contains(log, "WARNING: DATA RACE") {
@@ -568,9 +613,9 @@ func (tr *trial) collect() {
 
 func (tr *trial) logs() map[string]string {
 	out := map[string]string{}
-	for _, s := range tr.slots {
+	for _, s := range tr.all() {
 		for i, p := range s.procs {
-			out[fmt.Sprintf("%s#%d", s.id, i)] = p.Log()
+			out[Run{Identity: s.id, Pod: s.pod, Instance: i}.Name()] = p.Log()
 		}
 	}
 	return out
