@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -162,6 +163,15 @@ func RunTrial(t testing.TB, bin string, plan Plan, ttl time.Duration, failureRoo
 	tr.collect()
 
 	out := Outcome{Plan: plan, Record: tr.rec, Result: Check(tr.rec)}
+	if out.Result.Passed() && os.Getenv("CHAOS_DUMP") != "" {
+		// Kept on request, to read what a passing trial did.
+		dir, err := Dump(failureRoot, plan, tr.rec, out.Result, tr.logs())
+		if err != nil {
+			t.Errorf("write trial report: %v", err)
+		}
+		out.FailureDir = dir
+		t.Logf("CHAOS_DUMP: histories, logs and timeline in %s", dir)
+	}
 	if !out.Result.Passed() {
 		dir, err := Dump(failureRoot, plan, tr.rec, out.Result, tr.logs())
 		if err != nil {

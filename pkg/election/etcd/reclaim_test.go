@@ -115,3 +115,60 @@ func TestReclaimRefusesALeaseWithOtherKeys(t *testing.T) {
 		t.Fatalf("the other key is gone (%v, %v)", resp, err)
 	}
 }
+
+// A candidate that publishes its generation (a rolling update's --generation)
+// carries its generation key on the same lease as its election key; the
+// restarted process still releases that lease (found by the chaos suite's
+// sidecar-restart nemesis: the restart used to cost a TTL).
+func TestReclaimReleasesALeaseWithItsGeneration(t *testing.T) {
+	cluster := etcdtest.Single(t)
+	urls := cluster.ClientURLs()
+	const long = 60 * time.Second
+	crashed := reclaimBackend(t, urls, "reclaim", "a", long)
+	cand, _, err := crashed.Candidate(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cand.Campaign(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	handle := crashed.Handle(cand)
+	// WaitNewer publishes the generation on the candidacy's lease, then
+	// waits (here for ever: nobody newer joins) until ctx ends.
+	ctx, cancel := context.WithCancel(t.Context())
+	published := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- crashed.WaitNewer(ctx, cand, 1, func() { close(published) }) }()
+	select {
+	case <-published:
+	case err := <-done:
+		t.Fatalf("WaitNewer: %v", err)
+	case <-time.After(wait):
+		t.Fatal("the generation was not published")
+	}
+	cancel()
+	<-done
+
+	admin, err := clientv3.New(clientv3.Config{Endpoints: urls, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = admin.Close() })
+	id, err := strconv.ParseInt(handle, 16, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithTimeout(t.Context(), wait)
+	defer rcancel()
+	before, err := admin.TimeToLive(rctx, clientv3.LeaseID(id), clientv3.WithAttachedKeys())
+	if err != nil || len(before.Keys) != 2 {
+		t.Fatalf("the lease carries %d keys (%v), want the election key and the generation key", len(before.Keys), err)
+	}
+	if err := reclaimBackend(t, urls, "reclaim", "a", long).Reclaim(rctx, handle); err != nil {
+		t.Fatalf("Reclaim: %v", err)
+	}
+	after, err := admin.TimeToLive(rctx, clientv3.LeaseID(id))
+	if err != nil || after.TTL > 0 {
+		t.Fatalf("after Reclaim the lease still has TTL %d (%v), want it revoked", after.TTL, err)
+	}
+}
