@@ -50,6 +50,9 @@ func WriteTimeline(w io.Writer, plan Plan, rec *Record) error {
 			lines = append(lines, line{wr.At, fmt.Sprintf("      register: accepted write by %s token %d (held=%t)", wr.Writer, wr.Token, wr.Held)})
 		}
 	}
+	for _, g := range rec.Gate {
+		lines = append(lines, line{g.Mono, fmt.Sprintf("      gate: pod %s condition True=%t (resourceVersion %s)", g.Pod, g.True, g.RV)})
+	}
 	lines = append(lines, line{rec.Heal, "***** all faults healed"})
 	slices.SortStableFunc(lines, func(a, b line) int { return cmpInt(a.mono, b.mono) })
 	if _, err := fmt.Fprintf(w, "# %v\n# ttl=%v validity=%v wake-grace=%v settled=%v bound=%v raft-leader-changed=%t\n",
