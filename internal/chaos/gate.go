@@ -39,8 +39,7 @@ import (
 // pod never overlaps with the successor's. And once one leader is agreed on
 // after the heal, the pods must come to show that leader's True alone
 // within gateSettleTimeout.
-func gateKinds() []Kind { return []Kind{GateFreeze, GateKill} }
-
+//
 // The readiness-gate faults.
 const (
 	GateFreeze Kind = "gate-freeze" // in gate mode: SIGSTOP the leader past its deadline
@@ -56,7 +55,7 @@ const gateSettleTimeout = 15 * time.Second
 
 // Gate reports whether the plan runs its sidecars in readiness mode gate.
 func (p Plan) Gate() bool {
-	for _, f := range p.Faults {
+	for _, f := range p.Faults() {
 		if f.Kind == GateFreeze || f.Kind == GateKill {
 			return true
 		}

@@ -37,9 +37,8 @@ import (
 // Every sidecar of every trial runs with an --incarnation-file and a
 // --pod-uid of its pod and with --generation (1 until a rollout), as the
 // chart runs it, so kill-leader's restarts release their predecessors too.
-func opsKinds() []Kind { return []Kind{SidecarRestart, SidecarTwin, Rollout} }
-
-// The operations nemeses and the readiness-gate ones (gate.go).
+//
+// The operations nemeses.
 const (
 	SidecarRestart Kind = "sidecar-restart" // SIGKILL a sidecar and restart it at once in its pod
 	SidecarTwin    Kind = "sidecar-twin"    // a second process with the same --id in another pod
@@ -72,7 +71,7 @@ type Restart struct {
 type RolloutMark struct {
 	Start, End int64 // the first new pod started; one leader agreed on after the last old pod stopped
 	Generation int64 // of the new pods
-	// Alone: no other fault was planned in the trial, so the leadership
+	// Alone: no other fault was planned in its round, so the leadership
 	// changes are the rollout's own.
 	Alone bool
 	// Stuck names a new pod that never became ready (the rollout went on).
@@ -85,83 +84,44 @@ type OpsRecord struct {
 	Rollouts []RolloutMark
 }
 
-// opsFault resolves the operations and gate faults; ok is false for any
-// other kind.
-func (tr *trial) opsFault(f Fault, leader *slot, signalled map[*slot]bool) (inject, heal func(), ok bool) {
-	nothing := func() {}
-	switch f.Kind {
-	case SidecarRestart:
-		return func() { tr.restartNow(tr.opsTarget(f, leader), false) }, nothing, true
-	case SidecarTwin:
-		var twin *slot
-		return func() { twin = tr.startTwin(tr.opsTarget(f, leader)) }, func() {
-			if twin != nil {
-				tr.retire(twin, "stop-twin")
-			}
-		}, true
-	case Rollout:
-		return func() { tr.rollout(f) }, nothing, true
-	case GateFreeze, GateKill:
-		// The leader when the fault starts, unless another signal fault
-		// already took it.
-		var s *slot
-		pick := func() *slot {
-			s = tr.leaderNow(leader)
-			if signalled[s] {
-				s = tr.follower(s, f.Pick)
-			}
-			signalled[s] = true
+// The resolve functions of the operations and gate nemeses (see nemeses).
+
+// sidecarRestart: SIGKILL the leader or a follower and restart it at once.
+func (tr *trial) sidecarRestart(f Fault, at *targets) (inject, heal func()) {
+	s := at.link(f)
+	return func() { tr.restartNow(s, false) }, func() {}
+}
+
+// sidecarTwin: a twin of the leader or a follower, stopped at the heal.
+func (tr *trial) sidecarTwin(f Fault, at *targets) (inject, heal func()) {
+	of := at.link(f)
+	var twin *slot
+	return func() { twin = tr.startTwin(of) }, func() {
+		if twin != nil {
+			tr.retire(twin, "stop-twin")
+		}
+	}
+}
+
+// rolloutFault: the rollout is done when its injection returns.
+func (tr *trial) rolloutFault(f Fault, _ *targets) (inject, heal func()) {
+	return func() { tr.rollout(f) }, func() {}
+}
+
+// gateFault: freeze or kill the leader (a follower if another signal fault
+// of the round took it) in a gate trial.
+func (tr *trial) gateFault(f Fault, at *targets) (inject, heal func()) {
+	s := at.signal(f)
+	if f.Kind == GateFreeze {
+		return func() {
 			tr.gateTarget(s)
-			return s
-		}
-		if f.Kind == GateFreeze {
-			return func() { tr.pause(pick(), string(f.Kind)) }, func() { tr.resume(s) }, true
-		}
-		return func() { tr.kill(pick()) }, func() { tr.restart(s) }, true
+			tr.pause(s, string(f.Kind))
+		}, func() { tr.resume(s) }
 	}
-	return nil, nil, false
-}
-
-// leaderNow returns the active sidecar that says it leads, or fallback if
-// it is still active and none does, or else the first active one.
-func (tr *trial) leaderNow(fallback *slot) *slot {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	for _, s := range tr.slots {
-		if s.killed || s.paused || s.proc().Exited() {
-			continue
-		}
-		if st, err := s.proc().Status(ctx); err == nil && st.IsLeader {
-			return s
-		}
-	}
-	if fallback != nil && !fallback.retired {
-		return fallback
-	}
-	return tr.slots[0]
-}
-
-// follower picks an active slot other than not.
-func (tr *trial) follower(not *slot, pick int) *slot {
-	var fs []*slot
-	for _, s := range tr.slots {
-		if s != not {
-			fs = append(fs, s)
-		}
-	}
-	if len(fs) == 0 {
-		return not
-	}
-	return fs[pick%len(fs)]
-}
-
-// opsTarget is the leader (f.AtLeader) or a follower when the fault starts.
-func (tr *trial) opsTarget(f Fault, leader *slot) *slot {
-	l := tr.leaderNow(leader)
-	if f.AtLeader {
-		return l
-	}
-	return tr.follower(l, f.Pick)
+	return func() {
+		tr.gateTarget(s)
+		tr.kill(s)
+	}, func() { tr.restart(s) }
 }
 
 // restartNow SIGKILLs s's sidecar and starts it again at once with the
@@ -254,7 +214,7 @@ func (tr *trial) rollout(f Fault) {
 		}
 	}
 	tr.generation++
-	mark := RolloutMark{Start: monoNow(), Generation: tr.generation, Alone: len(tr.plan.Faults) == 1}
+	mark := RolloutMark{Start: monoNow(), Generation: tr.generation, Alone: tr.roundFaults == 1}
 	tr.event("rollout", "all", fmt.Sprintf("generation %d", tr.generation))
 	order := rolloutOrders[f.Pick%len(rolloutOrders)]
 	for step, i := range order {
@@ -270,17 +230,9 @@ func (tr *trial) rollout(f Fault) {
 		}
 		tr.retire(old[i], "stop-old-pod")
 	}
-	tr.waitAgreed(settleTimeout)
+	tr.waitAgreed(settleTimeout, nil)
 	mark.End = monoNow()
 	tr.rec.Ops.Rollouts = append(tr.rec.Ops.Rollouts, mark)
-}
-
-// collectOps is a no-op hook kept for symmetry with the gate's record: the
-// operations marks are written into the record as they happen.
-func (tr *trial) collectOps() {
-	if tr.gate != nil {
-		tr.rec.Gate = tr.gate.record()
-	}
 }
 
 // checkOps derives the figures of the operations nemeses and checks their

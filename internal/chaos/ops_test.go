@@ -19,19 +19,22 @@ var replaySeeds = []struct {
 	kind    Kind
 	backend string
 }{
-	{64, SidecarRestart, BackendEtcd},
-	{47, SidecarTwin, BackendEtcd},
-	{134, Rollout, BackendEtcd},
-	{16, GateFreeze, BackendKubernetes},
-	{22, GateKill, BackendEtcd},
+	{180, SidecarRestart, BackendEtcd},
+	{238, SidecarTwin, BackendEtcd},
+	{300, Rollout, BackendEtcd},
+	{106, GateFreeze, BackendKubernetes},
+	{103, GateKill, BackendEtcd},
 }
+
+// replayShape is the short suite's shape: the seeds above are for it.
+var replayShape = Shape{Rounds: ciRounds, Handovers: ciHandovers}
 
 // The replay seeds still select what they are meant to: a change to NewPlan
 // that moves them fails here, not silently.
 func TestReplaySeedsHoldTheirKinds(t *testing.T) {
 	for _, r := range replaySeeds {
-		p := NewPlan(r.seed, ttl)
-		if p.Backend != r.backend || !slices.ContainsFunc(p.Faults, func(f Fault) bool { return f.Kind == r.kind }) {
+		p := NewPlan(r.seed, ttl, replayShape)
+		if p.Backend != r.backend || !slices.ContainsFunc(p.Faults(), func(f Fault) bool { return f.Kind == r.kind }) {
 			t.Errorf("seed %d plans %v, want %s on %s: pick new replay seeds", r.seed, p, r.kind, r.backend)
 		}
 	}
@@ -45,12 +48,12 @@ func TestChaosReplays(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range replaySeeds {
-		plan := NewPlan(r.seed, ttl)
+		plan := NewPlan(r.seed, ttl, replayShape)
 		t.Run(fmt.Sprintf("%s/seed=%d", r.kind, r.seed), func(t *testing.T) {
 			out := RunTrial(t, bin, plan, ttl, os.Getenv("CHAOS_FAILURE_DIR"))
 			res := out.Result
 			t.Logf("%v: settled in %v; restart → next claim %v; rollouts %+v; gate handover %v, gate settled %v",
-				plan, res.Settled.Round(time.Millisecond), res.RestartToLeader, res.Rollouts, res.GateHandover, out.Record.GateSettled)
+				plan, roundDurations(res.Settled), res.RestartToLeader, res.Rollouts, res.GateHandover, out.Record.GateSettled)
 		})
 	}
 }
