@@ -8,11 +8,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
 	"github.com/leader-elector/leader-elector/internal/testutil/etcdtest"
 	"github.com/leader-elector/leader-elector/internal/testutil/sidecartest"
 )
 
 func TestMain(m *testing.M) {
+	// controller-runtime's delegating logger (envtest) complains after 30 s
+	// when no logger was set.
+	ctrllog.SetLogger(logr.Discard())
 	etcdtest.VerifyTestMain(m)
 }
 
