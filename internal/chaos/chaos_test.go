@@ -24,9 +24,10 @@ func TestMain(m *testing.M) {
 
 // The short CI form, run by `go test` without CHAOS_TRIALS, CHAOS_TERMS
 // or CHAOS_DURATION: enough to hit every fault and backend now and then,
-// inside a few minutes with -race on two cores.
+// inside a few minutes with -race on two cores. TestChaosReplays runs five
+// more trials (one per operations and gate nemesis) next to these.
 const (
-	ciTrials    = 30
+	ciTrials    = 25
 	ciRounds    = 1
 	ciHandovers = 3
 )
