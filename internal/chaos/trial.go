@@ -88,8 +88,8 @@ type trial struct {
 // RunTrial runs plan with three sidecars built as bin and a lease TTL of
 // ttl, checks what they recorded, and on any violation writes the
 // histories and a timeline under failureRoot (chaos-failure-<seed>) and
-// fails t.
-func RunTrial(t testing.TB, bin string, plan Plan, ttl time.Duration, failureRoot string) Outcome {
+// fails t. With keep it writes them for a trial that passed too.
+func RunTrial(t testing.TB, bin string, plan Plan, ttl time.Duration, failureRoot string, keep bool) Outcome {
 	t.Helper()
 	tr := &trial{t: t, bin: bin, plan: plan, ttl: ttl, reg: &Register{}}
 	tr.rec = &Record{
@@ -134,6 +134,13 @@ func RunTrial(t testing.TB, bin string, plan Plan, ttl time.Duration, failureRoo
 	tr.collect()
 
 	out := Outcome{Plan: plan, Record: tr.rec, Result: Check(tr.rec)}
+	if out.Result.Passed() && keep {
+		dir, err := Dump(failureRoot, plan, tr.rec, out.Result, tr.logs())
+		if err != nil {
+			t.Errorf("write the trial's evidence: %v", err)
+		}
+		out.FailureDir = dir
+	}
 	if !out.Result.Passed() {
 		dir, err := Dump(failureRoot, plan, tr.rec, out.Result, tr.logs())
 		if err != nil {
