@@ -155,7 +155,7 @@ func RunTrial(t testing.TB, bin string, plan Plan, ttl time.Duration, failureRoo
 
 // ReplayCommand is the command that runs plan again.
 func ReplayCommand(p Plan) string {
-	return fmt.Sprintf("CHAOS_SEED=%d CHAOS_TRIALS=1 CHAOS_ROUNDS=%d CHAOS_HANDOVERS=%d make chaos",
+	return fmt.Sprintf("make chaos TRIALS=1 CHAOS_SEED=%d CHAOS_ROUNDS=%d CHAOS_HANDOVERS=%d",
 		p.Seed, p.Shape.Rounds, p.Shape.Handovers)
 }
 

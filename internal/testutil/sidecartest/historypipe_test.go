@@ -102,4 +102,17 @@ func TestHistoryPipe(t *testing.T) {
 	if b := h.breakLines(); len(b) != 1 || b[0] != 1+n {
 		t.Fatalf("breaks at %v, want [%d]", b, 1+n)
 	}
+
+	// A process that exits while its history is stalled lost what it held:
+	// a break at the end of what reached the pipe, once that is copied.
+	h.setStalled(true)
+	if err := write("last"); err != nil {
+		t.Fatal(err)
+	}
+	h.exited()
+	h.setStalled(false)
+	waitFor(t, "the last line", func() bool { return strings.HasSuffix(copied(), "after\nlast\n") })
+	if b := h.breakLines(); len(b) != 2 || b[1] != 1+n+2 {
+		t.Fatalf("breaks at %v, want [%d %d]", b, 1+n, 1+n+2)
+	}
 }
