@@ -31,8 +31,8 @@ type historyPipe struct {
 	// lostAtExit: the process exited while the pipe was stalled, so the
 	// entries it still held in memory never reached the pipe.
 	lostAtExit bool
-	done   chan struct{}
-	wg     sync.WaitGroup
+	done       chan struct{}
+	wg         sync.WaitGroup
 }
 
 // pipeSize is the pipe's capacity: one page, so a stall blocks the
