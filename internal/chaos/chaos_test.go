@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,6 +31,7 @@ const (
 	ciTrials    = 25
 	ciRounds    = 1
 	ciHandovers = 3
+	ciParallel  = 2
 )
 
 const ttl = 2 * time.Second
@@ -54,7 +56,12 @@ func envInt64(t *testing.T, name string, def int64) int64 {
 // CHAOS_TRIALS trials have run, CHAOS_TERMS terms have been checked, or
 // CHAOS_DURATION (a Go duration) has passed, whichever comes first; with
 // none of the three set, ciTrials trials. A failing trial prints its replay
-// command; CHAOS_SUMMARY names a file to write the summary table to.
+// command; CHAOS_SUMMARY names a file to write the summary table to;
+// CHAOS_KEEP=1 keeps every trial's histories and timeline, not only a failed
+// one's (in CHAOS_FAILURE_DIR, default $TMPDIR); CHAOS_PARALLEL=N runs N
+// trials at a time (default ciParallel; a trial's wall time is mostly the sidecars'
+// hold-off after a resignation, one TTL, so a few at once use the machine
+// better without changing any plan).
 func TestChaos(t *testing.T) {
 	trials := envInt64(t, "CHAOS_TRIALS", 0)
 	terms := envInt64(t, "CHAOS_TERMS", 0)
@@ -83,22 +90,51 @@ func TestChaos(t *testing.T) {
 	}
 	t.Logf("seeds from %d, %d rounds of %d handovers a trial; until %d trials, %d terms or %v (0: no limit)",
 		seed, shape.Rounds, shape.Handovers, trials, terms, duration)
+	parallel := int(envInt64(t, "CHAOS_PARALLEL", ciParallel))
+	if parallel < 1 {
+		t.Fatalf("CHAOS_PARALLEL=%d: want at least 1", parallel)
+	}
 	sum := NewSummary()
 	start := time.Now()
+	// Workers take the next seed while no limit is reached; each trial is
+	// a subtest (t.Run may be called from several goroutines at once).
+	var mu sync.Mutex
 	var i int64
-	for ; (trials == 0 || i < trials) && (terms == 0 || int64(sum.Terms) < terms) && (duration == 0 || time.Since(start) < duration); i++ {
-		plan := NewPlan(seed+i, ttl, shape)
-		t.Run(fmt.Sprintf("seed=%d", plan.Seed), func(t *testing.T) {
-			began := time.Now()
-			out := RunTrial(t, bin, plan, ttl, os.Getenv("CHAOS_FAILURE_DIR"))
-			sum.Add(out)
-			r := out.Result
-			t.Logf("%v: %d terms, settled %v, handovers p50 %v, %d writes accepted, %d stale rejected, %d stale wakes; %v; total %d terms in %v",
-				plan, r.Terms, roundDurations(r.Settled), percentile(r.Handovers, 0.5).Round(time.Millisecond),
-				r.Accepted, r.Rejected, r.StaleWakes, time.Since(began).Round(100*time.Millisecond),
-				sum.Terms, time.Since(start).Round(time.Second))
+	next := func() (int64, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if (trials > 0 && i >= trials) || (terms > 0 && int64(sum.Terms) >= terms) || (duration > 0 && time.Since(start) >= duration) {
+			return 0, false
+		}
+		i++
+		return seed + i - 1, true
+	}
+	var wg sync.WaitGroup
+	for range parallel {
+		wg.Go(func() {
+			for {
+				s, ok := next()
+				if !ok {
+					return
+				}
+				plan := NewPlan(s, ttl, shape)
+				t.Run(fmt.Sprintf("seed=%d", plan.Seed), func(t *testing.T) {
+					began := time.Now()
+					out := RunTrial(t, bin, plan, ttl, os.Getenv("CHAOS_FAILURE_DIR"), os.Getenv("CHAOS_KEEP") != "")
+					mu.Lock()
+					sum.Add(out)
+					total := sum.Terms
+					mu.Unlock()
+					r := out.Result
+					t.Logf("%v: %d terms, settled %v, handovers p50 %s, %d writes accepted, %d stale rejected, %d stale wakes; %v; total %d terms in %v",
+						plan, r.Terms, roundDurations(r.Settled), handoverMedians(out.Record),
+						r.Accepted, r.Rejected, r.StaleWakes, time.Since(began).Round(100*time.Millisecond),
+						total, time.Since(start).Round(time.Second))
+				})
+			}
 		})
 	}
+	wg.Wait()
 	var b strings.Builder
 	if err := sum.Write(&b); err != nil {
 		t.Fatal(err)
@@ -122,4 +158,21 @@ func roundDurations(ds []time.Duration) []time.Duration {
 		out[i] = d.Round(time.Millisecond)
 	}
 	return out
+}
+
+// handoverMedians describes the median time of each kind of handover.
+func handoverMedians(rec *Record) string {
+	by := map[Handover][]time.Duration{}
+	for _, r := range rec.Rounds {
+		for _, h := range r.Handovers {
+			by[h.Kind] = append(by[h.Kind], h.Took)
+		}
+	}
+	var parts []string
+	for _, k := range Handovers() {
+		if len(by[k]) > 0 {
+			parts = append(parts, fmt.Sprintf("%s %v (%d)", k, percentile(by[k], 0.5).Round(time.Millisecond), len(by[k])))
+		}
+	}
+	return strings.Join(parts, ", ")
 }

@@ -315,3 +315,23 @@ func TestFailingHistoryMustBeReported(t *testing.T) {
 		t.Fatalf("%+v", res)
 	}
 }
+
+// A term that goes on across a gap (the same token before and after it) is
+// one claim: no token violation, and one term.
+func TestHistoryGapSameTermAcross(t *testing.T) {
+	r := gapRun()
+	r.History[3] = history.Entry{Mono: ds(60), Identity: "a", IsLeader: true, Leader: "a", Token: 5}
+	r.History = append(r.History, history.Entry{Mono: ds(70), Identity: "a", Leader: ""})
+	r.Intervals = history.Intervals(r.History)
+	rec := record(r, run("b", [3]int64{80, 90, 7}))
+	rec.Writes = []Write{poll("a", 5, ds(30)), poll("a", 5, ds(50)), poll("b", 7, ds(85))}
+	res := Check(rec)
+	if !res.Passed() || res.Terms != 2 {
+		t.Fatalf("want a pass with 2 terms: %+v", res)
+	}
+	// And b claiming inside the gap while a's term went on is an overlap.
+	rec = record(r, run("b", [3]int64{40, 45, 7}))
+	if res := Check(rec); res.Overlaps != 1 {
+		t.Fatalf("want one overlap: %+v", res)
+	}
+}

@@ -21,15 +21,11 @@ func (tr *trial) handover(h Handover, leader *slot, st sidecartest.Status) (*slo
 	case HandoverResign:
 		tr.resign(leader, "")
 	case HandoverSwitchover:
-		// The next identity in slot order: deterministic given the leader.
-		to := tr.slots[0]
-		for i, s := range tr.slots {
-			if s == leader {
-				to = tr.slots[(i+1)%len(tr.slots)]
-			}
-		}
-		if !tr.resign(leader, to.id) {
-			// Not in line yet, or a backend that cannot hand over to a
+		// The first follower after the leader, in slot order, that is in
+		// line (a candidate holding off after its own resignation is not).
+		to := tr.inLine(leader)
+		if to == nil || !tr.resign(leader, to.id) {
+			// Nobody in line, or a backend that cannot hand over to a
 			// chosen candidate: a plain resign.
 			tr.resign(leader, "")
 		}
@@ -86,4 +82,28 @@ func (tr *trial) resign(s *slot, to string) bool {
 	}
 	tr.event(action, s.run(), detail)
 	return ok
+}
+
+// inLine returns the first live follower after leader, in slot order, whose
+// /status says it is in line (following), or nil.
+func (tr *trial) inLine(leader *slot) *slot {
+	at := 0
+	for i, s := range tr.slots {
+		if s == leader {
+			at = i
+		}
+	}
+	for i := 1; i < len(tr.slots); i++ {
+		s := tr.slots[(at+i)%len(tr.slots)]
+		if s.killed || s.paused || s.proc().Exited() {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		st, err := s.proc().Status(ctx)
+		cancel()
+		if err == nil && st.State == "following" {
+			return s
+		}
+	}
+	return nil
 }

@@ -284,7 +284,7 @@ func (p Plan) String() string {
 // NewPlan derives a trial's plan from its seed and shape: the backend, the
 // topology, and per round one fault or, a third of the time, a combination
 // of two different ones, then shape.Handovers handovers (a restart one time
-// in five, else a resign or a switchover).
+// in ten, a switchover three in ten, else a resign).
 func NewPlan(seed int64, ttl time.Duration, shape Shape) Plan {
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x6c6561646572))
 	p := Plan{Seed: seed, Shape: shape}
@@ -307,9 +307,9 @@ func NewPlan(seed int64, ttl time.Duration, shape Shape) Plan {
 		for range shape.Handovers {
 			h := HandoverResign
 			switch n := rng.IntN(10); {
-			case n < 2:
+			case n < 1:
 				h = HandoverRestart
-			case n < 5:
+			case n < 4:
 				h = HandoverSwitchover
 			}
 			r.Handovers = append(r.Handovers, h)

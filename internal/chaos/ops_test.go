@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -40,22 +41,34 @@ func TestReplaySeedsHoldTheirKinds(t *testing.T) {
 	}
 }
 
-// TestChaosReplays runs the replay seeds as TestChaos runs its trials
-// (`make chaos` runs only TestChaos).
+// TestChaosReplays runs the replay seeds as TestChaos runs its trials,
+// ciParallel at a time (`make chaos` runs only TestChaos).
 func TestChaosReplays(t *testing.T) {
 	bin, err := sidecartest.Build(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range replaySeeds {
-		plan := NewPlan(r.seed, ttl, replayShape)
-		t.Run(fmt.Sprintf("%s/seed=%d", r.kind, r.seed), func(t *testing.T) {
-			out := RunTrial(t, bin, plan, ttl, os.Getenv("CHAOS_FAILURE_DIR"))
-			res := out.Result
-			t.Logf("%v: settled in %v; restart → next claim %v; rollouts %+v; gate handover %v, gate settled %v",
-				plan, roundDurations(res.Settled), res.RestartToLeader, res.Rollouts, res.GateHandover, out.Record.GateSettled)
+	work := make(chan int, len(replaySeeds))
+	for i := range replaySeeds {
+		work <- i
+	}
+	close(work)
+	var wg sync.WaitGroup
+	for range ciParallel {
+		wg.Go(func() {
+			for i := range work {
+				r := replaySeeds[i]
+				plan := NewPlan(r.seed, ttl, replayShape)
+				t.Run(fmt.Sprintf("%s/seed=%d", r.kind, r.seed), func(t *testing.T) {
+					out := RunTrial(t, bin, plan, ttl, os.Getenv("CHAOS_FAILURE_DIR"), os.Getenv("CHAOS_KEEP") != "")
+					res := out.Result
+					t.Logf("%v: settled in %v; restart → next claim %v; rollouts %+v; gate handover %v, gate settled %v",
+						plan, roundDurations(res.Settled), res.RestartToLeader, res.Rollouts, res.GateHandover, out.Record.GateSettled)
+				})
+			}
 		})
 	}
+	wg.Wait()
 }
 
 func gateRecord(obs ...GateObs) *Record {

@@ -59,7 +59,11 @@ func WriteTimeline(w io.Writer, plan Plan, rec *Record) error {
 	}
 	for _, r := range rec.Runs {
 		for _, g := range r.Gaps {
-			lines = append(lines, line{g.From, fmt.Sprintf("      %s: history entries may be missing from here (fail-history) to %d", r.Name(), g.To)})
+			until := "the end of the run"
+			if g.To != 0 {
+				until = fmt.Sprintf("the entry %v later", time.Duration(g.To-g.From).Round(time.Millisecond))
+			}
+			lines = append(lines, line{g.From, fmt.Sprintf("      %s: its history may miss entries from here to %s (claims there are taken from its client's polls)", r.Name(), until)})
 		}
 	}
 	for _, g := range rec.Gate {

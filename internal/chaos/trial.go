@@ -117,8 +117,8 @@ type trial struct {
 // RunTrial runs plan with three sidecars built as bin and a lease TTL of
 // ttl, checks what they recorded, and on any violation writes the
 // histories and a timeline under failureRoot (chaos-failure-<seed>) and
-// fails t.
-func RunTrial(t testing.TB, bin string, plan Plan, ttl time.Duration, failureRoot string) Outcome {
+// fails t. With keep it writes them for a trial that passed too.
+func RunTrial(t testing.TB, bin string, plan Plan, ttl time.Duration, failureRoot string, keep bool) Outcome {
 	t.Helper()
 	tr := &trial{t: t, bin: bin, plan: plan, ttl: ttl, reg: &Register{}, generation: 1, incDir: t.TempDir()}
 	tr.rec = &Record{
@@ -162,14 +162,12 @@ func RunTrial(t testing.TB, bin string, plan Plan, ttl time.Duration, failureRoo
 	tr.collect()
 
 	out := Outcome{Plan: plan, Record: tr.rec, Result: Check(tr.rec)}
-	if out.Result.Passed() && os.Getenv("CHAOS_DUMP") != "" {
-		// Kept on request, to read what a passing trial did.
+	if out.Result.Passed() && keep {
 		dir, err := Dump(failureRoot, plan, tr.rec, out.Result, tr.logs())
 		if err != nil {
-			t.Errorf("write trial report: %v", err)
+			t.Errorf("write the trial's evidence: %v", err)
 		}
 		out.FailureDir = dir
-		t.Logf("CHAOS_DUMP: histories, logs and timeline in %s", dir)
 	}
 	if !out.Result.Passed() {
 		dir, err := Dump(failureRoot, plan, tr.rec, out.Result, tr.logs())
@@ -185,7 +183,7 @@ func RunTrial(t testing.TB, bin string, plan Plan, ttl time.Duration, failureRoo
 
 // ReplayCommand is the command that runs plan again.
 func ReplayCommand(p Plan) string {
-	return fmt.Sprintf("CHAOS_SEED=%d CHAOS_TRIALS=1 CHAOS_ROUNDS=%d CHAOS_HANDOVERS=%d make chaos",
+	return fmt.Sprintf("make chaos TRIALS=1 CHAOS_SEED=%d CHAOS_ROUNDS=%d CHAOS_HANDOVERS=%d",
 		p.Seed, p.Shape.Rounds, p.Shape.Handovers)
 }
 

@@ -28,8 +28,11 @@ type historyPipe struct {
 	// breaks are the line counts at which the pipe was broken (see
 	// Process.BreakHistory).
 	breaks []int
-	done   chan struct{}
-	wg     sync.WaitGroup
+	// lostAtExit: the process exited while the pipe was stalled, so the
+	// entries it still held in memory never reached the pipe.
+	lostAtExit bool
+	done       chan struct{}
+	wg         sync.WaitGroup
 }
 
 // pipeSize is the pipe's capacity: one page, so a stall blocks the
@@ -166,10 +169,26 @@ func (h *historyPipe) mend() error {
 	return nil
 }
 
+// exited is called when the process has exited.
+func (h *historyPipe) exited() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stalled {
+		h.lostAtExit = true
+	}
+}
+
+// breakLines returns the breaks, and for a process that exited while the
+// pipe was stalled, one at the end of what reached the pipe (copied once
+// the stall ends).
 func (h *historyPipe) breakLines() []int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return append([]int(nil), h.breaks...)
+	out := append([]int(nil), h.breaks...)
+	if h.lostAtExit && !h.stalled {
+		out = append(out, h.lines)
+	}
+	return out
 }
 
 // close copies what is left and releases everything.
@@ -211,7 +230,9 @@ func (p *Process) MendHistory() {
 
 // HistoryBreaks returns, for every BreakHistory, how many entries of
 // ReadHistory had been copied when it broke: the entries after that one
-// up to the next one copied after the mend may be lost.
+// up to the next one copied after the mend may be lost. A process that
+// exited (a SIGKILL) while its history was stalled lost what it still
+// held: that shows as a break at the last entry that reached the pipe.
 func (p *Process) HistoryBreaks() []int {
 	if p.pipe == nil {
 		return nil

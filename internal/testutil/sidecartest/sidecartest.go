@@ -211,6 +211,9 @@ func (p *Process) readLog(r io.Reader, addr chan<- string) {
 	}
 	err := p.cmd.Wait()
 	p.exited = monotonicNow()
+	if p.pipe != nil {
+		p.pipe.exited()
+	}
 	p.exit = p.cmd.ProcessState.ExitCode()
 	if err != nil && p.exit == 0 {
 		p.exit = -1
