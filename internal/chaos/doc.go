@@ -8,10 +8,10 @@
 // (kills, pauses, partitions, delays, resets, backend restarts, stalled and
 // failing outputs, and the operations of ops.go: a sidecar restarted in its
 // pod, a twin with the same --id, a rolling update) against the leader of
-// the moment, heals everything,
-// waits for one agreed leader, then makes several graceful handovers
-// (POST /resign, a switchover to a chosen candidate, SIGTERM and a restart),
-// each waited for until the next term is agreed on and written in. The
+// the moment, heals everything, waits for one agreed leader, then makes
+// several graceful handovers (POST /resign, a switchover to a chosen
+// candidate, SIGTERM and a restart), each waited for until the next term
+// is agreed on and written in. The
 // handovers make terms cheaply; every term is checked like the ones the
 // faults end. The checks over the recorded histories:
 //
