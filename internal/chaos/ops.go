@@ -22,10 +22,13 @@ import (
 //     worth injecting.
 //   - sidecar-twin: start a second process with the same --id in another
 //     pod (its own --incarnation-file and --pod-uid), a misconfiguration;
-//     once it runs, SIGKILL and restart the original at once, so its
-//     release of its predecessor's candidacy happens while a live process
-//     of the same identity campaigns. The twin is stopped (SIGTERM) at the
-//     heal. The histories must show no overlap, whoever of the two leads.
+//     once it runs, SIGKILL the original and restart it, at once or (half
+//     the time) after TTL + 0.5–1.5 s, when its candidacy has expired and
+//     the twin may lead; either way its release of its predecessor's
+//     candidacy happens while a live process of the same identity
+//     campaigns or leads, and must not touch that one's. The twin is
+//     stopped (SIGTERM) at the heal. The histories must show no overlap,
+//     whoever of the two leads.
 //   - rollout: a Deployment's rolling update of the three replicas with the
 //     default strategy (maxSurge 25% → 1, maxUnavailable 25% → 0): start one
 //     pod of the next --generation, wait until its /readyz answers 200,
@@ -50,7 +53,13 @@ func newOpsFault(rng *rand.Rand, f *Fault, ttl time.Duration) {
 	case SidecarRestart, Rollout:
 		f.Hold = 0 // the restart follows the kill at once; a rollout takes its own time
 	case SidecarTwin:
-		f.Hold = between(rng, ttl, 2*ttl+2*time.Second)
+		// Half the time the original restarts only once its candidacy has
+		// expired, when the twin may lead: its restart must not take the
+		// twin's candidacy for its own predecessor's.
+		if rng.IntN(2) == 0 {
+			f.Delay = between(rng, ttl+500*time.Millisecond, ttl+1500*time.Millisecond)
+		}
+		f.Hold = f.Delay + between(rng, ttl, ttl+2*time.Second)
 	case GateFreeze:
 		// Past the TTL, so a successor takes over while the leader is frozen.
 		f.Hold = between(rng, ttl+1500*time.Millisecond, ttl+3*time.Second)
@@ -96,7 +105,7 @@ func (tr *trial) sidecarRestart(f Fault, at *targets) (inject, heal func()) {
 func (tr *trial) sidecarTwin(f Fault, at *targets) (inject, heal func()) {
 	of := at.link(f)
 	var twin *slot
-	return func() { twin = tr.startTwin(of) }, func() {
+	return func() { twin = tr.startTwin(of, f.Delay) }, func() {
 		if twin != nil {
 			tr.retire(twin, "stop-twin")
 		}
@@ -144,8 +153,9 @@ func (tr *trial) restartNow(s *slot, twin bool) {
 }
 
 // startTwin starts a process with of's identity in another pod, waits
-// until it has joined the election, and restarts of at once.
-func (tr *trial) startTwin(of *slot) *slot {
+// until it has joined the election, kills of, and restarts it after delay
+// (at once when zero).
+func (tr *trial) startTwin(of *slot, delay time.Duration) *slot {
 	if of.killed || of.retired {
 		return nil
 	}
@@ -155,7 +165,15 @@ func (tr *trial) startTwin(of *slot) *slot {
 	if !tr.waitReady(twin, setupTimeout) {
 		tr.event("twin-not-ready", twin.run(), "")
 	}
-	tr.restartNow(of, true)
+	if delay == 0 {
+		tr.restartNow(of, true)
+		return twin
+	}
+	r := Restart{Mono: monoNow(), Run: of.run(), Twin: true}
+	tr.kill(of)
+	wait(delay) // the original's candidacy expires meanwhile: the experiment
+	tr.restart(of)
+	tr.rec.Ops.Restarts = append(tr.rec.Ops.Restarts, r)
 	return twin
 }
 
