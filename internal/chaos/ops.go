@@ -68,12 +68,13 @@ func newOpsFault(rng *rand.Rand, f *Fault, ttl time.Duration) {
 	}
 }
 
-// Restart is one sidecar killed and started again at once.
+// Restart is one sidecar killed and started again: at once, or after a
+// delay in a sidecar-twin fault.
 type Restart struct {
 	Mono   int64  // just before the SIGKILL
 	Run    string // the killed run
 	Leader bool   // it claimed leadership when killed
-	Twin   bool   // the restart of a sidecar-twin fault, while its twin ran
+	Twin   bool   // the restart of a sidecar-twin fault, while its twin ran (not timed)
 }
 
 // RolloutMark is one simulated rolling update.
