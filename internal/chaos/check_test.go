@@ -335,3 +335,24 @@ func TestHistoryGapSameTermAcross(t *testing.T) {
 		t.Fatalf("want one overlap: %+v", res)
 	}
 }
+
+// Every kind has its entry in the nemesis table, every entry a kind, and
+// every backend some kinds (a kind added to one list only would never run,
+// or crash a trial).
+func TestEveryKindHasANemesis(t *testing.T) {
+	table := nemeses()
+	for _, k := range Kinds() {
+		n, ok := table[k]
+		if !ok || n.plan == nil || n.resolve == nil {
+			t.Errorf("%s: no complete nemesis entry", k)
+		}
+	}
+	if len(table) != len(Kinds()) {
+		t.Errorf("%d nemeses, %d kinds", len(table), len(Kinds()))
+	}
+	for _, b := range Backends() {
+		if len(kindsFor(b)) == 0 {
+			t.Errorf("no kinds for backend %s", b)
+		}
+	}
+}
