@@ -46,12 +46,14 @@ func (b *Backend) Reclaim(ctx context.Context, handle string) error {
 		ttl, err = cli.TimeToLive(ctx, lease, clientv3.WithAttachedKeys())
 		return err
 	})
+	// TimeToLive rounds the remaining time down to whole seconds: 0 is a
+	// lease that lives on for up to a second; a lease that is gone reads -1.
 	switch {
 	case errors.Is(err, rpctypes.ErrLeaseNotFound):
 		return nil
 	case err != nil:
 		return err
-	case ttl.TTL <= 0:
+	case ttl.TTL < 0:
 		return nil
 	}
 	for _, k := range ttl.Keys {
