@@ -153,8 +153,22 @@ func gapClaims(rec *Record, r *Run) []claim {
 	if len(r.History) > 0 {
 		start = r.History[0].Mono
 	}
+	overlapsGap := func(lo, hi int64) bool {
+		for _, g := range r.Gaps {
+			to := g.To
+			if to == 0 {
+				to = end
+			}
+			if hi > g.From && lo < to {
+				return true
+			}
+		}
+		return false
+	}
 	for _, w := range rec.Writes {
-		if w.Writer != r.Identity || w.PollStart < start || w.PollEnd > end || !inGap(w.PollStart) || !inGap(w.PollEnd) {
+		// A poll partly in a gap counts too: the run claimed at some
+		// instant of it, so its term lasted at least to its start.
+		if w.Writer != r.Identity || w.PollStart < start || w.PollEnd > end || !overlapsGap(w.PollStart, w.PollEnd) {
 			continue
 		}
 		p := history.Interval{Identity: r.Identity, Token: w.Token, Start: w.PollEnd, End: max(w.PollEnd, w.PollStart)}

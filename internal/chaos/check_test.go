@@ -356,3 +356,13 @@ func TestEveryKindHasANemesis(t *testing.T) {
 		}
 	}
 }
+
+// A poll that began in the gap and ended after it (after the entry that
+// ended the gap) still shows the term: its write is owned, not a violation.
+func TestHistoryGapPollStraddlingItsEnd(t *testing.T) {
+	rec := record(gapRun(), run("b", [3]int64{70, 90, 7}))
+	rec.Writes = []Write{poll("a", 5, ds(30)), {Writer: "a", Token: 5, PollStart: ds(59), PollEnd: ds(61), At: ds(61) + 1, Accepted: true}}
+	if res := Check(rec); !res.Passed() {
+		t.Fatalf("%+v", res)
+	}
+}

@@ -124,8 +124,9 @@ type RoundRecord struct {
 	// Handovers are the round's graceful handovers, in order.
 	Handovers []HandoverRecord
 	// Degraded: for each fail-history fault of the round whose target led
-	// when it was injected, whether its /status reported the history as
-	// degraded before the heal (keyed by run name).
+	// when it was injected and had lost that term by the heal, whether its
+	// /status reported the history as degraded before the heal (keyed by
+	// run name).
 	Degraded map[string]bool
 }
 
