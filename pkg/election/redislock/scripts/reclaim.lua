@@ -1,0 +1,46 @@
+-- Releases what a crashed earlier process of this candidate left behind,
+-- named by its candidacy's member name: the lock if that candidacy holds
+-- it, its entry in the line, and a handover's reservation for it. It
+-- removes nothing else, and nothing at all if any of them names another
+-- identity.
+--
+-- KEYS[1]  lock key
+-- KEYS[2]  the line (see acquire.lua)
+-- KEYS[3]  the reservation for a handover's successor
+-- KEYS[4]  events channel
+-- ARGV[1]  the earlier candidacy's member name
+-- ARGV[2]  this candidate's identity
+--
+-- Returns {lock, entry, reservation}, each 1 if deleted and 0 if there was
+-- none; or {-1, why} when something of that candidacy names another
+-- identity (then nothing is deleted).
+local dropLock = false
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, v = pcall(cjson.decode, current)
+  if ok and type(v) == 'table' and v.cand == ARGV[1] then
+    if v.id ~= ARGV[2] then
+      return {-1, 'the lock of that candidacy holds identity ' .. tostring(v.id)}
+    end
+    dropLock = true
+  end
+end
+local entry = redis.call('HGET', KEYS[2], ARGV[1])
+if entry then
+  local id = string.match(entry, '^%d+ %d+ %-?%d+ (.*)$')
+  if id ~= ARGV[2] then
+    return {-1, 'the line entry of that candidacy names identity ' .. tostring(id)}
+  end
+  redis.call('HDEL', KEYS[2], ARGV[1])
+end
+local reserved = redis.call('GET', KEYS[3]) == ARGV[1]
+if reserved then
+  redis.call('DEL', KEYS[3])
+end
+if dropLock then
+  redis.call('DEL', KEYS[1])
+end
+if dropLock or reserved then
+  redis.call('PUBLISH', KEYS[4], 'released')
+end
+return {dropLock and 1 or 0, entry and 1 or 0, reserved and 1 or 0}
