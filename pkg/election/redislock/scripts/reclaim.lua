@@ -40,7 +40,9 @@ end
 if dropLock then
   redis.call('DEL', KEYS[1])
 end
-if dropLock or reserved then
+-- Wake the waiters: the lock may be free, or free for them now that the
+-- entry (perhaps of a newer generation) or the reservation is gone.
+if dropLock or entry or reserved then
   redis.call('PUBLISH', KEYS[4], 'released')
 end
 return {dropLock and 1 or 0, entry and 1 or 0, reserved and 1 or 0}
