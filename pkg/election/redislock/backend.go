@@ -481,7 +481,7 @@ func keepFirst(first, err error) error {
 // Caveats implements election.Caveats: what this backend, unlike etcd,
 // cannot guarantee (see the package doc).
 func (b *Backend) Caveats() string {
-	s := "lock expiry follows the Redis server's wall clock; a failover to an asynchronously replicated replica can lose the lock"
+	s := "lock expiry follows the Redis server's wall clock (so does a switchover's reservation for the chosen successor, one TTL); a failover to an asynchronously replicated replica can lose the lock"
 	if len(b.nodes) > 1 {
 		return s + "; Redlock assumes bounded clock drift, and fencing tokens can repeat only if masters lose their data so that no node of a later majority remembers an earlier token"
 	}
