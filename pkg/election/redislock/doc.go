@@ -70,8 +70,9 @@
 // A switchover (handoff.lua) reserves the free lock for the successor for
 // one TTL in <prefix><election>:next, re-sequences those ahead of it behind
 // it, deletes the lock and announces the release; acquire.lua grants the
-// lock to nobody else while the reservation lives, and the successor's grant
-// consumes it. With Redlock it counts when done on a majority of masters
+// lock to nobody else while the reservation lives, and the successor's
+// commit consumes it (raise.lua: a partial round it gives back stays
+// reserved for it). With Redlock it counts when done on a majority of masters
 // (the successor must be in line on a majority); on a minority the outcome
 // is unknown, as election.Handoff allows (see handoff.go). Reclaim deletes,
 // on every master, only what names the handle: a lock acquired by that

@@ -11,7 +11,7 @@ import (
 // the caller holds the lock there and that the successor's candidacy is
 // live in that node's line; then it reserves the free lock for that
 // candidacy for one TTL (keys.next: acquire.lua grants it to nobody else
-// while the reservation lives, and the successor's grant consumes it),
+// while the reservation lives, and the successor's commit consumes it),
 // moves every candidate ahead of the successor in line behind it, deletes
 // the lock and announces the release. The successor, woken by the
 // announcement, wins within milliseconds, with a token above the leader's

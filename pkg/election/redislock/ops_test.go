@@ -478,3 +478,51 @@ func TestGenerationsCrashedNewerCandidateReclaimed(t *testing.T) {
 		t.Fatal("old-0 did not win after the reclaim")
 	}
 }
+
+// A switchover's reservation outlives a round of the successor that gets
+// the node but not a majority (the round gives the node back): only the
+// successor's commit consumes it. (When the grant consumed it, a rival
+// took the nodes the successor gave back, and won, in the Redlock
+// end-to-end switchover.)
+func TestReservationSurvivesAPartialRound(t *testing.T) {
+	servers := redistest.StartN(t, 1)
+	b := newBackend(t, servers, "s", time.Minute, nil)
+	admin := newClient(t, servers[0].Addr())
+	ctx := t.Context()
+	succ, rival := strings.Repeat("1", 32), strings.Repeat("2", 32)
+	if err := admin.Set(ctx, b.keys.next, succ, time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	acquire := func(member, value string) []any {
+		t.Helper()
+		r, err := b.scripts.acquire.Run(ctx, b.nodes[0], []string{b.keys.lock, b.keys.counter, b.keys.since,
+			b.keys.line, b.keys.next}, value, 60000, 0, member, 0, "id-"+member[:1], "0").Slice()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if r := acquire(rival, "rival-value"); r[0] != int64(0) || r[3] != int64(whyReserved) {
+		t.Fatalf("rival's acquire on a reserved node = %v, want refused as reserved", r)
+	}
+	if r := acquire(succ, "succ-value"); r[0] != int64(1) {
+		t.Fatalf("successor's acquire = %v, want granted", r)
+	}
+	// The round failed elsewhere: it gives the node back.
+	if _, err := b.release(ctx, "succ-value", false, ""); err != nil {
+		t.Fatal(err)
+	}
+	if r := acquire(rival, "rival-value"); r[0] != int64(0) || r[3] != int64(whyReserved) {
+		t.Fatalf("rival's acquire after the successor's partial round = %v, want still refused as reserved", r)
+	}
+	// The next round wins: its commit consumes the reservation.
+	if r := acquire(succ, "succ-value-2"); r[0] != int64(1) {
+		t.Fatalf("successor's second acquire = %v, want granted", r)
+	}
+	if _, err := b.scripts.raise.Run(ctx, b.nodes[0], []string{b.keys.counter, b.keys.events, b.keys.next}, 5, succ).Result(); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := admin.Exists(ctx, b.keys.next).Result(); n != 0 {
+		t.Fatal("the reservation outlived the successor's commit")
+	}
+}

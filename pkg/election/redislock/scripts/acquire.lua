@@ -98,7 +98,8 @@ if current then
   return {0, counter, redis.call('PTTL', KEYS[1]), 0, current}
 end
 -- A handover chose the next leader: nobody else may take the free lock
--- until the reservation expires; the chosen one takes it and consumes it.
+-- until the reservation expires; the chosen one takes it, and its commit
+-- (raise.lua) consumes the reservation.
 local reserved = redis.call('GET', KEYS[5])
 if reserved and reserved ~= member then
   register()
@@ -113,9 +114,6 @@ end
 -- Won: a leader is no longer in line.
 if seq then
   redis.call('HDEL', KEYS[4], member)
-end
-if reserved then
-  redis.call('DEL', KEYS[5])
 end
 -- Last: the lock is free (checked above, and the script runs alone), so
 -- this SET succeeds.

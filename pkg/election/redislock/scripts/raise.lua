@@ -1,12 +1,22 @@
 -- Commits a won round's fencing token on a node that granted it: raises
--- the counter to at least the token and announces the acquisition.
+-- the counter to at least the token, consumes a switchover's reservation
+-- for the winner, and announces the acquisition.
 --
 -- KEYS[1]  fencing counter
 -- KEYS[2]  events channel
+-- KEYS[3]  the reservation for a switchover's successor (handoff.lua)
 -- ARGV[1]  token
+-- ARGV[2]  the winning candidacy's member name in the line
 --
 -- Returns the counter afterwards.
+--
+-- The reservation is consumed here, by the commit, not by the grant: a
+-- round that got only some nodes gives them back and must find them still
+-- reserved for it, or a candidate that was not chosen could take them.
 local token = tonumber(ARGV[1])
+if redis.call('GET', KEYS[3]) == ARGV[2] then
+  redis.call('DEL', KEYS[3])
+end
 redis.call('PUBLISH', KEYS[2], 'acquired')
 local counter = tonumber(redis.call('GET', KEYS[1]) or '0')
 if counter < token then
