@@ -249,7 +249,7 @@ func (c *candidacy) commit(ctx context.Context, token int64, granted []int64) bo
 		if granted[i] < 0 {
 			return false, nil
 		}
-		got, err := b.scripts.raise.Run(ctx, n, []string{b.keys.counter, b.keys.events, b.keys.next}, token,
+		got, err := b.scripts.raise.Run(ctx, n, []string{b.keys.counter, b.keys.events, b.keys.next, b.keys.line}, token,
 			c.member).Int64()
 		return err == nil && got >= token, err
 	})

@@ -519,7 +519,7 @@ func TestReservationSurvivesAPartialRound(t *testing.T) {
 	if r := acquire(succ, "succ-value-2"); r[0] != int64(1) {
 		t.Fatalf("successor's second acquire = %v, want granted", r)
 	}
-	if _, err := b.scripts.raise.Run(ctx, b.nodes[0], []string{b.keys.counter, b.keys.events, b.keys.next}, 5, succ).Result(); err != nil {
+	if _, err := b.scripts.raise.Run(ctx, b.nodes[0], []string{b.keys.counter, b.keys.events, b.keys.next, b.keys.line}, 5, succ).Result(); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := admin.Exists(ctx, b.keys.next).Result(); n != 0 {

@@ -96,7 +96,7 @@ func TestScripts(t *testing.T) {
 	if n, _ := c.Get(ctx, counter).Int64(); n != 0 {
 		t.Fatalf("counter after acquire = %d, want 0 until the commit", n)
 	}
-	if n := run(s.raise, []string{counter, events, next}, 1, ""); n != 1 {
+	if n := run(s.raise, []string{counter, events, next, line}, 1, ""); n != 1 {
 		t.Fatalf("commit of token 1 = %d, want 1", n)
 	}
 	if got := nextMessage(); got != "acquired" {
@@ -193,10 +193,10 @@ func TestScripts(t *testing.T) {
 	}
 
 	// Raise only ever raises; read reports value, counter and TTL.
-	if n := run(s.raise, []string{counter, events, next}, 5, ""); n != 7 {
+	if n := run(s.raise, []string{counter, events, next, line}, 5, ""); n != 7 {
 		t.Fatalf("raise to 5 = %d, want 7 (unchanged)", n)
 	}
-	if n := run(s.raise, []string{counter, events, next}, 30, ""); n != 30 {
+	if n := run(s.raise, []string{counter, events, next, line}, 30, ""); n != 30 {
 		t.Fatalf("raise to 30 = %d, want 30", n)
 	}
 	r, err := s.read.Run(ctx, c, []string{lock, counter}).Slice()

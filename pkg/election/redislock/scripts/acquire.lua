@@ -111,10 +111,8 @@ if not reserved and newer then
   register()
   return {0, counter, 0, 3, ''}
 end
--- Won: a leader is no longer in line.
-if seq then
-  redis.call('HDEL', KEYS[4], member)
-end
+-- Granted. The caller stays in line until its commit (raise.lua): this
+-- round may yet fail to reach a majority.
 -- Last: the lock is free (checked above, and the script runs alone), so
 -- this SET succeeds.
 redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ttl)
