@@ -368,14 +368,14 @@ func (b *Backend) read(ctx context.Context) (election.Leader, time.Duration, err
 // while a restarted master lets each waiter take it alone).
 //
 // member, when not empty, is the candidacy that ends: it also leaves the
-// line and gives up a handover's reservation for it.
+// line.
 func (b *Backend) release(ctx context.Context, value string, announce bool, member string) (int, error) {
 	flag := "0"
 	if announce {
 		flag = "1"
 	}
 	res := fanOut(ctx, b, func(ctx context.Context, _ int, c Client) (int64, error) {
-		return b.scripts.release.Run(ctx, c, []string{b.keys.lock, b.keys.events, b.keys.line, b.keys.next},
+		return b.scripts.release.Run(ctx, c, []string{b.keys.lock, b.keys.events, b.keys.line},
 			value, flag, member).Int64()
 	})
 	answered := 0

@@ -250,7 +250,7 @@ func (c *candidacy) commit(ctx context.Context, token int64, granted []int64) bo
 			return false, nil
 		}
 		got, err := b.scripts.raise.Run(ctx, n, []string{b.keys.counter, b.keys.events, b.keys.next, b.keys.line}, token,
-			c.member).Int64()
+			c.member, b.identity).Int64()
 		return err == nil && got >= token, err
 	})
 	have := 0
@@ -328,8 +328,9 @@ func (c *candidacy) Renew(ctx context.Context) (election.Validity, error) {
 }
 
 // Resign implements election.Candidacy: it deletes the lock on every node
-// (publishing a release so waiters retry at once), leaves the line, gives
-// up a handover's reservation for this candidacy, and ends the candidacy.
+// (publishing a release so waiters retry at once), leaves the line, and
+// ends the candidacy. A switchover's reservation for this identity stays:
+// the candidate's next candidacy may take it.
 // It fails only if too few nodes answered for a successor to take over now;
 // the lock then expires on its own. A candidacy that did not lead fails
 // never: its entry in line expires on its own within a TTL.

@@ -67,17 +67,17 @@
 // waiter's entry is dead one TTL after its last attempt; dead entries are
 // ignored and deleted. A leader has no entry.
 //
-// A switchover (handoff.lua) reserves the free lock for the successor for
-// one TTL in <prefix><election>:next, re-sequences those ahead of it behind
-// it, deletes the lock and announces the release; acquire.lua grants the
-// lock to nobody else while the reservation lives, and the successor's
-// commit consumes it (raise.lua: a partial round it gives back stays
-// reserved for it). With Redlock it counts when done on a majority of masters
+// A switchover (handoff.lua) reserves the free lock for the successor's
+// identity for one TTL in <prefix><election>:next, re-sequences those ahead
+// of it behind it, deletes the lock and announces the release; acquire.lua
+// grants the lock to no other identity while the reservation lives (a
+// successor whose candidacy failed and started again still gets it), and
+// the winner's commit consumes it (raise.lua: a partial round it gives back
+// stays reserved for it). With Redlock it counts when done on a majority of masters
 // (the successor must be in line on a majority); on a minority the outcome
 // is unknown, as election.Handoff allows (see handoff.go). Reclaim deletes,
 // on every master, only what names the handle: a lock acquired by that
-// candidacy, its entry, a reservation for it; never anything of another
-// identity. Generations: acquire.lua refuses the free lock while a live
+// candidacy and its entry; never anything of another identity. Generations: acquire.lua refuses the free lock while a live
 // candidacy of a greater generation is in line on that master.
 //
 // These keep the rules below: every script writes the lock last; the

@@ -9,9 +9,11 @@ import (
 
 // A planned switchover on Redis. handoff.lua, on every node, checks that
 // the caller holds the lock there and that the successor's candidacy is
-// live in that node's line; then it reserves the free lock for that
-// candidacy for one TTL (keys.next: acquire.lua grants it to nobody else
-// while the reservation lives, and the successor's commit consumes it),
+// live in that node's line; then it reserves the free lock for the
+// successor's identity for one TTL (keys.next: acquire.lua grants it to
+// nobody else while the reservation lives, and the successor's commit
+// consumes it; a candidacy of the successor that failed and started again
+// meanwhile still finds it),
 // moves every candidate ahead of the successor in line behind it, deletes
 // the lock and announces the release. The successor, woken by the
 // announcement, wins within milliseconds, with a token above the leader's
@@ -99,7 +101,7 @@ func (b *Backend) HandOver(ctx context.Context, cand election.Candidacy, to stri
 	}
 	res := fanOut(ctx, b, func(ctx context.Context, _ int, n Client) (int64, error) {
 		return b.scripts.handoff.Run(ctx, n, []string{b.keys.lock, b.keys.line, b.keys.next, b.keys.events},
-			value, member, b.ttl.Milliseconds()).Int64()
+			value, member, b.ttl.Milliseconds(), to).Int64()
 	})
 	var done, notMine, notInLine, failed int
 	var firstErr error

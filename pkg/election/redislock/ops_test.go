@@ -490,7 +490,7 @@ func TestReservationSurvivesAPartialRound(t *testing.T) {
 	admin := newClient(t, servers[0].Addr())
 	ctx := t.Context()
 	succ, rival := strings.Repeat("1", 32), strings.Repeat("2", 32)
-	if err := admin.Set(ctx, b.keys.next, succ, time.Minute).Err(); err != nil {
+	if err := admin.Set(ctx, b.keys.next, "id-1", time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
 	acquire := func(member, value string) []any {
@@ -519,10 +519,54 @@ func TestReservationSurvivesAPartialRound(t *testing.T) {
 	if r := acquire(succ, "succ-value-2"); r[0] != int64(1) {
 		t.Fatalf("successor's second acquire = %v, want granted", r)
 	}
-	if _, err := b.scripts.raise.Run(ctx, b.nodes[0], []string{b.keys.counter, b.keys.events, b.keys.next, b.keys.line}, 5, succ).Result(); err != nil {
+	if _, err := b.scripts.raise.Run(ctx, b.nodes[0], []string{b.keys.counter, b.keys.events, b.keys.next, b.keys.line}, 5, succ, "id-1").Result(); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := admin.Exists(ctx, b.keys.next).Result(); n != 0 {
 		t.Fatal("the reservation outlived the successor's commit")
 	}
+}
+
+// The reservation is for the chosen name, not one candidacy: a successor
+// whose candidacy failed and started again (here: it registered, then
+// vanished, and a fresh candidacy of the same identity comes) still gets
+// the lock, and a rival waiting meanwhile does not.
+func TestHandOverReservationIsTheIdentitys(t *testing.T) {
+	onLayouts(t, func(t *testing.T, servers []*redistest.Server) {
+		const ttl = 10 * time.Second
+		lb := newBackend(t, servers, "leader", ttl, nil)
+		lc, term := lead(t, lb)
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		all := make([]int, len(servers))
+		for i := range all {
+			all[i] = i
+		}
+		_, stop := frozen(t, lb, "s", all...)
+		rival := campaignAsync(ctx, candidate(t, newBackend(t, servers, "rival", ttl, nil)))
+		waitInLine(t, lb, "rival")
+		if err := lb.HandOver(ctx, lc, "s"); err != nil {
+			t.Fatalf("HandOver(s): %v", err)
+		}
+		stop() // s's candidacy is gone; s campaigns again with a new one
+		again := campaignAsync(ctx, candidate(t, newBackend(t, servers, "s", ttl, nil)))
+		select {
+		case o := <-again:
+			if o.err != nil {
+				t.Fatalf("s's new Campaign: %v", o.err)
+			}
+			if o.term.Token <= term.Token {
+				t.Errorf("s's token %d, want more than %d", o.term.Token, term.Token)
+			}
+		case o := <-rival:
+			t.Fatalf("the rival won (%+v) during a switchover to s", o)
+		case <-time.After(ttl / 2):
+			t.Fatal("s's new candidacy did not win within half the reservation")
+		}
+		select {
+		case o := <-rival:
+			t.Fatalf("the rival won too (%+v)", o)
+		default:
+		}
+	})
 }

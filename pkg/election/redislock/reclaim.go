@@ -23,8 +23,9 @@ func (b *Backend) Handle(cand election.Candidacy) string {
 
 // Reclaim implements election.Reclaimer: on every node, reclaim.lua
 // deletes the lock if that candidacy acquired it (its value names the
-// handle), the candidacy's entry in line, and a handover's reservation for
-// it, and announces a release so waiters try at once. It deletes nothing
+// handle) and the candidacy's entry in line, and announces a release so
+// waiters try at once. (A switchover's reservation names the identity,
+// which the restarted process has: it stays for it.) It deletes nothing
 // else; where any of them names another identity it deletes nothing and
 // Reclaim fails saying so. Nothing left to delete is success. It fails too
 // when fewer than a majority of nodes answered.
@@ -37,22 +38,21 @@ func (b *Backend) Reclaim(ctx context.Context, handle string) error {
 		lock, others int64
 	}
 	res := fanOut(ctx, b, func(ctx context.Context, _ int, n Client) (reply, error) {
-		r, err := b.scripts.reclaim.Run(ctx, n, []string{b.keys.lock, b.keys.line, b.keys.next, b.keys.events},
+		r, err := b.scripts.reclaim.Run(ctx, n, []string{b.keys.lock, b.keys.line, b.keys.events},
 			handle, b.identity).Slice()
 		if err != nil {
 			return reply{}, err
 		}
-		if len(r) == 2 {
+		if len(r) != 2 {
+			return reply{}, fmt.Errorf("reclaim script returned %v", r)
+		}
+		if first, _ := r[0].(int64); first < 0 {
 			why, _ := r[1].(string)
 			return reply{refused: why}, nil
 		}
-		if len(r) != 3 {
-			return reply{}, fmt.Errorf("reclaim script returned %v", r)
-		}
 		lock, _ := r[0].(int64)
 		entry, _ := r[1].(int64)
-		reserved, _ := r[2].(int64)
-		return reply{lock: lock, others: entry + reserved}, nil
+		return reply{lock: lock, others: entry}, nil
 	})
 	answered := 0
 	var firstErr error

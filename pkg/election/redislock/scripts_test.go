@@ -96,7 +96,7 @@ func TestScripts(t *testing.T) {
 	if n, _ := c.Get(ctx, counter).Int64(); n != 0 {
 		t.Fatalf("counter after acquire = %d, want 0 until the commit", n)
 	}
-	if n := run(s.raise, []string{counter, events, next, line}, 1, ""); n != 1 {
+	if n := run(s.raise, []string{counter, events, next, line}, 1, "", ""); n != 1 {
 		t.Fatalf("commit of token 1 = %d, want 1", n)
 	}
 	if got := nextMessage(); got != "acquired" {
@@ -147,14 +147,14 @@ func TestScripts(t *testing.T) {
 	}
 
 	// Release: a foreign value neither deletes nor publishes.
-	if n := run(s.release, []string{lock, events, line, next}, "b", "1", ""); n != 0 {
+	if n := run(s.release, []string{lock, events, line}, "b", "1", ""); n != 0 {
 		t.Fatalf("release foreign = %d, want 0", n)
 	}
 	marker()
 	if got := nextMessage(); got != "marker" {
 		t.Fatalf("refused release published %q", got)
 	}
-	if n := run(s.release, []string{lock, events, line, next}, "a", "1", ""); n != 1 {
+	if n := run(s.release, []string{lock, events, line}, "a", "1", ""); n != 1 {
 		t.Fatalf("release own = %d, want 1", n)
 	}
 	if got := nextMessage(); got != "released" {
@@ -175,7 +175,7 @@ func TestScripts(t *testing.T) {
 		t.Fatalf("lock value after taking back = %q, want a", v)
 	}
 	// A round that never led withdraws without waking anyone.
-	if n := run(s.release, []string{lock, events, line, next}, "a", "0", ""); n != 1 {
+	if n := run(s.release, []string{lock, events, line}, "a", "0", ""); n != 1 {
 		t.Fatalf("silent release own = %d, want 1", n)
 	}
 	marker()
@@ -187,16 +187,16 @@ func TestScripts(t *testing.T) {
 	if got, want := acquire("c", 0), []int64{1, 8}; !slices.Equal(got, want) {
 		t.Fatalf("acquire after release = %v, want %v", got, want)
 	}
-	run(s.release, []string{lock, events, line, next}, "c", "1", "")
+	run(s.release, []string{lock, events, line}, "c", "1", "")
 	if got, want := acquire("d", 20), []int64{1, 21}; !slices.Equal(got, want) {
 		t.Fatalf("acquire with seen 20 = %v, want %v", got, want)
 	}
 
 	// Raise only ever raises; read reports value, counter and TTL.
-	if n := run(s.raise, []string{counter, events, next, line}, 5, ""); n != 7 {
+	if n := run(s.raise, []string{counter, events, next, line}, 5, "", ""); n != 7 {
 		t.Fatalf("raise to 5 = %d, want 7 (unchanged)", n)
 	}
-	if n := run(s.raise, []string{counter, events, next, line}, 30, ""); n != 30 {
+	if n := run(s.raise, []string{counter, events, next, line}, 30, "", ""); n != 30 {
 		t.Fatalf("raise to 30 = %d, want 30", n)
 	}
 	r, err := s.read.Run(ctx, c, []string{lock, counter}).Slice()
@@ -206,7 +206,7 @@ func TestScripts(t *testing.T) {
 	if len(r) != 3 || r[0] != "d" || r[1] != int64(30) || r[2].(int64) <= 0 {
 		t.Fatalf("read = %v, want [d 30 pttl>0]", r)
 	}
-	run(s.release, []string{lock, events, line, next}, "d", "1", "")
+	run(s.release, []string{lock, events, line}, "d", "1", "")
 	r, err = s.read.Run(ctx, c, []string{lock, counter}).Slice()
 	if err != nil {
 		t.Fatalf("read: %v", err)

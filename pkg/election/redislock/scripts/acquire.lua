@@ -8,7 +8,7 @@
 -- KEYS[2]  fencing counter
 -- KEYS[3]  when this node was first seen holding the election's state (ms, server clock)
 -- KEYS[4]  the line: a hash of the waiting candidates (see below)
--- KEYS[5]  the successor a handover reserved the free lock for (handoff.lua)
+-- KEYS[5]  the identity a handover reserved the free lock for (handoff.lua)
 -- ARGV[1]  value: identity, candidacy and a fresh nonce
 -- ARGV[2]  lock TTL in milliseconds
 -- ARGV[3]  highest fencing token the client has seen anywhere
@@ -98,10 +98,11 @@ if current then
   return {0, counter, redis.call('PTTL', KEYS[1]), 0, current}
 end
 -- A handover chose the next leader: nobody else may take the free lock
--- until the reservation expires; the chosen one takes it, and its commit
--- (raise.lua) consumes the reservation.
+-- until the reservation expires; the chosen one (any candidacy of that
+-- identity: its candidacy may have restarted meanwhile) takes it, and its
+-- commit (raise.lua) consumes the reservation.
 local reserved = redis.call('GET', KEYS[5])
-if reserved and reserved ~= member then
+if reserved and reserved ~= ARGV[6] then
   register()
   return {0, counter, redis.call('PTTL', KEYS[5]), 2, ''}
 end

@@ -1,6 +1,7 @@
 -- A planned switchover: if the caller holds the lock and the chosen
--- successor is live in the line, reserves the free lock for the successor
--- (acquire.lua refuses everybody else while the reservation lives), moves
+-- successor is live in the line, reserves the free lock for the successor's
+-- identity (acquire.lua refuses everybody else while the reservation
+-- lives, and a later candidacy of the same candidate may use it), moves
 -- every candidate that was ahead of it in line behind it, releases the
 -- lock and announces the release.
 --
@@ -11,6 +12,7 @@
 -- ARGV[1]  value the caller acquired the lock with
 -- ARGV[2]  the successor's member name in the line
 -- ARGV[3]  reservation TTL in milliseconds (the lock's TTL)
+-- ARGV[4]  the successor's identity
 --
 -- Returns 1 when handed over, 0 when ARGV[1] does not hold the lock, -1
 -- when the successor is not live in the line; the last two change nothing.
@@ -23,8 +25,8 @@ local function parse(v)
   local s, exp, rest = string.match(v or '', '^(%d+) (%d+) (.*)$')
   return tonumber(s), tonumber(exp), rest
 end
-local target, texp = parse(redis.call('HGET', KEYS[2], ARGV[2]))
-if not target or texp <= now then
+local target, texp, trest = parse(redis.call('HGET', KEYS[2], ARGV[2]))
+if not target or texp <= now or string.match(trest, '^%-?%d+ (.*)$') ~= ARGV[4] then
   return -1
 end
 -- Those ahead of the successor queue again behind it, in their order.
@@ -41,7 +43,7 @@ for _, e in ipairs(ahead) do
   local s = redis.call('HINCRBY', KEYS[2], '#seq', 1)
   redis.call('HSET', KEYS[2], e[2], string.format('%d %d %s', s, e[3], e[4]))
 end
-redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3])
+redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[3])
 redis.call('DEL', KEYS[1])
 redis.call('PUBLISH', KEYS[4], 'released')
 return 1

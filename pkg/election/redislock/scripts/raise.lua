@@ -9,6 +9,7 @@
 -- KEYS[4]  the line (see acquire.lua)
 -- ARGV[1]  token
 -- ARGV[2]  the winning candidacy's member name in the line
+-- ARGV[3]  the winner's identity
 --
 -- Returns the counter afterwards.
 --
@@ -19,9 +20,9 @@
 local token = tonumber(ARGV[1])
 if ARGV[2] ~= '' then
   redis.call('HDEL', KEYS[4], ARGV[2])
-  if redis.call('GET', KEYS[3]) == ARGV[2] then
-    redis.call('DEL', KEYS[3])
-  end
+end
+if ARGV[3] ~= '' and redis.call('GET', KEYS[3]) == ARGV[3] then
+  redis.call('DEL', KEYS[3])
 end
 redis.call('PUBLISH', KEYS[2], 'acquired')
 local counter = tonumber(redis.call('GET', KEYS[1]) or '0')

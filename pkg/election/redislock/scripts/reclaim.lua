@@ -1,19 +1,18 @@
 -- Releases what a crashed earlier process of this candidate left behind,
 -- named by its candidacy's member name: the lock if that candidacy holds
--- it, its entry in the line, and a handover's reservation for it. It
--- removes nothing else, and nothing at all if any of them names another
--- identity.
+-- it, and its entry in the line. It removes nothing else, and nothing at
+-- all if either names another identity. (A switchover's reservation names
+-- the identity, which lives on in the restarted process: it stays.)
 --
 -- KEYS[1]  lock key
 -- KEYS[2]  the line (see acquire.lua)
--- KEYS[3]  the reservation for a handover's successor
--- KEYS[4]  events channel
+-- KEYS[3]  events channel
 -- ARGV[1]  the earlier candidacy's member name
 -- ARGV[2]  this candidate's identity
 --
--- Returns {lock, entry, reservation}, each 1 if deleted and 0 if there was
--- none; or {-1, why} when something of that candidacy names another
--- identity (then nothing is deleted).
+-- Returns {lock, entry}, each 1 if deleted and 0 if there was none; or
+-- {-1, why} when something of that candidacy names another identity (then
+-- nothing is deleted).
 local dropLock = false
 local current = redis.call('GET', KEYS[1])
 if current then
@@ -33,16 +32,12 @@ if entry then
   end
   redis.call('HDEL', KEYS[2], ARGV[1])
 end
-local reserved = redis.call('GET', KEYS[3]) == ARGV[1]
-if reserved then
-  redis.call('DEL', KEYS[3])
-end
 if dropLock then
   redis.call('DEL', KEYS[1])
 end
 -- Wake the waiters: the lock may be free, or free for them now that the
--- entry (perhaps of a newer generation) or the reservation is gone.
-if dropLock or entry or reserved then
-  redis.call('PUBLISH', KEYS[4], 'released')
+-- entry (perhaps of a newer generation) is gone.
+if dropLock or entry then
+  redis.call('PUBLISH', KEYS[3], 'released')
 end
-return {dropLock and 1 or 0, entry and 1 or 0, reserved and 1 or 0}
+return {dropLock and 1 or 0, entry and 1 or 0}
