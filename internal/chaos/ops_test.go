@@ -21,7 +21,7 @@ var replaySeeds = []struct {
 	backend string
 }{
 	{180, SidecarRestart, BackendEtcd},
-	{84, SidecarTwin, BackendRedis}, // the twin leads when the original restarts
+	{84, SidecarTwin, BackendRedis}, // the original restarts after its candidacy expired
 	{300, Rollout, BackendEtcd},
 	{106, GateFreeze, BackendKubernetes},
 	{103, GateKill, BackendEtcd},
