@@ -23,6 +23,7 @@ type Result struct {
 	Accepted         int // register writes accepted
 	Rejected         int // stale writes the fence rejected
 	StaleAccepted    int // stale writes accepted (violations)
+	Unowned          int // accepted writes whose writer held no such term when it answered (violations)
 	Races            int // sidecar processes that reported a data race (violations)
 	// Terms counts the distinct terms claimed: (identity, token) pairs.
 	Terms int
@@ -399,6 +400,7 @@ func checkRegister(rec *Record, cs []claim, res *Result) {
 			}
 		}
 		if own < 0 {
+			res.Unowned++
 			res.violate("register: accepted a write by %s with token %d at %d, but %s held no such term when it answered (poll [%d, %d])",
 				w.Writer, w.Token, w.At, w.Writer, w.PollStart, w.PollEnd)
 			continue

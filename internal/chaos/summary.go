@@ -26,6 +26,7 @@ type Summary struct {
 	Accepted         int
 	Rejected         int
 	StaleAccepted    int
+	Unowned          int
 	SettleViolations int
 	NotDegraded      int
 	Races            int
@@ -88,6 +89,7 @@ func (s *Summary) Add(o Outcome) {
 	s.Accepted += r.Accepted
 	s.Rejected += r.Rejected
 	s.StaleAccepted += r.StaleAccepted
+	s.Unowned += r.Unowned
 	s.Races += r.Races
 	s.SettleViolations += r.SettleViolations
 	s.NotDegraded += r.NotDegraded
@@ -181,6 +183,7 @@ func (s *Summary) Write(w io.Writer) error {
 	row("register writes accepted", s.Accepted)
 	row("stale writes rejected by the fence", s.Rejected)
 	row("stale writes accepted", s.StaleAccepted)
+	row("accepted writes whose writer held no such term", s.Unowned)
 	row("liveness violations (rounds and handovers)", s.SettleViolations)
 	row("failing history not reported degraded", s.NotDegraded)
 	row("sidecar processes reporting a data race", s.Races)
