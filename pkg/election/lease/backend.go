@@ -74,9 +74,11 @@ type Backend struct {
 	nonce    string // this process's: names its terms and its line entry
 	log      *slog.Logger
 
-	follow     sync.Once
+	// The line is followed while any candidacy of this backend is active.
+	followMu   sync.Mutex
+	active     int
+	closed     bool
 	stopFollow context.CancelFunc
-	followCtx  context.Context
 	followWG   sync.WaitGroup
 	// denied is set once the line object was refused (RBAC without it):
 	// candidacies then campaign without an entry, as before it existed.
@@ -118,11 +120,9 @@ func NewBackend(o Options, p election.Params, log *slog.Logger) (*Backend, error
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	return &Backend{
 		lock: l, line: newLine(o.Client.Leases(o.Namespace), o.Name, p.TTL, log.With("identity", p.Identity)),
 		identity: p.Identity, nonce: nonce, log: log.With("identity", p.Identity),
-		followCtx: ctx, stopFollow: cancel,
 	}, nil
 }
 
@@ -141,22 +141,46 @@ func (b *Backend) Lock() *Lock { return b.lock }
 // Name implements election.Backend.
 func (b *Backend) Name() string { return BackendName }
 
-// Close implements election.Backend: it stops following the line. The
-// clientset needs no closing.
+// Close implements election.Backend: it stops following the line (which
+// is otherwise followed while a candidacy is active, from Candidate to
+// Resign). The clientset needs no closing.
 func (b *Backend) Close() error {
-	b.stopFollow()
+	b.followMu.Lock()
+	defer b.followMu.Unlock()
+	b.closed = true
+	if b.stopFollow != nil {
+		b.stopFollow()
+	}
 	b.followWG.Wait()
 	return nil
 }
 
-// startFollowing starts following the line object, once, until Close.
+// startFollowing counts an active candidacy, and starts following the
+// line object if it is the first.
 func (b *Backend) startFollowing() {
-	b.follow.Do(func() {
-		if b.followCtx.Err() != nil {
-			return
-		}
-		b.followWG.Go(func() { b.line.follow(b.followCtx) })
-	})
+	b.followMu.Lock()
+	defer b.followMu.Unlock()
+	b.active++
+	if b.active > 1 || b.closed {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.stopFollow = cancel
+	b.followWG.Go(func() { b.line.follow(ctx) })
+}
+
+// stopFollowing counts a candidacy that ended, and stops following the
+// line when none is left. The view is kept: a later candidacy starts from
+// what this process saw.
+func (b *Backend) stopFollowing() {
+	b.followMu.Lock()
+	defer b.followMu.Unlock()
+	b.active--
+	if b.active > 0 || b.stopFollow == nil {
+		return
+	}
+	b.stopFollow()
+	b.followWG.Wait()
 }
 
 // Caveats implements election.Caveats.
@@ -181,15 +205,15 @@ func (b *Backend) Candidate(ctx context.Context) (election.Candidacy, election.V
 	if b.denied.Load() {
 		return c, election.Validity{}, nil
 	}
-	b.startFollowing()
 	e := entry{ID: b.identity, TTL: int32(b.lock.duration / time.Second)}
 	v, err := b.line.join(ctx, b.nonce, e)
 	switch {
 	case err == nil:
-		c.joined, c.value, c.entry = true, v, e
+		c.joined, c.value, c.entry, c.following = true, v, e, true
 		if got, ok := decodeEntry(v); ok {
 			c.entry = got
 		}
+		b.startFollowing()
 	case apierrors.IsForbidden(err):
 		if !b.denied.Swap(true) {
 			b.log.Warn("the candidates' Lease is forbidden: campaigning without a place in line, so switchover and "+
@@ -237,6 +261,8 @@ type candidacy struct {
 	value  string
 	// gen is the generation WaitNewer published; 0 until then.
 	gen atomic.Int64
+	// following: this candidacy counts in Backend.active until it resigns.
+	following bool
 }
 
 func (c *candidacy) current() *Term {
@@ -289,7 +315,16 @@ func (c *candidacy) Renew(ctx context.Context) (election.Validity, error) {
 // Resign implements election.Candidacy: it releases a won Lease (unless a
 // handover did) and leaves the line.
 func (c *candidacy) Resign(ctx context.Context) error {
-	defer c.leave(ctx)
+	defer func() {
+		c.leave(ctx)
+		c.mu.Lock()
+		following := c.following
+		c.following = false
+		c.mu.Unlock()
+		if following {
+			c.b.stopFollowing()
+		}
+	}()
 	t := c.current()
 	if t == nil {
 		return nil
