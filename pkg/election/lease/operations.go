@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
 	"github.com/leader-elector/leader-elector/pkg/election"
 )
 
@@ -51,7 +53,10 @@ func (c *candidacy) hold() (bool, time.Time, <-chan struct{}) {
 // successor finds the one live candidate named to in line, other than
 // cand, from a fresh read of the line.
 func (b *Backend) successor(ctx context.Context, to string) error {
-	if _, err := b.line.get(ctx); err != nil {
+	if _, err := b.line.get(ctx); apierrors.IsForbidden(err) {
+		return fmt.Errorf("%w: %q: reading the candidates' Lease %s is forbidden, so nobody is seen in line: %w",
+			election.ErrNotInLine, to, b.line.name, err)
+	} else if err != nil {
 		return classify(err)
 	}
 	v, _ := b.line.current()
@@ -192,7 +197,9 @@ func (b *Backend) NewerSuccessor(ctx context.Context, cand election.Candidacy, g
 	if _, err := b.own(cand); err != nil {
 		return "", err
 	}
-	if _, err := b.line.get(ctx); err != nil {
+	if _, err := b.line.get(ctx); apierrors.IsForbidden(err) {
+		return "", nil // nobody can be in line
+	} else if err != nil {
 		return "", classify(err)
 	}
 	v, _ := b.line.current()
