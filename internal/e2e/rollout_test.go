@@ -22,16 +22,22 @@ import (
 func rollout(t *testing.T, generations bool, victims [3]int) int {
 	t.Helper()
 	cluster := etcdtest.Single(t)
+	return rolloutOn(t, etcdBackend(cluster.ClientURLs()), generations, victims)
+}
+
+// rolloutOn is rollout on be.
+func rolloutOn(t *testing.T, be sidecarBackend, generations bool, victims [3]int) int {
+	t.Helper()
 	args := func(gen int) []string {
 		if !generations {
-			return etcdArgs(cluster.ClientURLs())
+			return be.args()
 		}
-		return etcdArgs(cluster.ClientURLs(), "--generation", strconv.Itoa(gen))
+		return be.args("--generation", strconv.Itoa(gen))
 	}
 	var all []*sidecartest.Process
 	var old []*sidecartest.Process
 	for i := range 3 {
-		p := sidecartest.Start(t, bin, sidecartest.Options{ID: fmt.Sprintf("old-%d", i), Args: args(1)})
+		p := sidecartest.Start(t, bin, sidecartest.Options{ID: fmt.Sprintf("old-%d", i), Args: args(1), Env: be.env})
 		if i == 0 {
 			p.WaitStatus("leadership", generous, func(s sidecartest.Status) bool { return s.IsLeader })
 		} else {
@@ -41,7 +47,7 @@ func rollout(t *testing.T, generations bool, victims [3]int) int {
 		all = append(all, p)
 	}
 	for step, v := range victims {
-		n := sidecartest.Start(t, bin, sidecartest.Options{ID: fmt.Sprintf("new-%d", step), Args: args(2)})
+		n := sidecartest.Start(t, bin, sidecartest.Options{ID: fmt.Sprintf("new-%d", step), Args: args(2), Env: be.env})
 		all = append(all, n)
 		// Ready, as its /readyz (the chart's readiness probe) says.
 		n.WaitStatus("ready", generous, func(s sidecartest.Status) bool { return s.Ready })
@@ -68,7 +74,7 @@ func rollout(t *testing.T, generations bool, victims [3]int) int {
 	for _, p := range all {
 		terms += len(p.Intervals())
 	}
-	t.Logf("generations %v, old pods stopped in line order %v: %d leadership changes; %s leads", generations, victims, terms-1, leader.ID)
+	t.Logf("%s, generations %v, old pods stopped in line order %v: %d leadership changes; %s leads", be.name, generations, victims, terms-1, leader.ID)
 	return terms - 1
 }
 

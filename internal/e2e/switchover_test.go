@@ -17,7 +17,13 @@ import (
 // a name not in line is refused with JSON and leadership does not move.
 func TestSwitchoverHandsOverToTheNamedSidecar(t *testing.T) {
 	cluster := etcdtest.Single(t)
-	cs := startControlled(t, cluster.ClientURLs(), "a", "b", "c", "d")
+	switchover(t, etcdBackend(cluster.ClientURLs()))
+}
+
+// switchover checks the switchover of four sidecars on be.
+func switchover(t *testing.T, be sidecarBackend) {
+	t.Helper()
+	cs := startControlledOn(t, be, "a", "b", "c", "d")
 	ps := processes(cs)
 	bearer := map[string]string{"Authorization": "Bearer " + e2eToken}
 	byID := map[string]controlled{}
@@ -27,7 +33,7 @@ func TestSwitchoverHandsOverToTheNamedSidecar(t *testing.T) {
 	leaderP, st := agree(t, ps)
 	leader := byID[leaderP.ID]
 	if !st.Switchover {
-		t.Errorf("/status of %s says \"switchover\": false on etcd", leader.ID)
+		t.Errorf("/status of %s says \"switchover\": false on %s", leader.ID, be.name)
 	}
 
 	// Refused: a name not in line, the leader itself, and a follower asked.
