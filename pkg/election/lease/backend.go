@@ -46,6 +46,10 @@ func (o Options) Validate() error {
 	if errs := validation.IsDNS1123Subdomain(o.Name); len(errs) > 0 {
 		return election.Invalid("Name", "%q is not a valid Lease name: %s", o.Name, strings.Join(errs, "; "))
 	}
+	if _, ok := lineName(o.Name); !ok {
+		return election.Invalid("Name", "%q is too long: the candidates' Lease is named after it with %q, and a name has at most 253 characters",
+			o.Name, LineSuffix)
+	}
 	return nil
 }
 
@@ -99,9 +103,6 @@ func NewBackend(o Options, p election.Params, log *slog.Logger) (*Backend, error
 	}
 	if err := o.Validate(); err != nil {
 		return nil, err
-	}
-	if _, ok := lineName(o.Name); !ok {
-		return nil, election.Invalid("Name", "%q is too long: the candidates' Lease is named after it with %q, and names have at most 253 characters", o.Name, LineSuffix)
 	}
 	if o.Client == nil {
 		return nil, election.Invalid("Client", "is required")
