@@ -2,6 +2,7 @@ package cli
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"sort"
 	"strings"
@@ -19,6 +20,9 @@ import (
 // anything, and how it is built. Adding a backend means adding its package
 // under pkg/election/ and one entry to backendRegistry.
 type backendSpec struct {
+	// flagPrefix begins the name of every flag of this backend and of no
+	// other (checkForeignFlags refuses them with another backend).
+	flagPrefix string
 	// addFlags registers the backend's flags on fs, bound to cfg.
 	addFlags func(fs *pflag.FlagSet, cfg *config)
 	// complete reads secrets from files or the environment; may be nil.
@@ -44,7 +48,8 @@ type backendSpec struct {
 func backendRegistry() map[string]backendSpec {
 	return map[string]backendSpec{
 		"etcd": {
-			addFlags: func(fs *pflag.FlagSet, cfg *config) { addEtcdFlags(fs, &cfg.Etcd) },
+			flagPrefix: "etcd-",
+			addFlags:   func(fs *pflag.FlagSet, cfg *config) { addEtcdFlags(fs, &cfg.Etcd) },
 			complete: func(cfg *config, getenv envFunc) error {
 				return cfg.Etcd.Complete(getenv(EnvPrefix + "ETCD_PASSWORD"))
 			},
@@ -68,13 +73,19 @@ func backendRegistry() map[string]backendSpec {
 		},
 		lease.BackendName: leaseSpec(),
 		"redis": {
+			flagPrefix: "redis-",
 			addFlags: func(fs *pflag.FlagSet, cfg *config) {
 				cfg.Redis = redislock.DefaultOptions()
 				addRedisFlags(fs, &cfg.Redis)
 			},
 			complete: func(cfg *config, getenv envFunc) error {
+				env := getenv(EnvPrefix + "REDIS_PASSWORD")
+				if cfg.Redis.PasswordFile != "" && env != "" {
+					// Two sources are a mistake: say so rather than pick one silently.
+					return fmt.Errorf("--redis-password-file and %sREDIS_PASSWORD are both set; give the password one way", EnvPrefix)
+				}
 				if cfg.Redis.PasswordFile == "" {
-					cfg.Redis.Password = getenv(EnvPrefix + "REDIS_PASSWORD")
+					cfg.Redis.Password = env
 				}
 				return nil
 			},

@@ -363,3 +363,40 @@ func assertUsageError(t *testing.T, args []string, environ map[string]string, wa
 		t.Errorf("stderr has %d lines, want the error and a hint:\n%s", n, stderr.String())
 	}
 }
+
+// TestUnknownVariableIsRefused: a misspelt LEADER_ELECTOR_ variable used to
+// be ignored, so the sidecar ran with the default it was meant to replace.
+// (t.Setenv: the check reads the process environment.)
+func TestUnknownVariableIsRefused(t *testing.T) {
+	addr, contacts := countingListener(t)
+	args := []string{"--election", "e", "--etcd-endpoints", addr, "--http", ""}
+	for name, want := range map[string]string{
+		"LEADER_ELECTOR_ETCD_ENDPOINT":           "environment variable LEADER_ELECTOR_ETCD_ENDPOINT is set but is no setting of the sidecar (did you mean LEADER_ELECTOR_ETCD_ENDPOINTS?)",
+		"LEADER_ELECTOR_TLL":                     "(did you mean LEADER_ELECTOR_TTL?)",
+		"LEADER_ELECTOR_SOMETHING_ELSE_ENTIRELY": "environment variable LEADER_ELECTOR_SOMETHING_ELSE_ENTIRELY is set but is no setting of the sidecar",
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv(name, "1")
+			var stdout, stderr bytes.Buffer
+			code := Run(t.Context(), append(args, "--ttl", "0s"), os.Getenv, &stdout, &stderr)
+			first, _, _ := strings.Cut(stderr.String(), "\n")
+			if code != exitUsage || !strings.Contains(first, want) {
+				t.Errorf("exit %d, first line %q; want %d and %q", code, first, exitUsage, want)
+			}
+			if strings.Contains(want, "ENTIRELY") && strings.Contains(first, "did you mean") {
+				t.Errorf("%q: suggests a name that is not close", first)
+			}
+		})
+	}
+	// The variables `sidecar exec` gives its command are not settings, but a
+	// sidecar may inherit them; secrets are settings without a flag.
+	for _, name := range []string{"LEADER_ELECTOR_FENCING_TOKEN", "LEADER_ELECTOR_IDENTITY", "LEADER_ELECTOR_INJECTOR_PORT"} {
+		t.Setenv(name, "1")
+	}
+	if _, err := parseConfig(args, os.Getenv); err != nil {
+		t.Errorf("with inherited exec/injector variables: %v", err)
+	}
+	if n := contacts.Load(); n != 0 {
+		t.Errorf("%d connections to the endpoint, want none", n)
+	}
+}

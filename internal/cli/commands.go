@@ -90,9 +90,31 @@ func subcommand(ctx context.Context, args []string, getenv func(string) string, 
 			fmt.Fprintf(stdout, "Usage: sidecar %s\n\n%s", c.name, c.usage)
 			return exitOK, true
 		}
+		if wantsVersion(args[1:]) {
+			fmt.Fprintln(stdout, version())
+			return exitOK, true
+		}
 		return c.run(ctx, args[1:], getenv, stdout, stderr), true
 	}
+	if wantsVersion(args) {
+		fmt.Fprintln(stdout, version())
+		return exitOK, true
+	}
 	return 0, false
+}
+
+// wantsVersion reports whether args ask for the version, before any "--"
+// that starts a command's own arguments.
+func wantsVersion(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--version", "-version":
+			return true
+		case "--":
+			return false
+		}
+	}
+	return false
 }
 
 // wantsHelp reports whether args ask for help.

@@ -45,6 +45,16 @@ func TestEverySubcommandAnswersHelp(t *testing.T) {
 	if code != exitOK || v1 == "" || v1 != v2 || v1 != v3 || strings.Count(v1, "\n") != 1 {
 		t.Errorf("--version %q (exit %d), version %q, -version %q: want one equal line", v1, code, v2, v3)
 	}
+	// --version anywhere among a command's flags answers the same, as
+	// --help does.
+	for _, c := range commands() {
+		if code, out, errOut := run(c.name, "--version"); code != exitOK || out != v1 || errOut != "" {
+			t.Errorf("sidecar %s --version: exit %d, stdout %q, stderr %q; want 0 and %q", c.name, code, out, errOut, v1)
+		}
+	}
+	if code, out, _ := run("--election", "e", "--version"); code != exitOK || out != v1 {
+		t.Errorf("--election e --version: exit %d, stdout %q; want 0 and %q", code, out, v1)
+	}
 	if code, _, errOut := run("version", "extra"); code != exitUsage || !strings.Contains(errOut, "extra") {
 		t.Errorf("version extra: exit %d, stderr %q", code, errOut)
 	}

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agnivade/levenshtein"
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
@@ -24,6 +25,7 @@ import (
 	"github.com/leader-elector/leader-elector/pkg/election/etcd"
 	"github.com/leader-elector/leader-elector/pkg/election/redislock"
 	"github.com/leader-elector/leader-elector/pkg/kube"
+	"github.com/leader-elector/leader-elector/pkg/leaderexec"
 )
 
 // EnvPrefix prefixes the environment variable of every flag:
@@ -125,12 +127,18 @@ func parseConfigInto(cfg *config, args []string, getenv envFunc) (*config, error
 	} else if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	if err := checkEnvNames(fs, getenv); err != nil {
+		return nil, err
+	}
 	if err := applyEnv(fs, getenv); err != nil {
 		return nil, err
 	}
 	spec, ok := backendRegistry()[cfg.Backend]
 	if !ok {
 		return nil, fmt.Errorf("--backend %q: want %s", cfg.Backend, backendNames())
+	}
+	if err := checkForeignFlags(fs, cfg.Backend); err != nil {
+		return nil, err
 	}
 	if spec.complete != nil {
 		if err := spec.complete(cfg, getenv); err != nil {
@@ -314,6 +322,94 @@ func sortedKeys(m map[string]backendSpec) []string {
 	return keys
 }
 
+// environ lists the process environment as KEY=value strings; a variable
+// counts only if getenv also returns it, so tests that pass their own
+// getenv see only their own variables.
+var environ = os.Environ
+
+// secretEnv are the variables of EnvPrefix that are not flags: secrets,
+// which never go on a command line.
+var secretEnv = []string{EnvPrefix + "ETCD_PASSWORD", EnvPrefix + "REDIS_PASSWORD"}
+
+// isExecEnv reports whether name is one of the variables `sidecar exec`
+// sets for its command (pkg/leaderexec).
+func isExecEnv(name string) bool {
+	return name == leaderexec.EnvToken || name == leaderexec.EnvIdentity
+}
+
+// checkEnvNames refuses a set EnvPrefix variable that names no flag (a
+// misspelt LEADER_ELECTOR_ETCD_ENDPOINT would otherwise be ignored, and the
+// sidecar would start with a default the operator meant to replace),
+// suggesting the closest variable that does.
+func checkEnvNames(fs *pflag.FlagSet, getenv envFunc) error {
+	known := map[string]bool{}
+	for _, n := range secretEnv {
+		known[n] = true
+	}
+	fs.VisitAll(func(f *pflag.Flag) { known[envName(EnvPrefix, f.Name)] = true })
+	var unknown []string
+	for _, kv := range environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, EnvPrefix) || known[name] || getenv(name) == "" {
+			continue
+		}
+		// The injector's settings, and the variables `sidecar exec` gives
+		// its command, may be inherited by a sidecar started from them.
+		if strings.HasPrefix(name, InjectorEnvPrefix) || isExecEnv(name) {
+			continue
+		}
+		unknown = append(unknown, name)
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	sort.Strings(unknown)
+	msg := fmt.Sprintf("environment variable %s is set but is no setting of the sidecar", unknown[0])
+	if near := closest(unknown[0], known); near != "" {
+		msg += fmt.Sprintf(" (did you mean %s?)", near)
+	}
+	return errors.New(msg)
+}
+
+// closest returns the known name nearest to name by edit distance after
+// the common prefix, if it is near enough to be a likely misspelling (at
+// most a third of the rest, at least 2 edits); "" otherwise.
+func closest(name string, known map[string]bool) string {
+	rest := strings.TrimPrefix(name, EnvPrefix)
+	best, bestD := "", max(2, len(rest)/3)+1
+	for k := range known {
+		d := levenshtein.ComputeDistance(rest, strings.TrimPrefix(k, EnvPrefix))
+		if d < bestD || (d == bestD && best != "" && k < best) {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+// checkForeignFlags refuses a flag (or its variable) of a backend other
+// than the chosen one: it would be silently ignored, and an operator who
+// sets --redis-addr believes the election runs on Redis.
+func checkForeignFlags(fs *pflag.FlagSet, backend string) error {
+	var err error
+	fs.Visit(func(f *pflag.Flag) {
+		if err != nil {
+			return
+		}
+		for name, spec := range backendRegistry() {
+			if name != backend && spec.flagPrefix != "" && strings.HasPrefix(f.Name, spec.flagPrefix) {
+				err = fmt.Errorf("--%s applies to --backend %s only; this sidecar runs --backend %s", f.Name, name, backend)
+				return
+			}
+		}
+	})
+	return err
+}
+
+// envName is the variable of flag name under prefix: upper case, '-' as '_'.
+func envName(prefix, name string) string {
+	return prefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
 // applyEnv sets every flag not given on the command line from its
 // environment variable, if set.
 func applyEnv(fs *pflag.FlagSet, getenv envFunc) error {
@@ -328,7 +424,7 @@ func applyEnvPrefix(fs *pflag.FlagSet, getenv envFunc, prefix string) error {
 		if err != nil || f.Changed {
 			return
 		}
-		name := prefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		name := envName(prefix, f.Name)
 		v := getenv(name)
 		if v == "" {
 			return

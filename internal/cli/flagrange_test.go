@@ -44,6 +44,7 @@ func TestEveryFlagOutOfRange(t *testing.T) {
 	// list addresses start from redisNoAddr.
 	redis := []string{"--backend", "redis", "--election", "e", "--redis-addr", addr, "--http", ""}
 	redisNoAddr := []string{"--backend", "redis", "--election", "e", "--http", ""}
+	lease := []string{"--backend", "kubernetes", "--election", "e", "--http", ""}
 	pod := append(append([]string{}, etcd...), "--pod-name", "p", "--pod-namespace", "ns")
 	with := func(base []string, extra ...string) []string { return append(append([]string{}, base...), extra...) }
 	pw := map[string]string{"LEADER_ELECTOR_ETCD_PASSWORD": secret, "LEADER_ELECTOR_REDIS_PASSWORD": secret}
@@ -110,6 +111,12 @@ func TestEveryFlagOutOfRange(t *testing.T) {
 		{"etcd password without username", with(etcd, "--etcd-password-file", pwFile), nil, "was given without --etcd-username"},
 		{"etcd empty password file", with(etcd, "--etcd-username", "app", "--etcd-password-file", emptyFile), nil, "--etcd-password-file file " + emptyFile + " is empty"},
 		{"etcd missing password file", with(etcd, "--etcd-username", "app", "--etcd-password-file", "/nonexistent"), nil, "--etcd-password-file"},
+		{"etcd password from a file and the environment", with(etcd, "--etcd-username", "app", "--etcd-password-file", pwFile), pw, "--etcd-password-file and a password from the environment are both set"},
+		{"etcd endpoint with a path", with(etcd, "--etcd-endpoints", "http://127.0.0.1:"+port+"/v3"), nil, "has no path, query or fragment"},
+		{"etcd endpoint with a query", with(etcd, "--etcd-endpoints", "https://127.0.0.1:"+port+"?x=1"), nil, "has no path, query or fragment"},
+		{"redis flag with the etcd backend", with(etcd, "--redis-addr", addr), nil, "--redis-addr applies to --backend redis only"},
+		{"lease flag with the etcd backend", with(etcd, "--lease-name", "l"), nil, "--lease-name applies to --backend kubernetes only"},
+		{"redis flag from the environment with the etcd backend", etcd, map[string]string{"LEADER_ELECTOR_REDIS_DB": "1"}, "--redis-db applies to --backend redis only"},
 		{"etcd insecure flag", with(etcd, "--etcd-insecure-plaintext-auth=sometimes"), nil, "--etcd-insecure-plaintext-auth"},
 
 		// Redis.
@@ -125,6 +132,8 @@ func TestEveryFlagOutOfRange(t *testing.T) {
 		{"redis password file in plaintext", with(redisNoAddr, "--redis-addr", "redis.invalid:6379", "--redis-password-file", pwFile), nil, "--redis-insecure-plaintext-auth"},
 		{"redis empty password file", with(redis, "--redis-password-file", emptyFile), nil, "--redis-password-file file " + emptyFile + " is empty"},
 		{"redis missing password file", with(redis, "--redis-password-file", "/nonexistent"), nil, "--redis-password-file"},
+		{"redis password from a file and the environment", with(redis, "--redis-password-file", pwFile), pw, "--redis-password-file and LEADER_ELECTOR_REDIS_PASSWORD are both set"},
+		{"etcd flag with the redis backend", with(redis, "--etcd-prefix", "/x/"), nil, "--etcd-prefix applies to --backend etcd only"},
 		{"redis cacert without tls", with(redis, "--redis-cacert", "ca.pem"), nil, "--redis-cacert needs --redis-tls"},
 		{"redis cert without tls", with(redis, "--redis-cert", "c.pem", "--redis-key", "k.pem"), nil, "--redis-cert needs --redis-tls"},
 		{"redis missing cacert", with(redis, "--redis-tls", "--redis-cacert", "/nonexistent/ca.pem"), nil, "--redis-cacert"},
@@ -141,8 +150,8 @@ func TestEveryFlagOutOfRange(t *testing.T) {
 		{"redis insecure flag", with(redis, "--redis-insecure-plaintext-auth=1x"), nil, "--redis-insecure-plaintext-auth"},
 
 		// The Kubernetes Lease backend.
-		{"lease name", with(etcd, "--backend", "kubernetes", "--lease-name", "Not_A_Name", "--lease-namespace", "ns"), nil, `--lease-name "Not_A_Name"`},
-		{"lease namespace", with(etcd, "--backend", "kubernetes", "--lease-namespace", "Bad.NS"), nil, `--lease-namespace "Bad.NS"`},
+		{"lease name", with(lease,  "--lease-name", "Not_A_Name", "--lease-namespace", "ns"), nil, `--lease-name "Not_A_Name"`},
+		{"lease namespace", with(lease,  "--lease-namespace", "Bad.NS"), nil, `--lease-namespace "Bad.NS"`},
 
 		// Kubernetes publishing.
 		{"pod name", with(etcd, "--pod-name", "Not_A_Pod", "--pod-namespace", "ns"), nil, "--pod-name"},
@@ -229,21 +238,34 @@ func TestElectionScope(t *testing.T) {
 		{"legacy layout", append(base, "--legacy-key-layout"), map[string]string{"POD_NAMESPACE": "prod"}, "/leader-elector/web/", "leader-elector:web"},
 		{"legacy layout keeps any prefix", append(base, "--legacy-key-layout", "--etcd-prefix", "/a:b", "--redis-key-prefix", "x/"), nil, "/a:bweb/", "x/web"},
 	}
+	// withoutFlags drops the flags (each with its value) whose names start
+	// with prefix: each backend refuses the other's flags.
+	withoutFlags := func(args []string, prefix string) []string {
+		var out []string
+		for i := 0; i < len(args); i++ {
+			if strings.HasPrefix(args[i], prefix) {
+				i++
+				continue
+			}
+			out = append(out, args[i])
+		}
+		return out
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := parseConfig(tt.args, env(tt.env))
+			cfg, err := parseConfig(withoutFlags(tt.args, "--redis-"), env(tt.env))
 			if err != nil {
 				t.Fatal(err)
 			}
 			if got := cfg.Etcd.ElectionPrefix(cfg.Election); got != tt.etcd {
 				t.Errorf("etcd prefix %q, want %q", got, tt.etcd)
 			}
+			cfg, err = parseConfig(append(withoutFlags(tt.args, "--etcd-"), "--backend", "redis"), env(tt.env))
+			if err != nil {
+				t.Fatal(err)
+			}
 			if got := cfg.Redis.ElectionKey(cfg.Election); got != tt.rds {
 				t.Errorf("redis key %q, want %q", got, tt.rds)
-			}
-			cfg.Backend = "redis"
-			if err := cfg.validate(); err != nil {
-				t.Errorf("the same flags with --backend redis: %v", err)
 			}
 		})
 	}

@@ -26,7 +26,8 @@ type leaseFlags struct {
 // leaseSpec is the registry entry of the Kubernetes Lease backend.
 func leaseSpec() backendSpec {
 	return backendSpec{
-		addFlags: func(fs *pflag.FlagSet, cfg *config) { addLeaseFlags(fs, &cfg.Lease) },
+		flagPrefix: "lease-",
+		addFlags:   func(fs *pflag.FlagSet, cfg *config) { addLeaseFlags(fs, &cfg.Lease) },
 		complete: func(cfg *config, getenv envFunc) error {
 			cfg.leaseDefaults(getenv, os.ReadFile)
 			return nil

@@ -132,6 +132,10 @@ func checkEndpoint(ep string) error {
 			return nil
 		}
 		hostport = strings.TrimSuffix(ep[i+3:], "/")
+		if strings.ContainsAny(hostport, "/?#") {
+			// clientv3 would drop it silently: the member answers at its root.
+			return errors.New("an endpoint URL has no path, query or fragment")
+		}
 	}
 	_, port, err := net.SplitHostPort(hostport)
 	if err != nil {
@@ -174,8 +178,13 @@ func (o *Options) tlsConfig() (*tls.Config, error) {
 }
 
 // Complete fills Password from PasswordFile, or else from envPassword (the
-// caller's environment variable). Call it before Validate.
+// caller's environment variable); both set is an error naming
+// PasswordFile. Call it before Validate.
 func (o *Options) Complete(envPassword string) error {
+	if o.PasswordFile != "" && envPassword != "" {
+		// Two sources are a mistake: say so rather than pick one silently.
+		return election.Invalid("PasswordFile", "and a password from the environment are both set; give the password one way")
+	}
 	if o.PasswordFile != "" {
 		b, err := os.ReadFile(o.PasswordFile)
 		if err != nil {
