@@ -316,21 +316,26 @@ func (c *candidacy) Renew(ctx context.Context) (election.Validity, error) {
 // Resign implements election.Candidacy: it releases a won Lease (unless a
 // handover did) and leaves the line.
 func (c *candidacy) Resign(ctx context.Context) error {
-	defer func() {
-		c.leave(ctx)
-		c.mu.Lock()
-		following := c.following
-		c.following = false
-		c.mu.Unlock()
-		if following {
-			c.b.stopFollowing()
-		}
-	}()
+	defer c.finish(ctx)
 	t := c.current()
 	if t == nil {
 		return nil
 	}
 	return classify(c.b.lock.Release(ctx, t))
+}
+
+// finish ends the candidacy's part in the line: it leaves it and stops
+// counting as active. The engine does not resign a candidacy that handed
+// over at shutdown, so HandOver calls it too.
+func (c *candidacy) finish(ctx context.Context) {
+	c.leave(ctx)
+	c.mu.Lock()
+	following := c.following
+	c.following = false
+	c.mu.Unlock()
+	if following {
+		c.b.stopFollowing()
+	}
 }
 
 func (c *candidacy) inLine() bool {

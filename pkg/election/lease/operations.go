@@ -114,6 +114,7 @@ func (b *Backend) HandOver(ctx context.Context, cand election.Candidacy, to stri
 		return classify(err)
 	}
 	b.log.Info("handed over", "to", to, "token", t.Token)
+	c.finish(ctx)
 	return nil
 }
 

@@ -504,3 +504,77 @@ func TestWithoutTheLinePermissionsElectionStillWorks(t *testing.T) {
 		t.Errorf("token %d after %d", term.Token, first.Token)
 	}
 }
+
+// runEngine runs an engine of id with generation gen on Lease name until
+// the returned stop is called (or the test ends). The backend is not
+// closed: the candidacy's own end must stop what it started (goleak).
+func runEngine(t *testing.T, cfg *rest.Config, ns, name, id string, gen int64, onStatus func(election.Status)) (stop func()) {
+	t.Helper()
+	b, err := lease.NewBackend(lease.Options{Client: fastClient(t, cfg).CoordinationV1(), Namespace: ns, Name: name},
+		election.Params{Election: name, Identity: id, TTL: testDuration}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := election.New(election.Config{Election: name, Identity: id, Backend: b, TTL: testDuration,
+		Generation: gen, OnStatus: onStatus})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = eng.Run(ctx)
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+// The engine's shutdown path: a leader that stops hands over to the first
+// candidate of the newest generation in line, never to an older one that
+// waits too.
+func TestEngineHandsOverToTheNewestGenerationAtShutdown(t *testing.T) {
+	env := kubetest.Start(t)
+	ns := env.Namespace(t)
+	var mu sync.Mutex
+	ready := map[string]bool{}
+	var leaders []string
+	record := func(s election.Status) {
+		mu.Lock()
+		defer mu.Unlock()
+		ready[s.Identity] = s.Ready
+		if s.IsLeader && (len(leaders) == 0 || leaders[len(leaders)-1] != s.Identity) {
+			leaders = append(leaders, s.Identity)
+		}
+	}
+	state := func() (map[string]bool, []string) {
+		mu.Lock()
+		defer mu.Unlock()
+		r := map[string]bool{}
+		for k, v := range ready {
+			r[k] = v
+		}
+		return r, append([]string(nil), leaders...)
+	}
+	stopOld := runEngine(t, env.Config, ns, "s", "old-leader", 1, record)
+	kubetest.Eventually(t, 10*testDuration, "old-leader to lead", func(context.Context) bool {
+		_, l := state()
+		return len(l) == 1
+	})
+	runEngine(t, env.Config, ns, "s", "old-waiter", 1, record)
+	runEngine(t, env.Config, ns, "s", "new", 2, record)
+	kubetest.Eventually(t, 10*testDuration, "both waiters ready (in line with their generation)", func(context.Context) bool {
+		r, _ := state()
+		return r["old-waiter"] && r["new"]
+	})
+	stopOld()
+	kubetest.Eventually(t, 10*testDuration, "a new leader", func(context.Context) bool {
+		_, l := state()
+		return len(l) == 2
+	})
+	if _, l := state(); l[1] != "new" {
+		t.Fatalf("leaders %v: the old leader's successor must be the newer generation", l)
+	}
+}
