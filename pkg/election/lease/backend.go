@@ -84,8 +84,9 @@ type Backend struct {
 	closed     bool
 	stopFollow context.CancelFunc
 	followWG   sync.WaitGroup
-	// denied is set once the line object was refused (RBAC without it):
+	// denied is set while the line object is refused (RBAC without it):
 	// candidacies then campaign without an entry, as before it existed.
+	// Each new candidacy tries again; the warning is logged once per change.
 	denied atomic.Bool
 }
 
@@ -195,17 +196,14 @@ func (b *Backend) Caveats() string {
 
 // Candidate implements election.Backend: it reads the Lease once, so an
 // unreachable API server fails here, and joins the line. When the line
-// object is forbidden (RBAC that predates it) it warns once and the
-// candidacy campaigns without an entry: it cannot be chosen by a switchover
-// and does not take part in generations.
+// object is forbidden (RBAC that predates it) it warns (once until that
+// changes) and the candidacy campaigns without an entry: it cannot be
+// chosen by a switchover and does not take part in generations.
 func (b *Backend) Candidate(ctx context.Context) (election.Candidacy, election.Validity, error) {
 	if err := b.lock.Check(ctx); err != nil {
 		return nil, election.Validity{}, classify(err)
 	}
 	c := &candidacy{b: b}
-	if b.denied.Load() {
-		return c, election.Validity{}, nil
-	}
 	e := entry{ID: b.identity, TTL: int32(b.lock.duration / time.Second)}
 	v, err := b.line.join(ctx, b.nonce, e)
 	switch {
@@ -213,6 +211,9 @@ func (b *Backend) Candidate(ctx context.Context) (election.Candidacy, election.V
 		c.joined, c.value, c.entry, c.following = true, v, e, true
 		if got, ok := decodeEntry(v); ok {
 			c.entry = got
+		}
+		if b.denied.Swap(false) {
+			b.log.Info("the candidates' Lease is allowed again: in line", "lease", b.line.name)
 		}
 		b.startFollowing()
 	case apierrors.IsForbidden(err):
