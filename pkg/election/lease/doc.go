@@ -84,7 +84,11 @@
 // the election's Lease is never written by waiting candidates, so the
 // holder's renewals never conflict with them. One object for the whole
 // line, rather than one per candidate, keeps RBAC naming every object
-// the sidecar touches.
+// the sidecar touches. Its cost: every waiting candidate writes that one
+// object about three times per lease duration and every candidate
+// following it receives every write, which suits the handful of replicas
+// an election has (tens, not thousands; annotations are limited to 256 KiB
+// in all, about 2,000 entries).
 //
 //   - Switchover: HandOver checks that exactly one live entry names the
 //     successor, then ends the term in one conditional update that writes
