@@ -47,12 +47,18 @@ func fastClient(t *testing.T, cfg *rest.Config) kubernetes.Interface {
 // newLock returns a Lock on Lease name in ns as id.
 func newLock(t *testing.T, cfg *rest.Config, ns, name, id string) *lease.Lock {
 	t.Helper()
+	return newLockFor(t, cfg, ns, name, id, testDuration)
+}
+
+// newLockFor is newLock with duration d.
+func newLockFor(t *testing.T, cfg *rest.Config, ns, name, id string, d time.Duration) *lease.Lock {
+	t.Helper()
 	l, err := lease.New(lease.Config{
 		Client:    fastClient(t, cfg).CoordinationV1(),
 		Namespace: ns,
 		Name:      name,
 		Identity:  id,
-		Duration:  testDuration,
+		Duration:  d,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -39,8 +39,14 @@ type candidate struct {
 // crash; at the end it resigns (unless crashed) and closes the backend.
 func join(t *testing.T, cfg *rest.Config, ns, name, id string) *candidate {
 	t.Helper()
+	return joinFor(t, cfg, ns, name, id, testDuration)
+}
+
+// joinFor is join with lease duration d.
+func joinFor(t *testing.T, cfg *rest.Config, ns, name, id string, d time.Duration) *candidate {
+	t.Helper()
 	b, err := lease.NewBackend(lease.Options{Client: fastClient(t, cfg).CoordinationV1(), Namespace: ns, Name: name},
-		election.Params{Election: name, Identity: id, TTL: testDuration}, nil)
+		election.Params{Election: name, Identity: id, TTL: d}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +57,7 @@ func join(t *testing.T, cfg *rest.Config, ns, name, id string) *candidate {
 	ctx, stop := context.WithCancel(context.Background())
 	cd := &candidate{id: id, b: b, c: c, ctx: ctx, stop: stop, done: make(chan struct{})}
 	cd.wg.Go(func() {
-		tick := time.NewTicker(testDuration / 3)
+		tick := time.NewTicker(d / 3)
 		defer tick.Stop()
 		for {
 			select {
@@ -178,9 +184,11 @@ func TestHandOverMakesOnlyTheSuccessorLead(t *testing.T) {
 func TestReservationForAnAbsentSuccessorExpires(t *testing.T) {
 	env := kubetest.Start(t)
 	ns := env.Namespace(t)
-	holder := newLock(t, env.Config, ns, "r", "holder")
+	// Terms that outlast the test's steps: nothing is taken by expiry.
+	const d = 30 * time.Second
+	holder := newLockFor(t, env.Config, ns, "r", "holder", d)
 	term := mustAcquire(t, holder)
-	waiter := newLock(t, env.Config, ns, "r", "waiter")
+	waiter := newLockFor(t, env.Config, ns, "r", "waiter", d)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	acq := startAcquire(ctx, waiter)
@@ -204,8 +212,8 @@ func TestReservationForAnAbsentSuccessorExpires(t *testing.T) {
 	}
 
 	// The named successor takes at once, though another waits too.
-	other := startAcquire(ctx, newLock(t, env.Config, ns, "r", "other"))
-	ghost := startAcquire(ctx, newLock(t, env.Config, ns, "r", "ghost"))
+	other := startAcquire(ctx, newLockFor(t, env.Config, ns, "r", "other", d))
+	ghost := startAcquire(ctx, newLockFor(t, env.Config, ns, "r", "ghost", d))
 	if err := waiter.HandOver(t.Context(), next, "ghost", time.Minute); err != nil {
 		t.Fatalf("HandOver: %v", err)
 	}
@@ -267,10 +275,12 @@ func TestReservationDoesNotOutliveItsRelease(t *testing.T) {
 func TestReclaimReleasesOnlyTheCrashedProcess(t *testing.T) {
 	env := kubetest.Start(t)
 	ns := env.Namespace(t)
-	twin := join(t, env.Config, ns, "e", "a").campaign()
+	// A long duration: a takeover well under it comes from the reclaim.
+	const d = 10 * time.Second
+	twin := joinFor(t, env.Config, ns, "e", "a", d).campaign()
 	twinTerm := twin.wait(t, 10*testDuration)
-	crashed := join(t, env.Config, ns, "e", "a").campaign() // a second process with --id a, waiting
-	b := join(t, env.Config, ns, "e", "b").campaign()
+	crashed := joinFor(t, env.Config, ns, "e", "a", d).campaign() // a second process with --id a, waiting
+	b := joinFor(t, env.Config, ns, "e", "b", d).campaign()
 	waitInLine(t, twin, "b")
 	kubetest.Eventually(t, 10*testDuration, "two entries in line", func(context.Context) bool {
 		return len(lineEntries(t, env, ns, "e")) == 2
@@ -283,7 +293,7 @@ func TestReclaimReleasesOnlyTheCrashedProcess(t *testing.T) {
 
 	// The restarted process of the crashed one.
 	restarted, err := lease.NewBackend(lease.Options{Client: fastClient(t, env.Config).CoordinationV1(), Namespace: ns, Name: "e"},
-		election.Params{Election: "e", Identity: "a", TTL: testDuration}, nil)
+		election.Params{Election: "e", Identity: "a", TTL: d}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,8 +330,8 @@ func TestReclaimReleasesOnlyTheCrashedProcess(t *testing.T) {
 	}
 	term := b.wait(t, 10*testDuration)
 	t.Logf("reclaim → b leads: %v", time.Since(start))
-	if took := time.Since(start); took > testDuration/2 {
-		t.Errorf("b led %v after the reclaim, want well under the duration %v", took, testDuration)
+	if took := time.Since(start); took > d/2 {
+		t.Errorf("b led %v after the reclaim, want well under the duration %v", took, d)
 	}
 	if term.Token <= twinTerm.Token {
 		t.Errorf("b's token %d after %d", term.Token, twinTerm.Token)
