@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -46,6 +48,9 @@ func TestLeaseRestartedTwinNeverStealsFromTheOther(t *testing.T) {
 	twin := sidecartest.Start(t, bin, sidecartest.Options{ID: "a", Args: args("pod-2"), Env: be.env})
 	inLine := func(s sidecartest.Status) bool { return s.Ready && !s.IsLeader && s.State == "campaigning" }
 	twin.WaitStatus("waiting in line", generous, inLine)
+	// Readiness can come before the candidacy is recorded: kill it only
+	// once its file names its candidacy.
+	waitRecorded(t, filepath.Join(dir, "pod-2.incarnation"))
 	twin.Signal(syscall.SIGKILL)
 	twin.Wait(generous)
 	again := sidecartest.Start(t, bin, sidecartest.Options{ID: "a", Args: args("pod-2"), Env: be.env})
@@ -62,6 +67,23 @@ func TestLeaseRestartedTwinNeverStealsFromTheOther(t *testing.T) {
 		t.Errorf("the Lease names %s at %d, want a at %d", h, tr, first.FencingToken)
 	}
 	assertNoOverlap(t, []*sidecartest.Process{leader, twin, again})
+}
+
+// waitRecorded waits until the incarnation file at path records a handle.
+func waitRecorded(t *testing.T, path string) {
+	t.Helper()
+	for deadline := time.Now().Add(generous); ; {
+		var r struct {
+			Handle string `json:"handle"`
+		}
+		if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &r) == nil && r.Handle != "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s records no candidacy", path)
+		}
+		<-time.After(5 * time.Millisecond) // polling a file; nothing to wait on
+	}
 }
 
 // A rolling update of 3 replicas on the Lease backend moves leadership once
