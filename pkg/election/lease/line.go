@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sort"
 	"strconv"
 	"strings"
@@ -66,8 +67,10 @@ const (
 const cleanupAfter = 3
 
 // maxLineWrites bounds a join's attempts when other candidates change the
-// line object at the same time (contention, not failure).
-const maxLineWrites = 5
+// line object at the same time (contention, not failure: each round one of
+// the candidates joining together wins). Between attempts a joiner waits a
+// random few milliseconds, growing with the attempt, to spread them.
+const maxLineWrites = 20
 
 // entry is one candidate's annotation value.
 type entry struct {
@@ -312,7 +315,7 @@ var errEntryGone = errors.New("the entry changed or was removed")
 // written value. It creates the line object when absent.
 func (ln *line) join(ctx context.Context, nonce string, e entry) (string, error) {
 	var last error
-	for range maxLineWrites {
+	for attempt := range maxLineWrites {
 		obj, err := ln.get(ctx)
 		if err != nil {
 			return "", err
@@ -355,6 +358,11 @@ func (ln *line) join(ctx context.Context, nonce string, e entry) (string, error)
 			return "", fmt.Errorf("joining the candidates' Lease %s: %w", ln.name, err)
 		}
 		last = err
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(time.Duration(rand.Int64N(int64(attempt+1) * int64(5*time.Millisecond)))):
+		}
 	}
 	return "", fmt.Errorf("joining the candidates' Lease %s: it kept changing (%d attempts): %w", ln.name, maxLineWrites, last)
 }

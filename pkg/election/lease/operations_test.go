@@ -2,7 +2,9 @@ package lease_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -586,5 +588,61 @@ func TestEngineHandsOverToTheNewestGenerationAtShutdown(t *testing.T) {
 	})
 	if _, l := state(); l[1] != "new" {
 		t.Fatalf("leaders %v: the old leader's successor must be the newer generation", l)
+	}
+}
+
+// Candidates joining at the same time get distinct join numbers: a join is
+// conditional on the line's resourceVersion.
+func TestConcurrentJoinsGetDistinctPlaces(t *testing.T) {
+	env := kubetest.Start(t)
+	ns := env.Namespace(t)
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		b, err := lease.NewBackend(lease.Options{Client: fastClient(t, env.Config).CoordinationV1(), Namespace: ns, Name: "j"},
+			election.Params{Election: "j", Identity: fmt.Sprintf("c%d", i), TTL: testDuration}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.Close() })
+		wg.Go(func() {
+			c, _, err := b.Candidate(t.Context())
+			if err == nil {
+				t.Cleanup(func() { _ = c.Resign(context.Background()) })
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("Candidate: %v", err)
+		}
+	}
+	line, err := env.Client.CoordinationV1().Leases(ns).Get(t.Context(), "j"+lease.LineSuffix, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs := map[int64]string{}
+	for k, v := range line.Annotations {
+		if !strings.HasPrefix(k, lease.CandidateKeyPrefix) {
+			continue
+		}
+		var e struct {
+			ID  string `json:"id"`
+			Seq int64  `json:"seq"`
+		}
+		if err := json.Unmarshal([]byte(v), &e); err != nil {
+			t.Fatal(err)
+		}
+		if other, dup := seqs[e.Seq]; dup {
+			t.Errorf("%s and %s both joined with seq %d", other, e.ID, e.Seq)
+		}
+		seqs[e.Seq] = e.ID
+	}
+	if len(seqs) != n {
+		t.Errorf("%d distinct places in line, want %d: %v", len(seqs), n, seqs)
 	}
 }
