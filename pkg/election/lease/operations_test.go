@@ -646,3 +646,23 @@ func TestConcurrentJoinsGetDistinctPlaces(t *testing.T) {
 		t.Errorf("%d distinct places in line, want %d: %v", len(seqs), n, seqs)
 	}
 }
+
+// A waiting candidacy whose entry was removed behind its back (by an
+// operator, or by a peer that judged it dead) learns it at its next Renew:
+// ErrLost, so the engine starts a fresh candidacy that joins again.
+func TestRenewOfARemovedEntryIsLost(t *testing.T) {
+	env := kubetest.Start(t)
+	ns := env.Namespace(t)
+	cd := join(t, env.Config, ns, "v", "w")
+	cd.crash() // stop the background renewals; the test renews by hand
+	if _, err := cd.c.Renew(t.Context()); err != nil {
+		t.Fatalf("Renew in line: %v", err)
+	}
+	removeEntries(t, env, ns, "v", "w")
+	if _, err := cd.c.Renew(t.Context()); !errors.Is(err, election.ErrLost) {
+		t.Fatalf("Renew after the entry was removed = %v, want ErrLost", err)
+	}
+	if err := cd.c.Resign(t.Context()); err != nil {
+		t.Errorf("Resign of the lost candidacy: %v", err)
+	}
+}
