@@ -59,19 +59,6 @@ func etcdArgs(endpoints []string, extra ...string) []string {
 		"--etcd-endpoints", strings.Join(endpoints, ",")}, extra...)
 }
 
-// sidecarBackend is how a test's sidecars reach one backend: the flags
-// (with extra appended; a later flag overrides an earlier one) and the
-// environment.
-type sidecarBackend struct {
-	name string
-	args func(extra ...string) []string
-	env  []string
-}
-
-func etcdBackend(endpoints []string) sidecarBackend {
-	return sidecarBackend{name: "etcd", args: func(extra ...string) []string { return etcdArgs(endpoints, extra...) }}
-}
-
 func startN(t *testing.T, endpoints []string, ids ...string) []*sidecartest.Process {
 	t.Helper()
 	var ps []*sidecartest.Process

@@ -21,14 +21,14 @@ var opsRBAC = filepath.Join("pkg", "election", "lease", "testdata", "rbac.yaml")
 // sidecar and to no other, in milliseconds, with increasing tokens.
 func TestLeaseSwitchoverHandsOverToTheNamedSidecar(t *testing.T) {
 	c := newLeaseClusterWith(t, opsRBAC)
-	switchover(t, c.backend(t))
+	switchover(t, "kubernetes", c.backend(t))
 }
 
 // A leader's sidecar killed and restarted in its pod releases its
 // predecessor's term at once on the Lease backend.
 func TestLeaseRestartedSidecarReleasesItsPredecessor(t *testing.T) {
 	c := newLeaseClusterWith(t, opsRBAC)
-	restart(t, c.backend(t))
+	restartReleases(t, "kubernetes", c.backend(t))
 }
 
 // Two sidecars started with the same --id in two pods (a mistake): when
@@ -40,12 +40,12 @@ func TestLeaseRestartedTwinNeverStealsFromTheOther(t *testing.T) {
 	be := c.backend(t)
 	dir := t.TempDir()
 	args := func(pod string) []string {
-		return be.args("--ttl", restartTTL.String(),
+		return be("--ttl", restartTTL.String(),
 			"--incarnation-file", filepath.Join(dir, pod+".incarnation"), "--pod-uid", "uid-"+pod)
 	}
-	leader := sidecartest.Start(t, bin, sidecartest.Options{ID: "a", Args: args("pod-1"), Env: be.env})
+	leader := sidecartest.Start(t, bin, sidecartest.Options{ID: "a", Args: args("pod-1")})
 	first := leader.WaitStatus("leadership", generous, func(s sidecartest.Status) bool { return s.IsLeader })
-	twin := sidecartest.Start(t, bin, sidecartest.Options{ID: "a", Args: args("pod-2"), Env: be.env})
+	twin := sidecartest.Start(t, bin, sidecartest.Options{ID: "a", Args: args("pod-2")})
 	inLine := func(s sidecartest.Status) bool { return s.Ready && !s.IsLeader && s.State == "campaigning" }
 	twin.WaitStatus("waiting in line", generous, inLine)
 	// Readiness can come before the candidacy is recorded: kill it only
@@ -53,7 +53,7 @@ func TestLeaseRestartedTwinNeverStealsFromTheOther(t *testing.T) {
 	waitRecorded(t, filepath.Join(dir, "pod-2.incarnation"))
 	twin.Signal(syscall.SIGKILL)
 	twin.Wait(generous)
-	again := sidecartest.Start(t, bin, sidecartest.Options{ID: "a", Args: args("pod-2"), Env: be.env})
+	again := sidecartest.Start(t, bin, sidecartest.Options{ID: "a", Args: args("pod-2")})
 	waitLogged(t, again, "released the previous process's candidacy")
 	again.WaitStatus("waiting in line", generous, inLine)
 	st, err := leader.Status(t.Context())
@@ -105,7 +105,7 @@ func TestLeaseRolloutMovesLeadershipOnce(t *testing.T) {
 		t.Run(fmt.Sprintf("generations %v, victims %v", tc.generations, tc.victims), func(t *testing.T) {
 			c := newLeaseClusterWith(t, opsRBAC)
 			start := time.Now()
-			got := rolloutOn(t, c.backend(t), tc.generations, tc.victims)
+			got := rollout(t, c.backend(t), tc.generations, tc.victims)
 			t.Logf("rollout took %v", time.Since(start))
 			switch {
 			case tc.generations && got != 1:

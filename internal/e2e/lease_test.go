@@ -52,13 +52,13 @@ func newLeaseClusterWith(t *testing.T, rbac string) *leaseCluster {
 }
 
 // backend is how sidecars reach the cluster's Lease as the service account.
-func (c *leaseCluster) backend(t *testing.T) sidecarBackend {
+func (c *leaseCluster) backend(t *testing.T) backendArgs {
 	t.Helper()
 	kubeconfig := kubetest.WriteKubeconfig(t, c.sa)
-	return sidecarBackend{name: "kubernetes", env: []string{"POD_NAMESPACE=" + c.ns}, args: func(extra ...string) []string {
+	return func(extra ...string) []string {
 		return append([]string{"--backend", "kubernetes", "--election", leaseElection, "--ttl", ttlFlag,
-			"--kubeconfig", kubeconfig}, extra...)
-	}}
+			"--kubeconfig", kubeconfig, "--lease-namespace", c.ns}, extra...)
+	}
 }
 
 // sidecar runs a sidecar with --backend kubernetes as the service account,
