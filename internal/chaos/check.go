@@ -23,9 +23,24 @@ type Result struct {
 	Accepted         int // register writes accepted
 	Rejected         int // stale writes the fence rejected
 	StaleAccepted    int // stale writes accepted (violations)
+	Unowned          int // accepted writes whose writer held no such term when it answered (violations)
 	Races            int // sidecar processes that reported a data race (violations)
-	Settled          time.Duration
-	SettleViolation  bool
+	// Terms counts the distinct terms claimed: (identity, token) pairs.
+	Terms int
+	// Settled are the rounds' times to one agreed leader after the heal
+	// (negative: none); Handovers the handovers' times to the next term.
+	Settled, Handovers []time.Duration
+	SettleViolations   int // rounds without one agreed leader within their bound
+	// NotDegraded counts fail-history targets whose /status did not report
+	// the failing history (violations).
+	NotDegraded int
+
+	// RestartToLeader: for each sidecar-restart of the leader, the time
+	// from the SIGKILL to the next claim of leadership by anyone.
+	RestartToLeader []time.Duration
+	Rollouts        []RolloutResult
+	GateOverlaps    int             // episodes with two pods' gate True (violations)
+	GateHandover    []time.Duration // gate fault → another pod's gate True
 }
 
 // Passed reports whether the trial found no violation.
@@ -35,20 +50,31 @@ func (r *Result) violate(format string, args ...any) {
 	r.Violations = append(r.Violations, fmt.Sprintf(format, args...))
 }
 
-// claim is one leadership interval of one run, closed.
+// claim is one leadership interval of one run, closed. An observed claim
+// comes from the run's client's polls inside a gap of its history (see
+// gapClaims), not from its history.
 type claim struct {
 	run *Run
 	history.Interval
+	observed bool
 }
 
 func (c claim) String() string {
-	return fmt.Sprintf("%s token %d [%d, %d]", c.run.Name(), c.Token, c.Start, c.End)
+	src := ""
+	if c.observed {
+		src = " (observed by polls; its history failed)"
+	}
+	return fmt.Sprintf("%s token %d [%d, %d]%s", c.run.Name(), c.Token, c.Start, c.End, src)
 }
 
 func claims(rec *Record) []claim {
 	var out []claim
 	for i := range rec.Runs {
 		r := &rec.Runs[i]
+		if len(r.Gaps) > 0 {
+			out = append(out, gapClaims(rec, r)...)
+			continue
+		}
 		for _, iv := range r.Intervals {
 			if iv.End == 0 {
 				iv.End = rec.End
@@ -57,6 +83,114 @@ func claims(rec *Record) []claim {
 		}
 	}
 	slices.SortFunc(out, func(a, b claim) int { return cmpInt(a.Start, b.Start) })
+	return out
+}
+
+// gapClaims returns the claims of a run whose history has gaps. Its
+// history is trusted outside the gaps only: an interval open when a gap
+// began is cut at the gap's start, and one open at its end starts there.
+// Inside a gap, what the run's client saw stands in for the lost entries:
+// a sidecar answers GET /leader with 200 only while it claims, and a term
+// is one continuous claim, so the run claimed token T throughout [the end
+// of its first poll answered with T, the start of its last one] — a lower
+// bound of the real claim. Pieces of one term (same token) are then joined.
+func gapClaims(rec *Record, r *Run) []claim {
+	end := r.Exited
+	if end == 0 {
+		end = rec.End
+	}
+	inGap := func(t int64) bool {
+		for _, g := range r.Gaps {
+			to := g.To
+			if to == 0 {
+				to = end
+			}
+			if t > g.From && t < to {
+				return true
+			}
+		}
+		return false
+	}
+	var pieces []history.Interval
+	// From the history: every interval, clipped to outside the gaps. An
+	// interval that spans a gap becomes its part before and its part after
+	// (entries inside a gap do not exist, by the gap's definition).
+	var cur *history.Interval
+	closeAt := func(t int64) {
+		if cur != nil {
+			cur.End = t
+			pieces = append(pieces, *cur)
+			cur = nil
+		}
+	}
+	for _, e := range r.History {
+		for _, g := range r.Gaps {
+			if g.To != 0 && e.Mono == g.To && cur != nil {
+				// The state before this entry is unknown back to g.From.
+				closeAt(g.From)
+			}
+		}
+		switch {
+		case e.IsLeader && cur == nil:
+			cur = &history.Interval{Identity: e.Identity, Token: e.Token, Start: e.Mono}
+		case e.IsLeader && cur.Token != e.Token:
+			closeAt(e.Mono)
+			cur = &history.Interval{Identity: e.Identity, Token: e.Token, Start: e.Mono}
+		case !e.IsLeader && cur != nil:
+			closeAt(e.Mono)
+		}
+	}
+	if cur != nil {
+		stop := end
+		for _, g := range r.Gaps {
+			if g.To == 0 && g.From >= cur.Start {
+				stop = g.From
+			}
+		}
+		closeAt(stop)
+	}
+	// From the polls inside the gaps.
+	start := int64(0)
+	if len(r.History) > 0 {
+		start = r.History[0].Mono
+	}
+	overlapsGap := func(lo, hi int64) bool {
+		for _, g := range r.Gaps {
+			to := g.To
+			if to == 0 {
+				to = end
+			}
+			if hi > g.From && lo < to {
+				return true
+			}
+		}
+		return false
+	}
+	for _, w := range rec.Writes {
+		// A poll partly in a gap counts too: the run claimed at some
+		// instant of it, so its term lasted at least to its start.
+		if w.Writer != r.Identity || w.PollStart < start || w.PollEnd > end || !overlapsGap(w.PollStart, w.PollEnd) {
+			continue
+		}
+		p := history.Interval{Identity: r.Identity, Token: w.Token, Start: w.PollEnd, End: max(w.PollEnd, w.PollStart)}
+		pieces = append(pieces, p)
+	}
+	// One claim per token: a term is one continuous claim.
+	byToken := map[int64]*history.Interval{}
+	var order []int64
+	for _, p := range pieces {
+		if q, ok := byToken[p.Token]; ok {
+			q.Start, q.End = min(q.Start, p.Start), max(q.End, p.End)
+			continue
+		}
+		byToken[p.Token] = &p
+		order = append(order, p.Token)
+	}
+	var out []claim
+	for _, t := range order {
+		iv := byToken[t]
+		out = append(out, claim{run: r, Interval: *iv, observed: inGap(iv.Start) || inGap(iv.End)})
+	}
 	return out
 }
 
@@ -96,20 +230,49 @@ func Check(rec *Record) Result {
 	checkWakes(rec, cs, &res)
 	checkTokens(rec, cs, &res)
 	checkRegister(rec, cs, &res)
+	checkOps(rec, cs, &res)
+	checkGate(rec, &res)
 	for _, r := range rec.Races {
 		res.Races++
 		res.violate("data race reported by the race detector in %s (see its log)", r)
 	}
-	res.Settled = rec.Settled
-	switch {
-	case rec.Settled < 0:
-		res.SettleViolation = true
-		res.violate("liveness: no single agreed leader after the faults healed")
-	case rec.Settled > rec.SettleBound:
-		res.SettleViolation = true
-		res.violate("liveness: one agreed leader only %v after the faults healed, bound %v", rec.Settled, rec.SettleBound)
+	terms := map[string]bool{}
+	for _, c := range cs {
+		terms[fmt.Sprintf("%s/%d", c.run.Identity, c.Token)] = true
 	}
+	res.Terms = len(terms)
+	checkLiveness(rec, &res)
 	return res
+}
+
+// checkLiveness: every round ends with one agreed leader within its bound
+// of the heal, every handover with a new agreed term, and every
+// fail-history target that led reported its history as degraded.
+func checkLiveness(rec *Record, res *Result) {
+	for i, r := range rec.Rounds {
+		res.Settled = append(res.Settled, r.Settled)
+		switch {
+		case r.Settled < 0:
+			res.SettleViolations++
+			res.violate("liveness: round %d: no single agreed leader after the faults healed", i)
+		case r.Settled > r.SettleBound:
+			res.SettleViolations++
+			res.violate("liveness: round %d: one agreed leader only %v after the faults healed, bound %v", i, r.Settled, r.SettleBound)
+		}
+		for j, h := range r.Handovers {
+			res.Handovers = append(res.Handovers, h.Took)
+			if h.Took < 0 {
+				res.SettleViolations++
+				res.violate("liveness: round %d handover %d (%s of %s): no new agreed term", i, j, h.Kind, h.From)
+			}
+		}
+		for run, ok := range r.Degraded {
+			if !ok {
+				res.NotDegraded++
+				res.violate("fail-history: round %d: %s stepped down with its history failing, but /status did not report the history as degraded", i, run)
+			}
+		}
+	}
 }
 
 func checkOverlaps(rec *Record, cs []claim, res *Result) {
@@ -237,6 +400,7 @@ func checkRegister(rec *Record, cs []claim, res *Result) {
 			}
 		}
 		if own < 0 {
+			res.Unowned++
 			res.violate("register: accepted a write by %s with token %d at %d, but %s held no such term when it answered (poll [%d, %d])",
 				w.Writer, w.Token, w.At, w.Writer, w.PollStart, w.PollEnd)
 			continue

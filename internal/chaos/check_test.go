@@ -1,6 +1,8 @@
 package chaos
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -27,7 +29,7 @@ func run(id string, spans ...[3]int64) Run {
 func record(runs ...Run) *Record {
 	return &Record{
 		Backend: BackendEtcd, TTL: 2 * time.Second, Validity: 1680 * time.Millisecond, WakeGrace: time.Second,
-		Runs: runs, End: 1000 * sec, Settled: time.Second, SettleBound: 3 * time.Second,
+		Runs: runs, End: 1000 * sec, Rounds: []RoundRecord{{Settled: time.Second, SettleBound: 3 * time.Second}},
 	}
 }
 
@@ -160,10 +162,13 @@ func TestRegisterChecks(t *testing.T) {
 
 func TestLivenessBound(t *testing.T) {
 	rec := record(run("a", [3]int64{10, 30, 5}))
-	rec.Settled = 4 * time.Second
+	rec.Rounds[0].Settled = 4 * time.Second
 	wantViolation(t, Check(rec), "liveness")
-	rec.Settled = -1
+	rec.Rounds[0].Settled = -1
 	wantViolation(t, Check(rec), "no single agreed leader")
+	rec = record(run("a", [3]int64{10, 30, 5}))
+	rec.Rounds[0].Handovers = []HandoverRecord{{Kind: HandoverResign, From: "a#0", Took: -1}}
+	wantViolation(t, Check(rec), "no new agreed term")
 }
 
 func TestDataRaceIsAViolation(t *testing.T) {
@@ -174,12 +179,26 @@ func TestDataRaceIsAViolation(t *testing.T) {
 
 func TestPlansAreReproducible(t *testing.T) {
 	for seed := range int64(50) {
-		p, q := NewPlan(seed, 2*time.Second), NewPlan(seed, 2*time.Second)
-		if p.String() != q.String() {
+		shape := Shape{Rounds: 3, Handovers: 4}
+		p, q := NewPlan(seed, 2*time.Second, shape), NewPlan(seed, 2*time.Second, shape)
+		if p.String() != q.String() || fmt.Sprint(p.Rounds) != fmt.Sprint(q.Rounds) {
 			t.Fatalf("seed %d: %v then %v", seed, p, q)
 		}
-		if n := len(p.Faults); n < 1 || n > 2 || (n == 2 && p.Faults[0].Kind == p.Faults[1].Kind) {
-			t.Fatalf("seed %d: %v", seed, p)
+		if len(p.Rounds) != shape.Rounds {
+			t.Fatalf("seed %d: %d rounds, want %d", seed, len(p.Rounds), shape.Rounds)
+		}
+		for _, r := range p.Rounds {
+			if n := len(r.Faults); n < 1 || n > 2 || (n == 2 && r.Faults[0].Kind == r.Faults[1].Kind) {
+				t.Fatalf("seed %d: %v", seed, p)
+			}
+			if len(r.Handovers) != shape.Handovers {
+				t.Fatalf("seed %d: %d handovers in a round, want %d", seed, len(r.Handovers), shape.Handovers)
+			}
+			for _, f := range r.Faults {
+				if !slices.Contains(kindsFor(p.Backend), f.Kind) {
+					t.Fatalf("seed %d: %s on backend %s", seed, f.Kind, p.Backend)
+				}
+			}
 		}
 	}
 }
@@ -219,5 +238,131 @@ func TestRedisRestartedEmptyExcusesNoOverlap(t *testing.T) {
 				t.Errorf("want one overlap violation: %+v", res)
 			}
 		})
+	}
+}
+
+func TestTermsAreDistinctIdentityAndToken(t *testing.T) {
+	rec := record(run("a", [3]int64{10, 30, 5}, [3]int64{50, 60, 9}), run("b", [3]int64{35, 45, 7}))
+	if res := Check(rec); !res.Passed() || res.Terms != 3 {
+		t.Fatalf("want 3 terms and a pass: %+v", res)
+	}
+}
+
+// gapRun is a run of a that leads from 1 s with token 5, whose history
+// failed from 2 s (the last entry before) to 6 s (the first entry after),
+// and whose entry at 6 s says it follows b.
+func gapRun() Run {
+	r := Run{Identity: "a", History: []history.Entry{
+		{Mono: 0, Identity: "a"},
+		{Mono: ds(10), Identity: "a", IsLeader: true, Leader: "a", Token: 5},
+		{Mono: ds(20), Identity: "a", IsLeader: true, Leader: "a", Token: 5, Ready: true},
+		{Mono: ds(60), Identity: "a", Leader: "b", Token: 7, Ready: true},
+	}}
+	r.Intervals = history.Intervals(r.History)
+	r.Gaps = []Gap{{From: ds(20), To: ds(60)}}
+	return r
+}
+
+func poll(writer string, token, at int64) Write {
+	return Write{Writer: writer, Token: token, PollStart: at, PollEnd: at + 1e6, At: at + 2e6, Accepted: true}
+}
+
+// In a gap of a's history, a's claim ends with its client's last poll
+// answered as leader, not at the next entry: b winning after that poll is
+// a clean handover, although a's history shows it leading until 6 s.
+func TestHistoryGapUsesPolls(t *testing.T) {
+	rec := record(gapRun(), run("b", [3]int64{40, 90, 7}))
+	rec.Writes = []Write{poll("a", 5, ds(15)), poll("a", 5, ds(30)), poll("a", 5, ds(38)), poll("b", 7, ds(41))}
+	res := Check(rec)
+	if !res.Passed() || res.Terms != 2 {
+		t.Fatalf("want a pass with 2 terms: %+v", res)
+	}
+}
+
+// A poll answered as leader inside the gap after b had won is an overlap.
+func TestHistoryGapPollAfterSuccessorIsAnOverlap(t *testing.T) {
+	rec := record(gapRun(), run("b", [3]int64{40, 90, 7}))
+	rec.Writes = []Write{poll("a", 5, ds(15)), poll("a", 5, ds(30)), poll("a", 5, ds(45)), poll("b", 7, ds(41))}
+	res := Check(rec)
+	if res.Overlaps != 1 {
+		t.Fatalf("want one overlap: %+v", res)
+	}
+	wantViolation(t, res, "observed by polls")
+}
+
+// A term a began and ended inside the gap, seen only by its client's polls,
+// is still checked: here it overlaps b's.
+func TestHistoryGapTermSeenOnlyByPolls(t *testing.T) {
+	r := gapRun()
+	r.History = r.History[:3]
+	r.History[1].IsLeader, r.History[2].IsLeader = false, false
+	r.Intervals = history.Intervals(r.History)
+	r.Gaps = []Gap{{From: ds(20)}} // never mended
+	rec := record(r, run("b", [3]int64{40, 90, 7}))
+	rec.Writes = []Write{poll("a", 8, ds(50)), poll("a", 8, ds(52)), poll("b", 7, ds(41))}
+	res := Check(rec)
+	if res.Overlaps != 1 || res.Terms != 2 {
+		t.Fatalf("want one overlap and 2 terms: %+v", res)
+	}
+}
+
+func TestFailingHistoryMustBeReported(t *testing.T) {
+	rec := record(run("a", [3]int64{10, 30, 5}))
+	rec.Rounds[0].Degraded = map[string]bool{"a#0": false}
+	wantViolation(t, Check(rec), "degraded")
+	rec.Rounds[0].Degraded["a#0"] = true
+	if res := Check(rec); !res.Passed() {
+		t.Fatalf("%+v", res)
+	}
+}
+
+// A term that goes on across a gap (the same token before and after it) is
+// one claim: no token violation, and one term.
+func TestHistoryGapSameTermAcross(t *testing.T) {
+	r := gapRun()
+	r.History[3] = history.Entry{Mono: ds(60), Identity: "a", IsLeader: true, Leader: "a", Token: 5}
+	r.History = append(r.History, history.Entry{Mono: ds(70), Identity: "a", Leader: ""})
+	r.Intervals = history.Intervals(r.History)
+	rec := record(r, run("b", [3]int64{80, 90, 7}))
+	rec.Writes = []Write{poll("a", 5, ds(30)), poll("a", 5, ds(50)), poll("b", 7, ds(85))}
+	res := Check(rec)
+	if !res.Passed() || res.Terms != 2 {
+		t.Fatalf("want a pass with 2 terms: %+v", res)
+	}
+	// And b claiming inside the gap while a's term went on is an overlap.
+	rec = record(r, run("b", [3]int64{40, 45, 7}))
+	if res := Check(rec); res.Overlaps != 1 {
+		t.Fatalf("want one overlap: %+v", res)
+	}
+}
+
+// Every kind has its entry in the nemesis table, every entry a kind, and
+// every backend some kinds (a kind added to one list only would never run,
+// or crash a trial).
+func TestEveryKindHasANemesis(t *testing.T) {
+	table := nemeses()
+	for _, k := range Kinds() {
+		n, ok := table[k]
+		if !ok || n.plan == nil || n.resolve == nil {
+			t.Errorf("%s: no complete nemesis entry", k)
+		}
+	}
+	if len(table) != len(Kinds()) {
+		t.Errorf("%d nemeses, %d kinds", len(table), len(Kinds()))
+	}
+	for _, b := range Backends() {
+		if len(kindsFor(b)) == 0 {
+			t.Errorf("no kinds for backend %s", b)
+		}
+	}
+}
+
+// A poll that began in the gap and ended after it (after the entry that
+// ended the gap) still shows the term: its write is owned, not a violation.
+func TestHistoryGapPollStraddlingItsEnd(t *testing.T) {
+	rec := record(gapRun(), run("b", [3]int64{70, 90, 7}))
+	rec.Writes = []Write{poll("a", 5, ds(30)), {Writer: "a", Token: 5, PollStart: ds(59), PollEnd: ds(61), At: ds(61) + 1, Accepted: true}}
+	if res := Check(rec); !res.Passed() {
+		t.Fatalf("%+v", res)
 	}
 }

@@ -3,8 +3,11 @@ package chaos
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/leader-elector/leader-elector/pkg/election"
 )
 
 // Backend kinds a trial runs on.
@@ -43,6 +46,16 @@ const (
 	// open and nothing is answered; SIGCONT at the heal.
 	HungMember     Kind = "hung-member"      // an etcd member that does not lead etcd's Raft group
 	HungRaftLeader Kind = "hung-raft-leader" // etcd's Raft leader
+	// StallHistory stops reading a sidecar's --history-file (a pipe) and
+	// cuts it off from the backend: it must step down at its deadline with
+	// its history writes blocked.
+	StallHistory Kind = "stall-history"
+	// FailHistory makes every write to a sidecar's --history-file fail
+	// (EPIPE: the pipe's reader is gone) and cuts it off from the backend:
+	// it must step down at its deadline and report the history as degraded
+	// in /status. The checker reads its claims in that span from its
+	// client's polls (see Run.Gaps).
+	FailHistory Kind = "fail-history"
 	// Redis faults; see redis.go.
 	RedisEvict          Kind = "redis-evict"           // a master turns to an evicting maxmemory-policy under memory pressure
 	RedisDeny           Kind = "redis-deny"            // the sidecars' Redis user loses one command the election needs
@@ -50,27 +63,112 @@ const (
 	RedlockRollRestarts Kind = "redlock-roll-restarts" // restart every Redlock master empty, one at a time
 )
 
-// Kinds lists every fault, in the order summaries print them.
+// Kinds lists every fault, in the order summaries print them. Plans draw
+// faults from this list, so adding a kind changes the plans seeds map to.
 func Kinds() []Kind {
 	return []Kind{KillLeader, PauseShort, PauseLong, Blackhole, Delay, Reset, KillMember, KillRaftLeader, RedisRestart,
-		StallLog, HungMember, HungRaftLeader, RedisEvict, RedisDeny, RedlockLink, RedlockRollRestarts}
+		StallLog, HungMember, HungRaftLeader, RedisEvict, RedisDeny, RedlockLink, RedlockRollRestarts,
+		StallHistory, FailHistory, SidecarRestart, SidecarTwin, Rollout, GateFreeze, GateKill}
 }
 
-func kindsFor(backend string) []Kind {
-	common := []Kind{KillLeader, PauseShort, PauseLong, Blackhole, Delay, Reset, StallLog}
-	switch backend {
-	case BackendEtcd:
-		return append(common, KillMember, KillRaftLeader, HungMember, HungRaftLeader)
-	case BackendKubernetes:
-		return common
-	}
-	return append(append(common, RedisRestart), redisKinds(backend)...)
+// nemesis is what the suite knows of one fault kind: where it applies, how
+// a plan draws its parameters, and how a trial injects and heals it. See
+// doc.go for how to add a kind.
+type nemesis struct {
+	// backends the kind applies to; nil: every backend.
+	backends []string
+	// atSidecar: the fault hits one sidecar, the leader or a follower as
+	// Fault.AtLeader says (plans print which).
+	atSidecar bool
+	// plan draws the fault's hold and parameters from rng (Kind, AtLeader
+	// and Pick are drawn already). It must draw the same numbers for the
+	// same seed every time: plans are replayed from seeds.
+	plan func(rng *rand.Rand, f *Fault, ttl time.Duration)
+	// resolve is called when the round starts, with the leader of the
+	// moment: it picks the fault's target and returns its injection, run
+	// at f.Offset, and its heal, run at f.Offset + f.Hold. A heal must be
+	// idempotent with trial.healAll, which runs after every round.
+	resolve func(tr *trial, f Fault, at *targets) (inject, heal func())
+	// settleExtra is added to the round's bound on the time to one agreed
+	// leader after the heal (see Record.Rounds).
+	settleExtra time.Duration
 }
+
+// nemeses returns the table of every kind.
+func nemeses() map[Kind]nemesis {
+	etcd := []string{BackendEtcd}
+	redis := []string{BackendRedis, BackendRedlock}
+	redlock := []string{BackendRedlock}
+	hold := func(lo, hi func(ttl time.Duration) time.Duration) func(*rand.Rand, *Fault, time.Duration) {
+		return func(rng *rand.Rand, f *Fault, ttl time.Duration) { f.Hold = between(rng, lo(ttl), hi(ttl)) }
+	}
+	fixed := func(d time.Duration) func(time.Duration) time.Duration {
+		return func(time.Duration) time.Duration { return d }
+	}
+	plus := func(k int64, d time.Duration) func(time.Duration) time.Duration {
+		return func(ttl time.Duration) time.Duration { return time.Duration(k)*ttl + d }
+	}
+	return map[Kind]nemesis{
+		KillLeader: {plan: hold(fixed(0), fixed(2*time.Second)), resolve: (*trial).killLeader},
+		PauseShort: {plan: hold(fixed(200*time.Millisecond), func(ttl time.Duration) time.Duration { return ttl * 3 / 4 }),
+			resolve: (*trial).pauseLeader},
+		// Well past the TTL, so the successor has won and written before the
+		// paused pod wakes with its stale token.
+		PauseLong: {plan: hold(plus(1, 1500*time.Millisecond), plus(1, 3*time.Second)), resolve: (*trial).pauseLeader},
+		Blackhole: {atSidecar: true, plan: hold(fixed(500*time.Millisecond), plus(1, 2*time.Second)), resolve: (*trial).link},
+		Reset:     {atSidecar: true, plan: hold(fixed(500*time.Millisecond), plus(1, 2*time.Second)), resolve: (*trial).link},
+		Delay: {atSidecar: true, resolve: (*trial).link, plan: func(rng *rand.Rand, f *Fault, ttl time.Duration) {
+			f.Hold = between(rng, time.Second, ttl+2*time.Second)
+			f.Delay = between(rng, 100*time.Millisecond, ttl*3/4)
+		}},
+		KillMember:     {backends: etcd, plan: hold(fixed(0), plus(1, time.Second)), resolve: (*trial).member},
+		KillRaftLeader: {backends: etcd, plan: hold(fixed(0), plus(1, time.Second)), resolve: (*trial).member},
+		// Often past 2 × TTL + 1 s, so the election must get on without the
+		// member rather than wait for it to come back.
+		HungMember:     {backends: etcd, plan: hold(fixed(500*time.Millisecond), plus(2, 2*time.Second)), resolve: (*trial).member},
+		HungRaftLeader: {backends: etcd, plan: hold(fixed(500*time.Millisecond), plus(2, 2*time.Second)), resolve: (*trial).member},
+		RedisRestart:   {backends: redis, plan: hold(fixed(0), plus(1, time.Second)), resolve: (*trial).redisRestart},
+		// Past the TTL, so the deadline falls while the output is stalled
+		// or failing.
+		StallLog:     {atSidecar: true, plan: hold(plus(1, 500*time.Millisecond), plus(1, 3*time.Second)), resolve: (*trial).stallLog},
+		StallHistory: {atSidecar: true, plan: hold(plus(1, 500*time.Millisecond), plus(1, 3*time.Second)), resolve: (*trial).history},
+		FailHistory:  {atSidecar: true, plan: hold(plus(1, 500*time.Millisecond), plus(1, 3*time.Second)), resolve: (*trial).history},
+		// Redis faults; see redis.go. When every candidate was refused, each
+		// backs off (up to election.DefaultRetryMax) before it tries again.
+		RedisEvict:          {backends: redis, plan: newRedisFault, resolve: (*trial).redisFault, settleExtra: election.DefaultRetryMax},
+		RedisDeny:           {backends: redis, plan: newRedisFault, resolve: (*trial).redisFault, settleExtra: election.DefaultRetryMax},
+		RedlockLink:         {backends: redlock, atSidecar: true, plan: newRedisFault, resolve: (*trial).redisFault},
+		RedlockRollRestarts: {backends: redlock, plan: newRedisFault, resolve: (*trial).redisFault},
+		// Operations and readiness-gate faults; see ops.go and gate.go. On
+		// every backend: one without election.Reclaimer pays a TTL for a
+		// restart, which is a fault worth injecting too.
+		SidecarRestart: {atSidecar: true, plan: newOpsFault, resolve: (*trial).sidecarRestart},
+		SidecarTwin:    {atSidecar: true, plan: newOpsFault, resolve: (*trial).sidecarTwin},
+		Rollout:        {plan: newOpsFault, resolve: (*trial).rolloutFault},
+		GateFreeze:     {plan: newOpsFault, resolve: (*trial).gateFault},
+		GateKill:       {plan: newOpsFault, resolve: (*trial).gateFault},
+	}
+}
+
+// kindsFor lists the kinds that apply to backend, in the order of Kinds.
+func kindsFor(backend string) []Kind {
+	table := nemeses()
+	var out []Kind
+	for _, k := range Kinds() {
+		if n := table[k]; n.backends == nil || slices.Contains(n.backends, backend) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func targetsSidecar(k Kind) bool { return nemeses()[k].atSidecar }
 
 // Fault is one planned fault.
 type Fault struct {
 	Kind Kind
-	// Offset is when it starts after the first fault; Hold how long it lasts.
+	// Offset is when it starts after the first fault of its round; Hold how
+	// long it lasts.
 	Offset, Hold time.Duration
 	// AtLeader: a link fault targets the leader rather than a follower.
 	AtLeader bool
@@ -86,11 +184,10 @@ func (f Fault) String() string {
 	if f.Offset > 0 {
 		fmt.Fprintf(&b, " offset=%v", f.Offset.Round(time.Millisecond))
 	}
-	if f.Kind == Delay {
+	if f.Delay > 0 {
 		fmt.Fprintf(&b, " delay=%v", f.Delay.Round(time.Millisecond))
 	}
-	switch f.Kind {
-	case Blackhole, Delay, Reset, StallLog:
+	if targetsSidecar(f.Kind) {
 		if f.AtLeader {
 			b.WriteString(" at=leader")
 		} else {
@@ -100,21 +197,79 @@ func (f Fault) String() string {
 	return b.String()
 }
 
-// Plan is everything a trial does, derived from its seed alone, so a
-// failing trial is replayed by running its seed again.
+// Handover is a graceful change of leader made between fault rounds: it
+// makes terms cheaply, and every one of them is checked like the terms the
+// faults end.
+type Handover string
+
+// The handovers.
+const (
+	// HandoverResign is POST /resign to the leader's control socket: it
+	// gives the term up to whoever is next.
+	HandoverResign Handover = "resign"
+	// HandoverSwitchover is POST /resign?to=<follower>: a planned
+	// switchover to a chosen candidate (a plain resign where the backend
+	// cannot hand over to a chosen one).
+	HandoverSwitchover Handover = "switchover"
+	// HandoverRestart is SIGTERM to the leader (a rolling restart: it
+	// resigns on its way out), then a new process under the same identity.
+	HandoverRestart Handover = "sigterm-restart"
+)
+
+// Handovers lists the handovers, in the order summaries print them.
+func Handovers() []Handover {
+	return []Handover{HandoverResign, HandoverSwitchover, HandoverRestart}
+}
+
+// Round is one fault round of a trial: its faults, each started at its
+// offset and healed after its hold; then everything heals and the runner
+// waits for one agreed leader (the liveness bound is checked per round);
+// then the handovers, one after the other, each waiting for the next
+// agreed leader and a register write in its term.
+type Round struct {
+	Faults    []Fault
+	Handovers []Handover
+}
+
+// Shape is how many rounds a trial has and how many handovers follow each
+// round's heal. It is part of what a plan is derived from: a seed replays
+// the same plan only with the same shape.
+type Shape struct {
+	Rounds, Handovers int
+}
+
+// Plan is everything a trial does, derived from its seed and shape alone,
+// so a failing trial is replayed by running its seed again.
 type Plan struct {
 	Seed    int64
 	Backend string
 	// OneMember: each etcd sidecar reaches only "its" member (i mod 3)
 	// rather than all three.
 	OneMember bool
-	Faults    []Fault
+	Shape     Shape
+	Rounds    []Round
+}
+
+// Faults returns every fault of every round, in order.
+func (p Plan) Faults() []Fault {
+	var out []Fault
+	for _, r := range p.Rounds {
+		out = append(out, r.Faults...)
+	}
+	return out
 }
 
 func (p Plan) String() string {
-	fs := make([]string, len(p.Faults))
-	for i, f := range p.Faults {
-		fs[i] = f.String()
+	rs := make([]string, len(p.Rounds))
+	for i, r := range p.Rounds {
+		fs := make([]string, len(r.Faults))
+		for j, f := range r.Faults {
+			fs[j] = f.String()
+		}
+		rs[i] = strings.Join(fs, " + ")
+		if len(r.Handovers) > 0 {
+			rs[i] += fmt.Sprintf(", %d handovers", len(r.Handovers))
+		}
 	}
 	topo := ""
 	if p.Backend == BackendEtcd {
@@ -123,66 +278,52 @@ func (p Plan) String() string {
 			topo = " endpoints=one"
 		}
 	}
-	return fmt.Sprintf("seed=%d backend=%s%s faults=[%s]", p.Seed, p.Backend, topo, strings.Join(fs, "; "))
+	return fmt.Sprintf("seed=%d backend=%s%s rounds=[%s]", p.Seed, p.Backend, topo, strings.Join(rs, "; "))
 }
 
-// NewPlan derives a trial's plan from its seed: the backend, and one fault
-// or, a third of the time, a combination of two different ones.
-func NewPlan(seed int64, ttl time.Duration) Plan {
+// NewPlan derives a trial's plan from its seed and shape: the backend, the
+// topology, and per round one fault or, a third of the time, a combination
+// of two different ones, then shape.Handovers handovers (a restart one time
+// in ten, a switchover three in ten, else a resign).
+func NewPlan(seed int64, ttl time.Duration, shape Shape) Plan {
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x6c6561646572))
-	p := Plan{Seed: seed}
+	p := Plan{Seed: seed, Shape: shape}
 	p.Backend = Backends()[rng.IntN(len(Backends()))]
 	p.OneMember = rng.IntN(2) == 0
 	kinds := kindsFor(p.Backend)
-	n := 1
-	if rng.IntN(3) == 0 {
-		n = 2
-	}
-	first := kinds[rng.IntN(len(kinds))]
-	p.Faults = append(p.Faults, newFault(rng, first, ttl))
-	if n == 2 {
-		second := first
-		for second == first {
-			second = kinds[rng.IntN(len(kinds))]
+	for range max(1, shape.Rounds) {
+		var r Round
+		first := kinds[rng.IntN(len(kinds))]
+		r.Faults = append(r.Faults, newFault(rng, first, ttl))
+		if rng.IntN(3) == 0 {
+			second := first
+			for second == first {
+				second = kinds[rng.IntN(len(kinds))]
+			}
+			f := newFault(rng, second, ttl)
+			f.Offset = between(rng, 0, time.Second)
+			r.Faults = append(r.Faults, f)
 		}
-		f := newFault(rng, second, ttl)
-		f.Offset = between(rng, 0, time.Second)
-		p.Faults = append(p.Faults, f)
+		for range shape.Handovers {
+			h := HandoverResign
+			switch n := rng.IntN(10); {
+			case n < 1:
+				h = HandoverRestart
+			case n < 4:
+				h = HandoverSwitchover
+			}
+			r.Handovers = append(r.Handovers, h)
+		}
+		p.Rounds = append(p.Rounds, r)
 	}
 	return p
 }
-
 func between(rng *rand.Rand, lo, hi time.Duration) time.Duration {
 	return lo + time.Duration(rng.Int64N(int64(hi-lo)+1))
 }
 
 func newFault(rng *rand.Rand, k Kind, ttl time.Duration) Fault {
 	f := Fault{Kind: k, AtLeader: rng.IntN(10) < 7, Pick: rng.IntN(1 << 16)}
-	switch k {
-	case KillLeader:
-		f.Hold = between(rng, 0, 2*time.Second)
-	case PauseShort:
-		f.Hold = between(rng, 200*time.Millisecond, ttl*3/4)
-	case PauseLong:
-		// Well past the TTL, so the successor has won and written before the
-		// paused pod wakes with its stale token.
-		f.Hold = between(rng, ttl+1500*time.Millisecond, ttl+3*time.Second)
-	case Blackhole, Reset:
-		f.Hold = between(rng, 500*time.Millisecond, ttl+2*time.Second)
-	case StallLog:
-		// Past the TTL, so the deadline falls while the log is stalled.
-		f.Hold = between(rng, ttl+500*time.Millisecond, ttl+3*time.Second)
-	case Delay:
-		f.Hold = between(rng, time.Second, ttl+2*time.Second)
-		f.Delay = between(rng, 100*time.Millisecond, ttl*3/4)
-	case KillMember, KillRaftLeader, RedisRestart:
-		f.Hold = between(rng, 0, ttl+time.Second)
-	case HungMember, HungRaftLeader:
-		// Often past 2 × TTL + 1 s, so the election must get on without the
-		// member rather than wait for it to come back.
-		f.Hold = between(rng, 500*time.Millisecond, 2*ttl+2*time.Second)
-	default:
-		newRedisFault(rng, &f, ttl)
-	}
+	nemeses()[k].plan(rng, &f, ttl)
 	return f
 }

@@ -27,14 +27,36 @@ type Pause struct {
 // Run is one process of one candidate: a candidate killed and restarted
 // has several runs.
 type Run struct {
-	Identity  string
+	Identity string
+	// Pod is the pod the process ran in when it is not named Identity (a
+	// twin: the same --id in another pod, see ops.go).
+	Pod       string
 	Instance  int // 0 for the first process of Identity, then 1, 2, ...
 	History   []history.Entry
 	Intervals []history.Interval // closed at the process's exit, or at Record.End
+	// Gaps are spans in which the run's history output failed
+	// (fail-history): entries written then are lost, so the checker takes
+	// the run's claims in a gap from its client's polls instead.
+	Gaps []Gap
+	// Exited is when the process's exit was noticed (0: still running at
+	// Record.End).
+	Exited int64
 }
 
-// Name labels the run in reports, e.g. "b#1".
-func (r Run) Name() string { return fmt.Sprintf("%s#%d", r.Identity, r.Instance) }
+// Gap is a span of a run's history that may be missing entries: From is
+// the last entry received before the output failed (or 0), To the first
+// one received after it was mended (0: none; the gap lasts to the run's
+// end).
+type Gap struct{ From, To int64 }
+
+// Name labels the run in reports, e.g. "b#1", or "a@a-twin#0" for a process
+// with identity a in pod a-twin.
+func (r Run) Name() string {
+	if r.Pod != "" && r.Pod != r.Identity {
+		return fmt.Sprintf("%s@%s#%d", r.Identity, r.Pod, r.Instance)
+	}
+	return fmt.Sprintf("%s#%d", r.Identity, r.Instance)
+}
 
 // Write is one attempt of a client to write to the fenced register.
 type Write struct {
@@ -66,18 +88,57 @@ type Record struct {
 	// RedisEmpty are the instants Redis servers came back empty.
 	RedisEmpty []int64
 
-	// Heal is when every fault had been removed; End when observation ended.
-	Heal, End int64
+	// Rounds are the fault rounds and handovers, in order.
+	Rounds []RoundRecord
+	// End is when observation ended.
+	End int64
+	// Races names the runs whose race-enabled binary reported a data race.
+	Races []string
+
+	// Ops is what the operations nemeses did (ops.go).
+	Ops OpsRecord
+	// GateMode: the sidecars published a readiness gate (gate.go); Gate is
+	// every change of a pod's gate condition in the API server's order,
+	// GateFaults the pods the gate faults hit, GateSettled how long after
+	// the last round's agreed leader the pods showed its gate alone
+	// (negative: never).
+	GateMode    bool
+	Gate        []GateObs
+	GateFaults  []GateFault
+	GateSettled time.Duration
+}
+
+// RoundRecord is what one round observed.
+type RoundRecord struct {
+	// Heal is when every fault of the round had been removed.
+	Heal int64
 	// Settled is how long after Heal the processes agreed on one leader;
 	// negative when they never did.
 	Settled time.Duration
-	// SettleBound is the bound Settled is held to.
+	// SettleBound is the bound Settled is held to: TTL + 1 s, 2 × TTL + 1 s
+	// when etcd's own Raft leader changed in the round (which extends every
+	// lease by an election timeout), plus the faults' settleExtra.
 	SettleBound time.Duration
-	// RaftLeaderChanged: etcd's own Raft leader changed during the trial,
-	// which extends every lease by an election timeout.
+	// RaftLeaderChanged: etcd's Raft leader changed during the round.
 	RaftLeaderChanged bool
-	// Races names the runs whose race-enabled binary reported a data race.
-	Races []string
+	// Handovers are the round's graceful handovers, in order.
+	Handovers []HandoverRecord
+	// Degraded: for each fail-history fault of the round whose target led
+	// when it was injected and had lost that term by the heal, whether its
+	// /status reported the history as degraded before the heal (keyed by
+	// run name).
+	Degraded map[string]bool
+}
+
+// HandoverRecord is one graceful handover.
+type HandoverRecord struct {
+	Kind Handover
+	// From is the run that led before; Start when the handover was asked.
+	From  string
+	Start int64
+	// Took is how long until a new term was agreed on; negative when none
+	// was within the runner's timeout.
+	Took time.Duration
 }
 
 func monoNow() int64 {

@@ -10,7 +10,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/leader-elector/leader-elector/internal/testutil/redistest"
-	"github.com/leader-elector/leader-elector/pkg/election"
 )
 
 // The Redis faults: the configurations and partial failures of issue 11
@@ -59,18 +58,6 @@ func newRedisFault(rng *rand.Rand, f *Fault, ttl time.Duration) {
 	}
 }
 
-// redisSettleExtra is what the bound on the time to one leader after the
-// heal grows by when every candidate was refused by Redis: each backs off
-// (up to election.DefaultRetryMax) before it tries again.
-func redisSettleExtra(p Plan) time.Duration {
-	for _, f := range p.Faults {
-		if f.Kind == RedisEvict || f.Kind == RedisDeny {
-			return election.DefaultRetryMax
-		}
-	}
-	return 0
-}
-
 // admin returns a client for srv, closed when the trial ends.
 func (tr *trial) admin(srv *redistest.Server) *redis.Client {
 	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DisableIdentity: true})
@@ -90,10 +77,7 @@ func (tr *trial) applied(err error, kind Kind, srv *redistest.Server) bool {
 }
 
 // redisFault resolves a Redis fault; ok is false for other kinds.
-func (tr *trial) redisFault(f Fault, leader *slot, followers []*slot) (inject, heal func(), ok bool) {
-	if len(tr.redis) == 0 {
-		return nil, nil, false
-	}
+func (tr *trial) redisFault(f Fault, at *targets) (inject, heal func()) {
 	pick := f.Pick % len(tr.redis)
 	srv := tr.redis[pick]
 	ctx := context.Background()
@@ -124,7 +108,7 @@ func (tr *trial) redisFault(f Fault, leader *slot, followers []*slot) (inject, h
 			}, func() {
 				undo()
 				tr.event("redis-noeviction", srv.Addr(), "")
-			}, true
+			}
 	case RedisDeny:
 		c := tr.admin(srv)
 		cmd := deniable[(f.Pick/len(tr.redis))%len(deniable)]
@@ -138,12 +122,9 @@ func (tr *trial) redisFault(f Fault, leader *slot, followers []*slot) (inject, h
 			}, func() {
 				undo()
 				tr.event("redis-allow", srv.Addr(), cmd)
-			}, true
+			}
 	case RedlockLink:
-		s := leader
-		if !f.AtLeader {
-			s = followers[f.Pick%len(followers)]
-		}
+		s := at.link(f)
 		p := s.proxies[pick]
 		return func() {
 				what := "drop"
@@ -157,7 +138,7 @@ func (tr *trial) redisFault(f Fault, leader *slot, followers []*slot) (inject, h
 			}, func() {
 				p.Pass()
 				tr.event("pass", fmt.Sprintf("%s->%s", s.id, srv.Addr()), "")
-			}, true
+			}
 	case RedlockRollRestarts:
 		// One master's warm-up (one TTL) plus one renewal (TTL/3) and the
 		// engine's margin, so the leader has taken its lock back on the
@@ -171,9 +152,10 @@ func (tr *trial) redisFault(f Fault, leader *slot, followers []*slot) (inject, h
 				}
 				tr.restartRedis(srv)
 			}
-		}, func() {}, true
+		}, func() {}
 	}
-	return nil, nil, false
+	tr.t.Fatalf("redisFault: %s is not a Redis fault", f.Kind)
+	return nil, nil
 }
 
 // fill sets maxmemory a little above what c's server uses and writes keys

@@ -50,10 +50,27 @@ func WriteTimeline(w io.Writer, plan Plan, rec *Record) error {
 			lines = append(lines, line{wr.At, fmt.Sprintf("      register: accepted write by %s token %d (held=%t)", wr.Writer, wr.Token, wr.Held)})
 		}
 	}
-	lines = append(lines, line{rec.Heal, "***** all faults healed"})
+	for i, r := range rec.Rounds {
+		lines = append(lines, line{r.Heal, fmt.Sprintf("***** round %d: all faults healed; one agreed leader after %v (bound %v, raft-leader-changed=%t)",
+			i, r.Settled, r.SettleBound, r.RaftLeaderChanged)})
+		for _, h := range r.Handovers {
+			lines = append(lines, line{h.Start, fmt.Sprintf("***** handover %s of %s: a new term after %v", h.Kind, h.From, h.Took)})
+		}
+	}
+	for _, r := range rec.Runs {
+		for _, g := range r.Gaps {
+			until := "the end of the run"
+			if g.To != 0 {
+				until = fmt.Sprintf("the entry %v later", time.Duration(g.To-g.From).Round(time.Millisecond))
+			}
+			lines = append(lines, line{g.From, fmt.Sprintf("      %s: its history may miss entries from here to %s (claims there are taken from its client's polls)", r.Name(), until)})
+		}
+	}
+	for _, g := range rec.Gate {
+		lines = append(lines, line{g.Mono, fmt.Sprintf("      gate: pod %s condition True=%t (resourceVersion %s)", g.Pod, g.True, g.RV)})
+	}
 	slices.SortStableFunc(lines, func(a, b line) int { return cmpInt(a.mono, b.mono) })
-	if _, err := fmt.Fprintf(w, "# %v\n# ttl=%v validity=%v wake-grace=%v settled=%v bound=%v raft-leader-changed=%t\n",
-		plan, rec.TTL, rec.Validity, rec.WakeGrace, rec.Settled, rec.SettleBound, rec.RaftLeaderChanged); err != nil {
+	if _, err := fmt.Fprintf(w, "# %v\n# ttl=%v validity=%v wake-grace=%v\n", plan, rec.TTL, rec.Validity, rec.WakeGrace); err != nil {
 		return err
 	}
 	if len(lines) == 0 {

@@ -3,15 +3,20 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/leader-elector/leader-elector/internal/testutil/etcdproc"
@@ -44,21 +49,34 @@ type Outcome struct {
 	FailureDir string
 }
 
-// slot is one candidate: its identity, its proxies to the backend, and
-// the processes that ran as it.
+// slot is one candidate, as one pod: its identity, its proxies to the
+// backend, and the processes that ran as it (a killed sidecar is restarted
+// in the same slot, as the kubelet restarts a container in its pod).
 type slot struct {
-	id       string
-	args     []string
+	id string
+	// pod names the pod (its Pod object in gate mode, its incarnation file,
+	// --pod-uid and control socket); it equals id except for a twin (ops.go).
+	pod  string
+	gen  int64 // --generation
+	args []string
+	// control reaches the control socket of the sidecar's current process.
+	control  *http.Client
+	socket   string
 	proxies  []*tcpproxy.Proxy
 	procs    []*sidecartest.Process
 	client   *client
 	killed   bool
 	paused   bool
 	pausedAt int64
+	// retired: the pod was stopped for good (a rollout replaced it, a twin
+	// went away); it is no candidate any more, but its runs are checked.
+	retired bool
 }
 
 func (s *slot) proc() *sidecartest.Process { return s.procs[len(s.procs)-1] }
-func (s *slot) run() string                { return fmt.Sprintf("%s#%d", s.id, len(s.procs)-1) }
+func (s *slot) run() string {
+	return Run{Identity: s.id, Pod: s.pod, Instance: len(s.procs) - 1}.Name()
+}
 
 type trial struct {
 	t       testing.TB
@@ -67,38 +85,52 @@ type trial struct {
 	ttl     time.Duration
 	cluster *etcdproc.Cluster
 	redis   []*redistest.Server
-	kube    *rest.Config // the API server of BackendKubernetes, as an administrator
-	slots   []*slot
-	reg     *Register
-	rec     *Record
+	kube    *rest.Config // the API server (envtest), as an administrator
+	kubeNS  string       // the namespace of the Lease and the Pod objects
+	// kubeClient is a clientset for kube.
+	kubeClient kubernetes.Interface
+	slots      []*slot
+	reg        *Register
+	rec        *Record
 
 	raftLeaderStopped bool
+	// degraded is the current round's RoundRecord.Degraded.
+	degraded map[string]bool
 	// redisHeals undo Redis faults still in place (see redis.go).
 	redisHeals []func()
+
+	// targets are the backend's addresses and base the sidecars' flags up
+	// to the last one, which names the targets (newSlot).
+	targets, base []string
+	ctlDir        string // the control sockets' folder
+	incDir        string // the pods' "emptyDir"s for --incarnation-file
+	retired       []*slot
+	generation    int64 // the workload's current --generation (rollouts raise it)
+	roundFaults   int   // how many faults the current round has
+	gate          *gateWatch
+	// clientCtx, clients and hc run the slots' application clients.
+	clientCtx context.Context
+	clients   *sync.WaitGroup
+	hc        *http.Client
 }
 
 // RunTrial runs plan with three sidecars built as bin and a lease TTL of
 // ttl, checks what they recorded, and on any violation writes the
 // histories and a timeline under failureRoot (chaos-failure-<seed>) and
-// fails t.
-func RunTrial(t testing.TB, bin string, plan Plan, ttl time.Duration, failureRoot string) Outcome {
+// fails t. With keep it writes them for a trial that passed too.
+func RunTrial(t testing.TB, bin string, plan Plan, ttl time.Duration, failureRoot string, keep bool) Outcome {
 	t.Helper()
-	tr := &trial{t: t, bin: bin, plan: plan, ttl: ttl, reg: &Register{}}
+	tr := &trial{t: t, bin: bin, plan: plan, ttl: ttl, reg: &Register{}, generation: 1, incDir: t.TempDir()}
 	tr.rec = &Record{
 		Seed: plan.Seed, Backend: plan.Backend, TTL: ttl,
 		Validity:  time.Duration(float64(ttl)*(1-election.DefaultDrift)) - election.DefaultMargin,
 		WakeGrace: wakeGrace,
 	}
-	tr.setUp()
-
 	ctx, stopClients := context.WithCancel(context.Background())
 	hc := &http.Client{Timeout: 500 * time.Millisecond, Transport: &http.Transport{}}
 	var wg sync.WaitGroup
-	for _, s := range tr.slots {
-		s.client = newClient(s.id, tr.reg, hc)
-		s.client.setURL(s.proc().URL)
-		wg.Go(func() { s.client.run(ctx) })
-	}
+	tr.clientCtx, tr.clients, tr.hc = ctx, &wg, hc
+	tr.setUp()
 	stopped := false
 	stop := func() {
 		if !stopped {
@@ -110,45 +142,93 @@ func RunTrial(t testing.TB, bin string, plan Plan, ttl time.Duration, failureRoo
 	}
 	t.Cleanup(stop)
 
-	leader, first, ok := tr.waitAgreed(setupTimeout)
+	leader, st, ok := tr.waitAgreed(setupTimeout, nil)
 	if !ok {
 		t.Fatalf("%v: the sidecars never agreed on a first leader", plan)
 	}
-	tr.waitWrite(first.FencingToken)
-	raftBefore := tr.raftLeader()
-	tr.inject(leader)
-	tr.healAll()
-	tr.rec.Heal = monoNow()
-	healed := time.Now()
-	_, st, ok := tr.waitAgreed(settleTimeout)
-	tr.rec.Settled = -1
-	if ok {
-		tr.rec.Settled = time.Since(healed)
-		tr.waitWrite(st.FencingToken)
+	tr.waitWrite(st.FencingToken)
+	done := true
+	for i, round := range plan.Rounds {
+		if leader, st, done = tr.round(i, round, leader); !done {
+			break // no agreed leader: the checker reports it
+		}
 	}
+	if !done {
+		leader = nil
+	}
+	tr.settleGate(leader)
 	stop()
 	tr.rec.End = monoNow()
-	if tr.cluster != nil {
-		tr.rec.RaftLeaderChanged = tr.raftLeaderStopped || tr.raftLeader() != raftBefore
-	}
-	tr.rec.SettleBound = ttl + time.Second
-	if tr.rec.RaftLeaderChanged {
-		tr.rec.SettleBound = 2*ttl + time.Second
-	}
-	tr.rec.SettleBound += redisSettleExtra(plan)
 	tr.collect()
 
 	out := Outcome{Plan: plan, Record: tr.rec, Result: Check(tr.rec)}
+	if out.Result.Passed() && keep {
+		dir, err := Dump(failureRoot, plan, tr.rec, out.Result, tr.logs())
+		if err != nil {
+			t.Errorf("write the trial's evidence: %v", err)
+		}
+		out.FailureDir = dir
+	}
 	if !out.Result.Passed() {
 		dir, err := Dump(failureRoot, plan, tr.rec, out.Result, tr.logs())
 		if err != nil {
 			t.Errorf("write failure report: %v", err)
 		}
 		out.FailureDir = dir
-		t.Errorf("%v: %d violation(s); histories and timeline in %s\n  %s\nreplay: CHAOS_SEED=%d CHAOS_TRIALS=1 make chaos",
-			plan, len(out.Result.Violations), dir, strings.Join(out.Result.Violations, "\n  "), plan.Seed)
+		t.Errorf("%v: %d violation(s); histories and timeline in %s\n  %s\nreplay: %s",
+			plan, len(out.Result.Violations), dir, strings.Join(out.Result.Violations, "\n  "), ReplayCommand(plan))
 	}
 	return out
+}
+
+// ReplayCommand is the command that runs plan again.
+func ReplayCommand(p Plan) string {
+	return fmt.Sprintf("make chaos TRIALS=1 CHAOS_SEED=%d CHAOS_ROUNDS=%d CHAOS_HANDOVERS=%d",
+		p.Seed, p.Shape.Rounds, p.Shape.Handovers)
+}
+
+// round runs one round against leader, the agreed leader of the moment:
+// its faults, the heal, the wait for one agreed leader, the handovers. It
+// returns the agreed leader at its end, and false when there was none.
+func (tr *trial) round(i int, round Round, leader *slot) (*slot, sidecartest.Status, bool) {
+	tr.event("round", "all", fmt.Sprint(i))
+	tr.roundFaults = len(round.Faults)
+	raftBefore := tr.raftLeader()
+	tr.raftLeaderStopped = false
+	rr := RoundRecord{Degraded: map[string]bool{}}
+	tr.degraded = rr.Degraded
+	tr.inject(round.Faults, leader)
+	tr.healAll()
+	rr.Heal = monoNow()
+	healed := time.Now()
+	leader, st, ok := tr.waitAgreed(settleTimeout, nil)
+	rr.Settled = -1
+	if ok {
+		rr.Settled = time.Since(healed)
+		tr.waitWrite(st.FencingToken)
+	}
+	if tr.cluster != nil {
+		rr.RaftLeaderChanged = tr.raftLeaderStopped || tr.raftLeader() != raftBefore
+	}
+	rr.SettleBound = tr.ttl + time.Second
+	if rr.RaftLeaderChanged {
+		rr.SettleBound = 2*tr.ttl + time.Second
+	}
+	var extra time.Duration
+	for _, f := range round.Faults {
+		extra = max(extra, nemeses()[f.Kind].settleExtra)
+	}
+	rr.SettleBound += extra
+	for _, h := range round.Handovers {
+		if !ok {
+			break
+		}
+		var hr HandoverRecord
+		leader, st, hr, ok = tr.handover(h, leader, st)
+		rr.Handovers = append(rr.Handovers, hr)
+	}
+	tr.rec.Rounds = append(tr.rec.Rounds, rr)
+	return leader, st, ok
 }
 
 func (tr *trial) event(action, target, detail string) {
@@ -159,69 +239,98 @@ func (tr *trial) event(action, target, detail string) {
 // the sidecars.
 func (tr *trial) setUp() {
 	t := tr.t
-	var targets []string
-	var base []string
 	ttlFlag := fmt.Sprintf("%ds", int(tr.ttl/time.Second))
 	switch tr.plan.Backend {
 	case BackendEtcd:
 		tr.cluster = etcdproc.Start(t, 3)
 		for _, u := range tr.cluster.ClientURLs() {
-			targets = append(targets, strings.TrimPrefix(u, "http://"))
+			tr.targets = append(tr.targets, strings.TrimPrefix(u, "http://"))
 		}
-		base = []string{"--backend", "etcd", "--election", "chaos", "--ttl", ttlFlag, "--etcd-dial-timeout", "1s", "--etcd-endpoints"}
+		tr.base = []string{"--backend", "etcd", "--election", "chaos", "--ttl", ttlFlag, "--etcd-dial-timeout", "1s", "--etcd-endpoints"}
 	case BackendRedis, BackendRedlock:
 		n := 1
 		if tr.plan.Backend == BackendRedlock {
 			n = 3
 		}
 		tr.redis = redistest.StartN(t, n)
-		targets = redistest.Addrs(tr.redis)
-		base = []string{"--backend", "redis", "--election", "chaos", "--ttl", ttlFlag, "--redis-addr"}
+		tr.targets = redistest.Addrs(tr.redis)
+		tr.base = []string{"--backend", "redis", "--election", "chaos", "--ttl", ttlFlag, "--redis-addr"}
 	case BackendKubernetes:
-		env := kubetest.Start(t)
-		ns := env.Namespace(t)
-		u, err := url.Parse(env.Config.Host)
+		tr.startKube()
+		u, err := url.Parse(tr.kube.Host)
 		if err != nil {
 			t.Fatal(err)
 		}
-		tr.kube = env.Config
-		targets = []string{u.Host}
-		base = []string{"--backend", "kubernetes", "--election", "chaos", "--ttl", ttlFlag, "--lease-namespace", ns, "--kubeconfig"}
+		tr.targets = []string{u.Host}
+		tr.base = []string{"--backend", "kubernetes", "--election", "chaos", "--ttl", ttlFlag, "--lease-namespace", tr.kubeNS, "--kubeconfig"}
 	default:
 		t.Fatalf("unknown backend %q", tr.plan.Backend)
 	}
+	if tr.plan.Gate() {
+		tr.startGate()
+		tr.rec.GateMode = true
+	}
+	// A short directory: a Unix socket's path has at most 107 bytes.
+	ctlDir, err := os.MkdirTemp("", "chaos")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(ctlDir) })
+	tr.ctlDir = ctlDir
 	for i, id := range []string{"a", "b", "c"} {
-		s := &slot{id: id}
-		mine := targets
-		if tr.plan.Backend == BackendEtcd && tr.plan.OneMember {
-			mine = targets[i%len(targets) : i%len(targets)+1]
-		}
-		var addrs []string
-		for _, target := range mine {
-			p := tcpproxy.Start(t, target)
-			s.proxies = append(s.proxies, p)
-			addrs = append(addrs, p.Addr())
-		}
-		last := strings.Join(addrs, ",")
-		if tr.kube != nil {
-			// The API server through this sidecar's proxy; its serving
-			// certificate is valid for 127.0.0.1.
-			cfg := rest.CopyConfig(tr.kube)
-			cfg.Host = "https://" + addrs[0]
-			last = kubetest.WriteKubeconfig(t, cfg)
-		}
-		s.args = append(slices.Clone(base), last)
-		s.procs = append(s.procs, sidecartest.Start(t, tr.bin, sidecartest.Options{ID: id, Args: s.args}))
-		tr.slots = append(tr.slots, s)
+		tr.slots = append(tr.slots, tr.newSlot(i, id, id, tr.generation))
 	}
 }
 
-// waitAgreed polls until exactly one live sidecar claims leadership and
-// every other ready one names it with the same token.
-func (tr *trial) waitAgreed(timeout time.Duration) (*slot, sidecartest.Status, bool) {
+// newSlot starts a candidate as pod pod with identity id: its proxies to
+// the backend (the i-th one's member only, in the one-member topology),
+// its sidecar and its application client. Every sidecar runs with its
+// pod's --incarnation-file and --pod-uid, as the chart runs it, and with
+// --generation gen.
+func (tr *trial) newSlot(i int, id, pod string, gen int64) *slot {
+	t := tr.t
+	s := &slot{id: id, pod: pod, gen: gen}
+	mine := tr.targets
+	if tr.plan.Backend == BackendEtcd && tr.plan.OneMember {
+		mine = tr.targets[i%len(tr.targets) : i%len(tr.targets)+1]
+	}
+	var addrs []string
+	for _, target := range mine {
+		p := tcpproxy.Start(t, target)
+		s.proxies = append(s.proxies, p)
+		addrs = append(addrs, p.Addr())
+	}
+	last := strings.Join(addrs, ",")
+	if tr.plan.Backend == BackendKubernetes {
+		// The API server through this sidecar's proxy; its serving
+		// certificate is valid for 127.0.0.1.
+		cfg := rest.CopyConfig(tr.kube)
+		cfg.Host = "https://" + addrs[0]
+		last = kubetest.WriteKubeconfig(t, cfg)
+	}
+	s.socket = filepath.Join(tr.ctlDir, pod+".sock")
+	s.control = unixClient(s.socket)
+	t.Cleanup(s.control.CloseIdleConnections)
+	s.args = append([]string{"--control-socket", s.socket}, append(slices.Clone(tr.base), last,
+		"--incarnation-file", filepath.Join(tr.incDir, pod+".incarnation"), "--pod-uid", "uid-"+pod,
+		"--generation", strconv.FormatInt(gen, 10))...)
+	if tr.gate != nil {
+		s.args = append(s.args, tr.gate.args(tr, pod)...)
+	}
+	s.procs = append(s.procs, tr.start(s))
+	s.client = newClient(s.id, tr.reg, tr.hc)
+	s.client.setURL(s.proc().URL)
+	tr.clients.Go(func() { s.client.run(tr.clientCtx) })
+	return s
+}
+
+// waitAgreed polls until exactly one live sidecar claims leadership, every
+// other ready one names it with the same token, and want (if not nil)
+// accepts the leader's status.
+func (tr *trial) waitAgreed(timeout time.Duration, want func(sidecartest.Status) bool) (*slot, sidecartest.Status, bool) {
 	deadline := time.Now().Add(timeout)
 	for {
-		if s, st, ok := tr.agreed(); ok {
+		if s, st, ok := tr.agreed(); ok && (want == nil || want(st)) {
 			return s, st, true
 		}
 		if time.Now().After(deadline) {
@@ -300,19 +409,52 @@ type action struct {
 	do func()
 }
 
-// inject runs the plan's faults against the current leader: each starts at
-// its offset and is healed when its hold ends.
-func (tr *trial) inject(leader *slot) {
-	var followers []*slot
+// targets are the sidecars a round's faults may hit: the leader when the
+// round began and the others.
+type targets struct {
+	leader    *slot
+	followers []*slot
+	// signalled are the sidecars a signal fault of this round hit already.
+	signalled map[*slot]bool
+}
+
+// signal picks the target of a signal fault: the leader, or a follower
+// when another signal fault of the round has hit the leader already (two
+// signal faults never hit one process).
+func (at *targets) signal(f Fault) *slot {
+	s := at.leader
+	if at.signalled[s] {
+		s = at.followers[f.Pick%len(at.followers)]
+	}
+	at.signalled[s] = true
+	return s
+}
+
+// link picks the target of a fault at one sidecar: the leader or a
+// follower as f.AtLeader says.
+func (at *targets) link(f Fault) *slot {
+	if f.AtLeader {
+		return at.leader
+	}
+	return at.followers[f.Pick%len(at.followers)]
+}
+
+// inject runs faults against leader: each starts at its offset and is
+// healed when its hold ends.
+func (tr *trial) inject(faults []Fault, leader *slot) {
+	at := &targets{leader: leader, signalled: map[*slot]bool{}}
 	for _, s := range tr.slots {
 		if s != leader {
-			followers = append(followers, s)
+			at.followers = append(at.followers, s)
 		}
 	}
-	signalled := map[*slot]bool{}
 	var acts []action
-	for _, f := range tr.plan.Faults {
-		inj, heal := tr.fault(f, leader, followers, signalled)
+	for _, f := range faults {
+		n, ok := nemeses()[f.Kind]
+		if !ok {
+			tr.t.Fatalf("unknown fault %q", f.Kind)
+		}
+		inj, heal := n.resolve(tr, f, at)
 		acts = append(acts, action{f.Offset, inj}, action{f.Offset + f.Hold, heal})
 	}
 	slices.SortStableFunc(acts, func(a, b action) int { return cmpInt(int64(a.at), int64(b.at)) })
@@ -320,133 +462,208 @@ func (tr *trial) inject(leader *slot) {
 	for _, a := range acts {
 		if d := time.Until(start.Add(a.at)); d > 0 {
 			// Holding a fault for its chosen time is the experiment.
-			timer := time.NewTimer(d)
-			<-timer.C
+			wait(d)
 		}
 		a.do()
 	}
 }
 
-// fault resolves f's target and returns its injection and its heal.
-func (tr *trial) fault(f Fault, leader *slot, followers []*slot, signalled map[*slot]bool) (inject, heal func()) {
-	// Two signal faults never hit one process: the second takes a follower.
-	signalTarget := func() *slot {
-		s := leader
-		if signalled[s] {
-			s = followers[f.Pick%len(followers)]
-		}
-		signalled[s] = true
-		return s
-	}
-	linkTarget := func() *slot {
-		if f.AtLeader {
-			return leader
-		}
-		return followers[f.Pick%len(followers)]
-	}
-	switch f.Kind {
-	case KillLeader:
-		s := signalTarget()
-		return func() { tr.kill(s) }, func() { tr.restart(s) }
-	case PauseShort, PauseLong:
-		s := signalTarget()
-		return func() { tr.pause(s, string(f.Kind)) }, func() { tr.resume(s) }
-	case Blackhole, Delay, Reset:
-		s := linkTarget()
-		return func() {
-				for _, p := range s.proxies {
-					switch f.Kind {
-					case Blackhole:
-						p.Blackhole()
-					case Delay:
-						p.Delay(f.Delay)
-					case Reset:
-						p.Reset()
-					}
-				}
-				detail := ""
-				if f.Kind == Delay {
-					detail = f.Delay.Round(time.Millisecond).String()
-				}
-				tr.event(string(f.Kind), s.id, detail)
-			}, func() {
-				for _, p := range s.proxies {
-					p.Pass()
-				}
-				tr.event("pass", s.id, "")
-			}
-	case KillMember, KillRaftLeader, HungMember, HungRaftLeader:
-		var m *etcdproc.Member
-		hang := f.Kind == HungMember || f.Kind == HungRaftLeader
-		return func() {
-				raft := tr.raftLeader()
-				if f.Kind == KillRaftLeader || f.Kind == HungRaftLeader {
-					m = tr.cluster.Member(raft)
-					tr.raftLeaderStopped = true
-				} else {
-					var cands []int
-					for i := range tr.cluster.Len() {
-						if i != raft && tr.cluster.Member(i).Running() && !tr.cluster.Member(i).Paused() {
-							cands = append(cands, i)
-						}
-					}
-					m = tr.cluster.Member(cands[f.Pick%len(cands)])
-				}
-				if hang {
-					if err := m.Pause(); err != nil {
-						tr.t.Fatalf("%v", err)
-					}
-					tr.event("sigstop-member", m.Name(), string(f.Kind))
-					return
-				}
-				m.Stop()
-				tr.event("stop-member", m.Name(), string(f.Kind))
-			}, func() {
-				if hang {
-					tr.resumeMember(m)
-					return
-				}
-				tr.restartMember(m)
-			}
-	case StallLog:
-		s := linkTarget()
-		var proc *sidecartest.Process
-		return func() {
-				proc = s.proc()
-				proc.StallLog()
-				detail := "stderr full"
-				if err := proc.FillLog(); err != nil {
-					detail = err.Error() // it exited meanwhile (another fault)
-				}
-				for _, p := range s.proxies {
+// The resolve functions of the nemeses (see nemeses): each picks its
+// target and returns its injection and its heal.
+
+func (tr *trial) killLeader(f Fault, at *targets) (inject, heal func()) {
+	s := at.signal(f)
+	return func() { tr.kill(s) }, func() { tr.restart(s) }
+}
+
+func (tr *trial) pauseLeader(f Fault, at *targets) (inject, heal func()) {
+	s := at.signal(f)
+	return func() { tr.pause(s, string(f.Kind)) }, func() { tr.resume(s) }
+}
+
+// link: blackhole, delay or reset one sidecar's backend traffic.
+func (tr *trial) link(f Fault, at *targets) (inject, heal func()) {
+	s := at.link(f)
+	return func() {
+			for _, p := range s.proxies {
+				switch f.Kind {
+				case Blackhole:
 					p.Blackhole()
+				case Delay:
+					p.Delay(f.Delay)
+				case Reset:
+					p.Reset()
 				}
-				tr.event(string(f.Kind), s.id, detail)
-			}, func() {
-				for _, p := range s.proxies {
-					p.Pass()
+			}
+			detail := ""
+			if f.Kind == Delay {
+				detail = f.Delay.Round(time.Millisecond).String()
+			}
+			tr.event(string(f.Kind), s.id, detail)
+		}, func() {
+			for _, p := range s.proxies {
+				p.Pass()
+			}
+			tr.event("pass", s.id, "")
+		}
+}
+
+// member: stop or hang (SIGSTOP) an etcd member, etcd's Raft leader or
+// another one.
+func (tr *trial) member(f Fault, _ *targets) (inject, heal func()) {
+	var m *etcdproc.Member
+	hang := f.Kind == HungMember || f.Kind == HungRaftLeader
+	return func() {
+			raft := tr.raftLeader()
+			if f.Kind == KillRaftLeader || f.Kind == HungRaftLeader {
+				m = tr.cluster.Member(raft)
+				tr.raftLeaderStopped = true
+			} else {
+				var cands []int
+				for i := range tr.cluster.Len() {
+					if i != raft && tr.cluster.Member(i).Running() && !tr.cluster.Member(i).Paused() {
+						cands = append(cands, i)
+					}
 				}
-				proc.ResumeLog()
-				tr.event("resume-log", s.id, "")
+				m = tr.cluster.Member(cands[f.Pick%len(cands)])
 			}
-	case RedisRestart:
-		srv := tr.redis[f.Pick%len(tr.redis)]
-		return func() {
-				srv.Stop()
-				tr.event("stop-redis", srv.Addr(), "")
-			}, func() {
-				tr.restartRedis(srv)
+			if hang {
+				if err := m.Pause(); err != nil {
+					tr.t.Fatalf("%v", err)
+				}
+				tr.event("sigstop-member", m.Name(), string(f.Kind))
+				return
 			}
+			m.Stop()
+			tr.event("stop-member", m.Name(), string(f.Kind))
+		}, func() {
+			if hang {
+				tr.resumeMember(m)
+				return
+			}
+			tr.restartMember(m)
+		}
+}
+
+// stallLog: stop reading a sidecar's stderr once its pipe is full, and cut
+// it off from the backend.
+func (tr *trial) stallLog(f Fault, at *targets) (inject, heal func()) {
+	s := at.link(f)
+	var proc *sidecartest.Process
+	return func() {
+			proc = s.proc()
+			proc.StallLog()
+			detail := "stderr full"
+			if err := proc.FillLog(); err != nil {
+				detail = err.Error() // it exited meanwhile (another fault)
+			}
+			for _, p := range s.proxies {
+				p.Blackhole()
+			}
+			tr.event(string(f.Kind), s.id, detail)
+		}, func() {
+			for _, p := range s.proxies {
+				p.Pass()
+			}
+			proc.ResumeLog()
+			tr.event("resume-log", s.id, "")
+		}
+}
+
+// history: stall or break a sidecar's history pipe, and cut it off from the
+// backend, so it steps down while its history output is stuck or failing.
+// A broken history's target that led when the fault began and no longer
+// leads that term at the heal wrote its step-down to the failing history,
+// so it must show the history as degraded in /status before the heal
+// (RoundRecord.Degraded). (Another link fault on the same sidecar in the
+// round, a delay, can replace the cut-off; then it may lead on.)
+func (tr *trial) history(f Fault, at *targets) (inject, heal func()) {
+	s := at.link(f)
+	var proc *sidecartest.Process
+	led := false
+	var token int64
+	status := func() (sidecartest.Status, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		return proc.Status(ctx)
 	}
-	if inject, heal, ok := tr.redisFault(f, leader, followers); ok {
-		return inject, heal
+	return func() {
+			proc = s.proc()
+			if f.Kind == FailHistory {
+				st, err := status()
+				led, token = err == nil && st.IsLeader, st.FencingToken
+				proc.BreakHistory()
+			} else {
+				proc.StallHistory()
+			}
+			for _, p := range s.proxies {
+				p.Blackhole()
+			}
+			tr.event(string(f.Kind), s.run(), fmt.Sprintf("led=%t", led))
+		}, func() {
+			if f.Kind == FailHistory && led && !proc.Exited() {
+				if st, err := status(); err == nil && !(st.IsLeader && st.FencingToken == token) {
+					tr.degraded[s.run()] = tr.waitDegraded(proc, "history")
+				}
+			}
+			for _, p := range s.proxies {
+				p.Pass()
+			}
+			proc.ResumeHistory()
+			proc.MendHistory()
+			tr.event("mend-history", s.run(), "")
+		}
+}
+
+// waitDegraded reports whether proc's /status names output among its
+// degraded outputs within a second (the failed write happens on the
+// history's own goroutine, just after the step-down it records).
+func (tr *trial) waitDegraded(proc *sidecartest.Process, output string) bool {
+	deadline := time.Now().Add(time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		st, err := proc.Status(ctx)
+		cancel()
+		if err == nil {
+			for _, d := range st.Degraded {
+				if strings.HasPrefix(d, output+":") {
+					return true
+				}
+			}
+		}
+		if proc.Exited() || time.Now().After(deadline) {
+			return false
+		}
+		wait(20 * time.Millisecond)
 	}
-	tr.t.Fatalf("unknown fault %q", f.Kind)
-	return nil, nil
+}
+
+func (tr *trial) redisRestart(f Fault, _ *targets) (inject, heal func()) {
+	srv := tr.redis[f.Pick%len(tr.redis)]
+	return func() {
+			srv.Stop()
+			tr.event("stop-redis", srv.Addr(), "")
+		}, func() {
+			tr.restartRedis(srv)
+		}
+}
+
+// start runs a process for s: its history is a pipe, so the history
+// nemeses can hit any process.
+func (tr *trial) start(s *slot) *sidecartest.Process {
+	return sidecartest.Start(tr.t, tr.bin, sidecartest.Options{ID: s.id, Args: s.args, HistoryPipe: true})
+}
+
+// unixClient is an HTTP client for the control socket at path.
+func unixClient(path string) *http.Client {
+	var d net.Dialer
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return d.DialContext(ctx, "unix", path) },
+	}}
 }
 
 func (tr *trial) kill(s *slot) {
-	if s.killed {
+	if s.killed || s.retired {
 		return
 	}
 	s.client.setURL("")
@@ -462,10 +679,10 @@ func (tr *trial) kill(s *slot) {
 }
 
 func (tr *trial) restart(s *slot) {
-	if !s.killed {
+	if !s.killed || s.retired {
 		return
 	}
-	s.procs = append(s.procs, sidecartest.Start(tr.t, tr.bin, sidecartest.Options{ID: s.id, Args: s.args}))
+	s.procs = append(s.procs, tr.start(s))
 	s.killed = false
 	s.client.setURL(s.proc().URL)
 	tr.event("restart", s.run(), "")
@@ -474,7 +691,7 @@ func (tr *trial) restart(s *slot) {
 // pause freezes the pod: its client stops between a poll and a write,
 // then the sidecar is stopped.
 func (tr *trial) pause(s *slot, why string) {
-	if s.killed || s.paused {
+	if s.killed || s.paused || s.retired {
 		return
 	}
 	s.client.freeze(time.Second)
@@ -535,6 +752,10 @@ func (tr *trial) healAll() {
 			}
 		}
 		tr.resume(s)
+		if p := s.proc(); !p.Exited() {
+			p.ResumeHistory()
+			p.MendHistory()
+		}
 	}
 	if tr.cluster != nil {
 		for i := range tr.cluster.Len() {
@@ -551,12 +772,27 @@ func (tr *trial) healAll() {
 
 // collect reads every process's history into the record.
 func (tr *trial) collect() {
-	for _, s := range tr.slots {
+	for _, s := range tr.all() {
 		for i, p := range s.procs {
-			tr.rec.Runs = append(tr.rec.Runs, Run{Identity: s.id, Instance: i, History: p.ReadHistory(), Intervals: p.Intervals()})
+			h := p.ReadHistory()
+			run := Run{Identity: s.id, Pod: s.pod, Instance: i, History: h, Intervals: p.Intervals(), Exited: p.ExitedAt()}
+			for _, k := range p.HistoryBreaks() {
+				var g Gap
+				if k > 0 && k <= len(h) {
+					g.From = h[k-1].Mono
+				}
+				if k < len(h) {
+					g.To = h[k].Mono
+				}
+				run.Gaps = append(run.Gaps, g)
+			}
+			tr.rec.Runs = append(tr.rec.Runs, run)
 		}
 	}
 	tr.rec.Writes = tr.reg.Log()
+	if tr.gate != nil {
+		tr.rec.Gate = tr.gate.record()
+	}
 	for name, log := range tr.logs() {
 		if strings.Contains(log, "WARNING: DATA RACE") {
 			tr.rec.Races = append(tr.rec.Races, name)
@@ -568,9 +804,9 @@ func (tr *trial) collect() {
 
 func (tr *trial) logs() map[string]string {
 	out := map[string]string{}
-	for _, s := range tr.slots {
+	for _, s := range tr.all() {
 		for i, p := range s.procs {
-			out[fmt.Sprintf("%s#%d", s.id, i)] = p.Log()
+			out[Run{Identity: s.id, Pod: s.pod, Instance: i}.Name()] = p.Log()
 		}
 	}
 	return out

@@ -153,8 +153,8 @@ func TestEveryFlagOutOfRange(t *testing.T) {
 		{"redis insecure flag", with(redis, "--redis-insecure-plaintext-auth=1x"), nil, "--redis-insecure-plaintext-auth"},
 
 		// The Kubernetes Lease backend.
-		{"lease name", with(lease,  "--lease-name", "Not_A_Name", "--lease-namespace", "ns"), nil, `--lease-name "Not_A_Name"`},
-		{"lease namespace", with(lease,  "--lease-namespace", "Bad.NS"), nil, `--lease-namespace "Bad.NS"`},
+		{"lease name", with(lease, "--lease-name", "Not_A_Name", "--lease-namespace", "ns"), nil, `--lease-name "Not_A_Name"`},
+		{"lease namespace", with(lease, "--lease-namespace", "Bad.NS"), nil, `--lease-namespace "Bad.NS"`},
 
 		// Kubernetes publishing.
 		{"pod name", with(etcd, "--pod-name", "Not_A_Pod", "--pod-namespace", "ns"), nil, "--pod-name"},

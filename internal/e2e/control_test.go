@@ -30,6 +30,12 @@ const e2eToken = "e2e-control-token-0123456789"
 
 func startControlled(t *testing.T, endpoints []string, ids ...string) []controlled {
 	t.Helper()
+	return startControlledOn(t, func(extra ...string) []string { return etcdArgs(endpoints, extra...) }, ids...)
+}
+
+// startControlledOn is startControlled on any backend.
+func startControlledOn(t *testing.T, args backendArgs, ids ...string) []controlled {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "le-e2e-") // short: a socket path must fit in 108 bytes
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +52,7 @@ func startControlled(t *testing.T, endpoints []string, ids ...string) []controll
 	var cs []controlled
 	for i, id := range ids {
 		c := controlled{socket: filepath.Join(dir, id+".sock"), addr: fmt.Sprintf("127.0.0.1:%d", ports[i])}
-		c.Process = sidecartest.Start(t, bin, sidecartest.Options{ID: id, Args: etcdArgs(endpoints,
+		c.Process = sidecartest.Start(t, bin, sidecartest.Options{ID: id, Args: args(
 			"--control-socket", c.socket, "--control-addr", c.addr, "--control-token-file", token)})
 		cs = append(cs, c)
 	}

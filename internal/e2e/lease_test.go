@@ -34,14 +34,31 @@ type leaseCluster struct {
 
 func newLeaseCluster(t *testing.T) *leaseCluster {
 	t.Helper()
+	return newLeaseClusterWith(t, filepath.Join("manifests", "rbac-lease.yaml"))
+}
+
+// newLeaseClusterWith gives the service account exactly the RBAC file at
+// rbac, relative to the repository's root.
+func newLeaseClusterWith(t *testing.T, rbac string) *leaseCluster {
+	t.Helper()
 	env := kubetest.Start(t)
 	ns := env.Namespace(t)
 	root, err := kubetest.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	sa := env.ServiceAccount(t, ns, "leader-elector", filepath.Join(root, "manifests", "rbac-lease.yaml"))
+	sa := env.ServiceAccount(t, ns, "leader-elector", filepath.Join(root, rbac))
 	return &leaseCluster{env: env, ns: ns, sa: sa}
+}
+
+// backend is how sidecars reach the cluster's Lease as the service account.
+func (c *leaseCluster) backend(t *testing.T) backendArgs {
+	t.Helper()
+	kubeconfig := kubetest.WriteKubeconfig(t, c.sa)
+	return func(extra ...string) []string {
+		return append([]string{"--backend", "kubernetes", "--election", leaseElection, "--ttl", ttlFlag,
+			"--kubeconfig", kubeconfig, "--lease-namespace", c.ns}, extra...)
+	}
 }
 
 // sidecar runs a sidecar with --backend kubernetes as the service account,

@@ -145,7 +145,7 @@ func TestRedisACLUserLimitedToThePrefix(t *testing.T) {
 	srv := redistest.Start(t, redistest.WithACL(
 		"user default on nopass ~* &* +@all",
 		"user elector on >secret resetkeys ~leader-elector:* resetchannels &leader-elector:* -@all "+
-			"+eval +evalsha +subscribe +ping +get +set +pexpire +pttl +del +publish +exists +time +config|get",
+			"+eval +evalsha +subscribe +ping +get +set +pexpire +pttl +del +publish +exists +time +hgetall +hget +hset +hdel +hincrby +config|get",
 	))
 	ps := []*sidecartest.Process{}
 	for _, id := range []string{"a", "b"} {
@@ -169,7 +169,7 @@ func TestRedisMissingPermissionNotReady(t *testing.T) {
 	srv := redistest.Start(t, redistest.WithACL(
 		"user default on nopass ~* &* +@all",
 		"user elector on >secret resetkeys ~leader-elector:* resetchannels &leader-elector:* -@all "+
-			"+eval +evalsha +subscribe +ping +get +set +pexpire +pttl +del +exists +time +config|get",
+			"+eval +evalsha +subscribe +ping +get +set +pexpire +pttl +del +exists +time +hgetall +hget +hset +hdel +hincrby +config|get",
 	))
 	p := sidecartest.Start(t, bin, sidecartest.Options{ID: "a",
 		Args: redisArgs([]string{srv.Addr()}, "--redis-username", "elector"),

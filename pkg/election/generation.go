@@ -19,7 +19,9 @@ type Generations interface {
 	// WaitNewer publishes gen as cand's generation, calls queued once cand is
 	// in line with it published, then blocks until a candidate with a
 	// greater generation is queued behind cand, and returns nil; or until
-	// ctx ends or the backend fails, and returns that error.
+	// ctx ends or the backend fails, and returns that error. A backend whose
+	// Campaign itself does not win while a newer generation waits (the
+	// Lease backend: there is no queue to rejoin) never returns nil.
 	WaitNewer(ctx context.Context, cand Candidacy, gen int64, queued func()) error
 	// NewerSuccessor returns the identity of the first candidate in line
 	// behind cand with the greatest generation above gen; "" if none.

@@ -25,9 +25,13 @@ var (
 // nil, the candidate named to is the only one that can win the next term,
 // and its token is greater than the leader's; every other candidate that
 // was ahead of it in line has lost its place (ErrLost) and queues again
-// behind it. When HandOver returns an error wrapping ErrNotInLine, nothing
-// changed: the leader's candidacy still leads with the same token. Any
-// other error leaves the outcome unknown.
+// behind it, or, on a backend without a queue (the Lease backend), keeps
+// waiting without winning. When HandOver returns an error wrapping
+// ErrNotInLine, nothing changed: the leader's candidacy still leads with
+// the same token. Any other error leaves the outcome unknown. A backend
+// that gives this guarantee only among some candidates (the Lease backend:
+// among leader-elector candidates, for one lease duration) says so in its
+// documentation and its Caveats.
 type Handoff interface {
 	// CheckSuccessor reads, and changes nothing: nil if a candidate with
 	// identity to is in line behind cand, an error wrapping ErrNotInLine

@@ -76,6 +76,9 @@ type Status struct {
 	NotStanding  string  `json:"not_standing"`
 	Switchover   bool    `json:"switchover"`
 	Generation   int64   `json:"generation"`
+	// Degraded names the sidecar's outputs that lost data, one sentence
+	// each ("history: 0 dropped, 3 failed (last error: ...)").
+	Degraded []string `json:"degraded"`
 }
 
 // Process is a running sidecar.
@@ -94,6 +97,8 @@ type Process struct {
 	// logGate is closed while the log is read; StallLog replaces it with an
 	// open one, so the process's stderr pipe fills and stays full.
 	logGate chan struct{}
+	// pipe is the history pipe, with Options.HistoryPipe.
+	pipe *historyPipe
 }
 
 // Options for Start.
@@ -104,6 +109,10 @@ type Options struct {
 	ID         string
 	Args       []string // besides --id, --http, --history-file and logging
 	Env        []string // extra environment, KEY=VALUE
+	// HistoryPipe gives the process a named pipe as its --history-file,
+	// copied to History by the test, so the history can be stalled
+	// (StallHistory) or made to fail (BreakHistory) while it runs.
+	HistoryPipe bool
 }
 
 // Start runs the binary with opts and waits until its HTTP API listens. The
@@ -113,12 +122,21 @@ func Start(t testing.TB, bin string, opts Options) *Process {
 	p := &Process{ID: opts.ID, t: t, done: make(chan struct{}), History: filepath.Join(t.TempDir(), "history.jsonl"),
 		logGate: make(chan struct{})}
 	close(p.logGate)
+	historyArg := p.History
+	if opts.HistoryPipe {
+		pipe, err := newHistoryPipe(p.History)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.pipe = pipe
+		historyArg = pipe.path
+	}
 	var args []string
 	if opts.Subcommand != "" {
 		args = append(args, opts.Subcommand)
 	}
 	args = append(args, "--id", opts.ID, "--http", "127.0.0.1:0", "--log-format", "json", "--log-level", "debug",
-		"--history-file", p.History)
+		"--history-file", historyArg)
 	args = append(args, opts.Args...)
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = append(os.Environ(), opts.Env...)
@@ -140,6 +158,9 @@ func Start(t testing.TB, bin string, opts Options) *Process {
 		p.cmd.Process.Kill()
 		p.ResumeLog()
 		<-p.done
+		if p.pipe != nil {
+			p.pipe.close()
+		}
 		// The binary is built with -race; a report means a real race.
 		if strings.Contains(p.Log(), "WARNING: DATA RACE") {
 			t.Errorf("%s reported a data race", p.ID)
@@ -191,6 +212,9 @@ func (p *Process) readLog(r io.Reader, addr chan<- string) {
 	}
 	err := p.cmd.Wait()
 	p.exited = monotonicNow()
+	if p.pipe != nil {
+		p.pipe.exited()
+	}
 	p.exit = p.cmd.ProcessState.ExitCode()
 	if err != nil && p.exit == 0 {
 		p.exit = -1
@@ -298,6 +322,15 @@ func (p *Process) Wait(timeout time.Duration) int {
 	}
 }
 
+// ExitedAt returns when the process's exit was noticed (CLOCK_MONOTONIC
+// ns), or 0 while it runs.
+func (p *Process) ExitedAt() int64 {
+	if !p.Exited() {
+		return 0
+	}
+	return p.exited
+}
+
 // Exited reports whether the process has exited.
 func (p *Process) Exited() bool {
 	select {
@@ -382,9 +415,13 @@ func monotonicNow() int64 {
 	return ts.Nano()
 }
 
-// ReadHistory returns the status changes the process recorded.
+// ReadHistory returns the status changes the process recorded. With a
+// history pipe it first copies what the pipe holds.
 func (p *Process) ReadHistory() []history.Entry {
 	p.t.Helper()
+	if p.pipe != nil {
+		p.pipe.drain()
+	}
 	f, err := os.Open(p.History)
 	if err != nil {
 		p.t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -27,8 +28,10 @@ func (b *Backend) Handle(cand election.Candidacy) string {
 // Reclaim implements election.Reclaimer: it revokes the lease named by
 // handle, which deletes its key, so the next candidate's watch fires at
 // once. It revokes only a lease whose attached keys are at most this
-// election's key for that lease, holding this identity: a lease that now
-// carries anything else is refused. A lease that is gone is success.
+// election's key for that lease, holding this identity, and that lease's
+// generation key (generation.go; a candidate with --generation puts it on
+// the same lease): a lease that now carries anything else is refused. A
+// lease that is gone is success.
 func (b *Backend) Reclaim(ctx context.Context, handle string) error {
 	id, err := strconv.ParseInt(handle, 16, 64)
 	if err != nil || id <= 0 {
@@ -36,26 +39,29 @@ func (b *Backend) Reclaim(ctx context.Context, handle string) error {
 	}
 	lease := clientv3.LeaseID(id)
 	key := fmt.Sprintf("%s%x", b.prefix, id)
+	genKey := fmt.Sprintf("%s%x", b.generationPrefix(), id)
 	var ttl *clientv3.LeaseTimeToLiveResponse
 	err = b.call(ctx, "reading the earlier lease", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
 		var err error
 		ttl, err = cli.TimeToLive(ctx, lease, clientv3.WithAttachedKeys())
 		return err
 	})
+	// TimeToLive rounds the remaining time down to whole seconds: 0 is a
+	// lease that lives on for up to a second; a lease that is gone reads -1.
 	switch {
 	case errors.Is(err, rpctypes.ErrLeaseNotFound):
 		return nil
 	case err != nil:
 		return err
-	case ttl.TTL <= 0:
+	case ttl.TTL < 0:
 		return nil
 	}
 	for _, k := range ttl.Keys {
-		if string(k) != key {
+		if string(k) != key && string(k) != genKey {
 			return fmt.Errorf("etcd: reclaim: lease %x carries key %q, not only this candidate's %s; leaving it", id, k, key)
 		}
 	}
-	if len(ttl.Keys) > 0 {
+	if slices.ContainsFunc(ttl.Keys, func(k []byte) bool { return string(k) == key }) {
 		var resp *clientv3.GetResponse
 		err := b.call(ctx, "reading the earlier key", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
 			var err error

@@ -115,3 +115,127 @@ func TestReclaimRefusesALeaseWithOtherKeys(t *testing.T) {
 		t.Fatalf("the other key is gone (%v, %v)", resp, err)
 	}
 }
+
+// A candidate that publishes its generation (a rolling update's --generation)
+// carries its generation key on the same lease as its election key; the
+// restarted process still releases that lease (found by the chaos suite's
+// sidecar-restart nemesis: the restart used to cost a TTL).
+func TestReclaimReleasesALeaseWithItsGeneration(t *testing.T) {
+	cluster := etcdtest.Single(t)
+	urls := cluster.ClientURLs()
+	const long = 60 * time.Second
+	crashed := reclaimBackend(t, urls, "reclaim", "a", long)
+	cand, _, err := crashed.Candidate(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cand.Campaign(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	handle := crashed.Handle(cand)
+	// WaitNewer publishes the generation on the candidacy's lease, then
+	// waits (here for ever: nobody newer joins) until ctx ends.
+	ctx, cancel := context.WithCancel(t.Context())
+	published := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- crashed.WaitNewer(ctx, cand, 1, func() { close(published) }) }()
+	select {
+	case <-published:
+	case err := <-done:
+		t.Fatalf("WaitNewer: %v", err)
+	case <-time.After(wait):
+		t.Fatal("the generation was not published")
+	}
+	cancel()
+	<-done
+
+	admin, err := clientv3.New(clientv3.Config{Endpoints: urls, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = admin.Close() })
+	id, err := strconv.ParseInt(handle, 16, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithTimeout(t.Context(), wait)
+	defer rcancel()
+	before, err := admin.TimeToLive(rctx, clientv3.LeaseID(id), clientv3.WithAttachedKeys())
+	if err != nil || len(before.Keys) != 2 {
+		t.Fatalf("the lease carries %d keys (%v), want the election key and the generation key", len(before.Keys), err)
+	}
+	if err := reclaimBackend(t, urls, "reclaim", "a", long).Reclaim(rctx, handle); err != nil {
+		t.Fatalf("Reclaim: %v", err)
+	}
+	after, err := admin.TimeToLive(rctx, clientv3.LeaseID(id))
+	if err != nil || after.TTL > 0 {
+		t.Fatalf("after Reclaim the lease still has TTL %d (%v), want it revoked", after.TTL, err)
+	}
+}
+
+// A lease with less than a second left reads TTL 0 (etcd rounds down) but
+// still holds its keys: the restarted process revokes it rather than
+// leaving the waiters to wait out that last second (found by the chaos
+// suite: restarts 0.6 s after a kill cost a TTL).
+func TestReclaimRevokesALeaseInItsLastSecond(t *testing.T) {
+	cluster := etcdtest.Single(t)
+	urls := cluster.ClientURLs()
+	admin, err := clientv3.New(clientv3.Config{Endpoints: urls, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = admin.Close() })
+	crashed := reclaimBackend(t, urls, "reclaim", "a", 3*time.Second)
+	cand, _, err := crashed.Candidate(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cand.Campaign(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	handle := crashed.Handle(cand)
+	id, err := strconv.ParseInt(handle, 16, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	attached, err := admin.TimeToLive(t.Context(), clientv3.LeaseID(id), clientv3.WithAttachedKeys())
+	if err != nil || len(attached.Keys) == 0 {
+		t.Fatalf("the candidacy's lease carries no key (%v)", err)
+	}
+	key := string(attached.Keys[0])
+	// Nobody renews the abandoned candidacy: wait until its lease reads 0.
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	for {
+		resp, err := admin.TimeToLive(ctx, clientv3.LeaseID(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.TTL == 0 {
+			break
+		}
+		if resp.TTL < 0 {
+			t.Fatal("the lease expired before it read 0; the test cannot tell a revoke from an expiry")
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the lease never read TTL 0")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if resp, err := admin.Get(ctx, key, clientv3.WithCountOnly()); err != nil || resp.Count != 1 {
+		t.Fatalf("before Reclaim the key %s reads %v (%v), want it there", key, resp, err)
+	}
+	if err := reclaimBackend(t, urls, "reclaim", "a", 3*time.Second).Reclaim(ctx, handle); err != nil {
+		t.Fatalf("Reclaim: %v", err)
+	}
+	// Linearizable read right after: a revoked lease's key is gone; one left
+	// to expire would still be there for most of a second.
+	resp, err := admin.Get(ctx, key, clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Count != 0 {
+		t.Errorf("after Reclaim the key %s is still there: the lease in its last second was left to expire", key)
+	}
+}

@@ -27,7 +27,23 @@ import (
 // caller retries: nothing of the wait is lost, since the observation lives
 // in the Lock). A holder with this candidate's own identity (an earlier run
 // of this process) is waited out like any other.
-func (l *Lock) Acquire(ctx context.Context) (*Term, error) {
+func (l *Lock) Acquire(ctx context.Context) (*Term, error) { return l.AcquireWhen(ctx, nil) }
+
+// Hold is a candidate's own reason not to take a free Lease yet (for
+// example: a newer generation waits). It reports whether to hold back, until
+// when at the latest (zero: until changed fires) and a channel closed when
+// its answer may change. A nil Hold never holds back.
+type Hold func() (hold bool, until time.Time, changed <-chan struct{})
+
+// AcquireWhen is Acquire for a candidate that may hold back: when the
+// Lease is free for it (absent, released, or its holder silent for its
+// whole duration) and hold says so, it waits instead of taking it.
+//
+// A Lease released by a handover (HandOver) is reserved for the successor
+// it names: a candidate with another identity does not take it until it has
+// seen that released state for the reservation's duration on its own
+// clock; the successor takes it at once, whatever hold says.
+func (l *Lock) AcquireWhen(ctx context.Context, hold Hold) (*Term, error) {
 	wctx, stop := context.WithCancel(ctx)
 	watchErr := make(chan error, 1)
 	var wg sync.WaitGroup
@@ -38,38 +54,78 @@ func (l *Lock) Acquire(ctx context.Context) (*Term, error) {
 	if err := l.refresh(ctx); err != nil {
 		return nil, err
 	}
+	// wait blocks until the Lease or hold's answer changes, or until.
+	wait := func(until time.Time, other <-chan struct{}, changed <-chan struct{}) error {
+		var fire <-chan time.Time
+		if !until.IsZero() {
+			timer := time.NewTimer(time.Until(until))
+			defer timer.Stop()
+			fire = timer.C
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-watchErr:
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		case <-changed:
+		case <-other:
+		case <-fire:
+		}
+		return nil
+	}
 	for {
 		o, changed := l.current()
 		var (
 			t   *Term
 			err error
 		)
+		// free: the Lease may be taken now, by kind, vacant since.
+		free, kind, vacant := false, "", time.Time{}
+		var until time.Time
+		holdBack := hold
 		switch {
 		case o.lease == nil:
-			t, err = l.create(ctx)
+			free = true
 		case holder(o.lease) == "":
-			t, err = l.take(ctx, o.lease, o.at, Handover)
+			free, kind, vacant = true, Handover, o.at
+			if to, reserved, ok := l.reservation(o); ok && time.Now().Before(reserved) {
+				if to != l.identity {
+					if err := wait(reserved, nil, changed); err != nil {
+						return nil, err
+					}
+					continue
+				}
+				holdBack = nil // the chosen successor: nothing holds it back
+			}
 		default:
 			expires := o.at.Add(recordDuration(o.lease, l.duration))
-			if wait := time.Until(expires); wait > 0 {
-				timer := time.NewTimer(wait)
-				select {
-				case <-ctx.Done():
-					timer.Stop()
-					return nil, ctx.Err()
-				case err := <-watchErr:
-					timer.Stop()
-					if ctx.Err() != nil {
-						return nil, ctx.Err()
-					}
+			if time.Now().Before(expires) {
+				until = expires
+			} else {
+				free, kind, vacant = true, Failover, expires
+			}
+		}
+		if !free {
+			if err := wait(until, nil, changed); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if holdBack != nil {
+			if h, hu, hc := holdBack(); h {
+				if err := wait(hu, hc, changed); err != nil {
 					return nil, err
-				case <-changed:
-				case <-timer.C:
 				}
-				timer.Stop()
 				continue
 			}
-			t, err = l.take(ctx, o.lease, expires, Failover)
+		}
+		if o.lease == nil {
+			t, err = l.create(ctx)
+		} else {
+			t, err = l.take(ctx, o.lease, vacant, kind)
 		}
 		switch {
 		case err == nil:
@@ -111,7 +167,7 @@ func (l *Lock) refresh(ctx context.Context) error {
 func (l *Lock) create(ctx context.Context) (*Term, error) {
 	token := max(l.highestToken()+1, 1)
 	obj := &coordinationv1.Lease{
-		ObjectMeta: metav1.ObjectMeta{Name: l.name, Namespace: l.namespace},
+		ObjectMeta: metav1.ObjectMeta{Name: l.name, Namespace: l.namespace, Annotations: l.termAnnotations(nil)},
 		Spec:       l.record(l.identity, l.duration, metav1.NewMicroTime(time.Now()), token),
 	}
 	rctx, cancel := context.WithTimeout(ctx, l.duration)
@@ -132,6 +188,7 @@ func (l *Lock) create(ctx context.Context) (*Term, error) {
 func (l *Lock) take(ctx context.Context, judged *coordinationv1.Lease, vacant time.Time, kind string) (*Term, error) {
 	token := max(transitions(judged), l.highestToken()) + 1
 	next := judged.DeepCopy()
+	next.Annotations = l.termAnnotations(next.Annotations)
 	next.Spec = l.record(l.identity, l.duration, metav1.NewMicroTime(time.Now()), token)
 	rctx, cancel := context.WithTimeout(ctx, l.duration)
 	defer cancel()

@@ -42,10 +42,12 @@ func TestConformance(t *testing.T) {
 			proxy.Reset()
 			return proxy.Pass
 		},
-		// A candidate stores something only while it holds the Lease.
+		// A candidate stores its entry in line while it waits, and the
+		// Lease while it holds it.
 		Delete: func(t *testing.T, p election.Params) {
 			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 			defer cancel()
+			removeEntries(t, env, ns, p.Election, p.Identity)
 			leases := env.Client.CoordinationV1().Leases(ns)
 			l, err := leases.Get(ctx, p.Election, metav1.GetOptions{})
 			if apierrors.IsNotFound(err) {

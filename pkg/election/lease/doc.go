@@ -64,11 +64,79 @@
 // or by a sidecar started after the deletion; Holder.UID changes then, and
 // consumers that store tokens should store the UID with them.
 //
-// # Requests
+// # Planned operations: the line
+//
+// A switchover (election.Handoff), the release of a crashed process's
+// candidacy (election.Reclaimer) and generation-ordered rollouts
+// (election.Generations) need waiting candidates to be visible. Each
+// waiting candidacy keeps one annotation on a second Lease object, the
+// line, named after the election's Lease with LineSuffix ("<name>-candidates"):
+// the key is CandidateKeyPrefix + a random per-process nonce, the value a
+// JSON entry {"id", "gen", "seq", "ttl", "n"} (identity, published
+// generation, join order, duration in seconds, renewal counter). The
+// candidacy joins in Candidate, rewrites the entry at every Renew while it
+// waits (a JSON patch that tests its last value, so a removed entry is
+// ErrLost and candidates never conflict with each other), and removes it
+// once it leads or resigns. An entry is live while this process has seen
+// its value change within its duration on its own clock, as for the
+// holder. Entries unchanged for 3 durations are removed by waiting
+// candidates (again testing the value judged). The line's spec is unused;
+// the election's Lease is never written by waiting candidates, so the
+// holder's renewals never conflict with them. One object for the whole
+// line, rather than one per candidate, keeps RBAC naming every object
+// the sidecar touches. Its cost: every waiting candidate writes that one
+// object about three times per lease duration and every candidate
+// following it receives every write, which suits the handful of replicas
+// an election has (tens, not thousands; annotations are limited to 256 KiB
+// in all, about 2,000 entries).
+//
+//   - Switchover: HandOver checks that exactly one live entry names the
+//     successor, then ends the term in one conditional update that writes
+//     client-go's release record plus SuccessorAnnotation (the successor),
+//     the released state's mark (transitions and renewTime, so a later
+//     release by someone else is not mistaken for a reservation) and the
+//     reservation's length (the lease duration). A leader-elector candidate
+//     with another identity does not take that released state until it has
+//     seen it for the reservation's length on its own clock; the successor
+//     takes it at once, with the next token. A successor that never comes
+//     costs at most one lease duration.
+//   - Reclaim: every take and creation writes the process's nonce in
+//     IncarnationAnnotation. Handle is "<nonce>:<identity>"; Reclaim releases
+//     the Lease only if both the holder and the nonce match, and removes the
+//     line entry of that nonce only if it names the identity. A live twin
+//     started with the same identity has another nonce: nothing of it
+//     matches.
+//   - Generations: WaitNewer publishes the generation on the entry. A
+//     waiting candidate with a published generation does not take a free
+//     Lease while a live entry of a greater generation is in line (it never
+//     needs to queue again, so WaitNewer never returns nil); the chosen
+//     successor of a switchover is not held back. NewerSuccessor names the
+//     first to join (lowest seq) among the live entries of the greatest
+//     generation above the leader's.
+//
+// These bind leader-elector candidates only. A client-go elector on the
+// same Lease ignores the line and the annotations: it takes a released
+// Lease at once, reservation or not, and a generation means nothing to it.
+// Mutual exclusion and increasing tokens hold between both kinds as before.
+//
+// When the line object is forbidden (RBAC granted before it existed), a
+// candidacy warns once and campaigns without an entry: elections work as
+// before, a switchover to it is refused with ErrNotInLine naming the
+// line, and generations change nothing.
+//
+// # Requests and RBAC
 //
 // Reads and writes made while campaigning are bounded by the lease
-// duration; renewals by the caller's context. RBAC needs leases get, list,
-// watch and update (all can be limited to the one Lease with
-// resourceNames, list and watch because they select by metadata.name) and
-// create (which cannot be limited by name).
+// duration; renewals by the caller's context. RBAC, all in the Lease's
+// namespace, resource leases of group coordination.k8s.io:
+//
+//   - the election's Lease (resourceNames: its name): get, list, watch,
+//     update (list and watch select it by metadata.name, which is what lets
+//     resourceNames match them);
+//   - the line, "<name>-candidates" (resourceNames: that name): get, list,
+//     watch, patch;
+//   - create, which cannot be limited by name (the first candidate creates
+//     each object).
+//
+// Nothing is deleted, and the election's Lease is never patched.
 package lease

@@ -2,7 +2,9 @@ package lease_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -44,12 +47,18 @@ func fastClient(t *testing.T, cfg *rest.Config) kubernetes.Interface {
 // newLock returns a Lock on Lease name in ns as id.
 func newLock(t *testing.T, cfg *rest.Config, ns, name, id string) *lease.Lock {
 	t.Helper()
+	return newLockFor(t, cfg, ns, name, id, testDuration)
+}
+
+// newLockFor is newLock with duration d.
+func newLockFor(t *testing.T, cfg *rest.Config, ns, name, id string, d time.Duration) *lease.Lock {
+	t.Helper()
 	l, err := lease.New(lease.Config{
 		Client:    fastClient(t, cfg).CoordinationV1(),
 		Namespace: ns,
 		Name:      name,
 		Identity:  id,
-		Duration:  testDuration,
+		Duration:  d,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -122,3 +131,63 @@ func mustAcquire(t *testing.T, l *lease.Lock) *lease.Term {
 func isLost(err error) bool { return errors.Is(err, lease.ErrLost) }
 
 func isNotFound(err error) bool { return apierrors.IsNotFound(err) }
+
+// removeEntries removes, as an administrator, every entry of identity id
+// from the line of Lease name.
+func removeEntries(t *testing.T, env *kubetest.Env, ns, name, id string) {
+	t.Helper()
+	leases := env.Client.CoordinationV1().Leases(ns)
+	line, err := leases.Get(t.Context(), name+lease.LineSuffix, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := map[string]any{}
+	for k, v := range line.Annotations {
+		var e struct {
+			ID string `json:"id"`
+		}
+		if strings.HasPrefix(k, lease.CandidateKeyPrefix) && json.Unmarshal([]byte(v), &e) == nil && e.ID == id {
+			gone[k] = nil
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": gone}})
+	if _, err := leases.Patch(t.Context(), line.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatalf("removing %s's entries from the line: %v", id, err)
+	}
+}
+
+// lineEntries returns the line's entries of Lease name by nonce, as
+// identity and generation.
+func lineEntries(t *testing.T, env *kubetest.Env, ns, name string) map[string]struct {
+	ID  string `json:"id"`
+	Gen int64  `json:"gen"`
+} {
+	t.Helper()
+	out := map[string]struct {
+		ID  string `json:"id"`
+		Gen int64  `json:"gen"`
+	}{}
+	line, err := env.Client.CoordinationV1().Leases(ns).Get(t.Context(), name+lease.LineSuffix, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return out
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range line.Annotations {
+		if nonce, ok := strings.CutPrefix(k, lease.CandidateKeyPrefix); ok {
+			e := out[nonce]
+			if err := json.Unmarshal([]byte(v), &e); err != nil {
+				t.Fatalf("entry %s=%s: %v", k, v, err)
+			}
+			out[nonce] = e
+		}
+	}
+	return out
+}

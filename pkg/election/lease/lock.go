@@ -50,6 +50,11 @@ type Config struct {
 	Duration time.Duration
 	// Logger receives warnings (a deleted or replaced Lease). Default: discard.
 	Logger *slog.Logger
+	// Nonce, if set, names this process: it is written to the
+	// IncarnationAnnotation of every term this Lock takes, so that a later
+	// process can release a term of this one and of no other (ReleaseOf).
+	// Optional: lowercase letters and digits, at most 63.
+	Nonce string
 }
 
 // Validate checks cfg without contacting anything. Errors name the field.
@@ -70,6 +75,9 @@ func (c Config) Validate() error {
 	if errs := validation.IsDNS1123Label(c.Namespace); len(errs) > 0 {
 		return fmt.Errorf("lease: namespace %q is not a valid namespace: %s", c.Namespace, strings.Join(errs, "; "))
 	}
+	if c.Nonce != "" && len(validation.IsDNS1123Label(c.Nonce)) > 0 {
+		return fmt.Errorf("lease: nonce %q must be lowercase letters and digits, at most 63", c.Nonce)
+	}
 	return nil
 }
 
@@ -81,6 +89,7 @@ type Lock struct {
 	namespace string
 	name      string
 	identity  string
+	nonce     string
 	duration  time.Duration
 	log       *slog.Logger
 
@@ -120,6 +129,7 @@ func New(cfg Config) (*Lock, error) {
 		namespace: cfg.Namespace,
 		name:      cfg.Name,
 		identity:  cfg.Identity,
+		nonce:     cfg.Nonce,
 		duration:  cfg.Duration,
 		log:       log.With("lease", cfg.Namespace+"/"+cfg.Name, "identity", cfg.Identity),
 		changed:   make(chan struct{}),

@@ -84,7 +84,7 @@ func TestACLUser(t *testing.T) {
 	srv := redistest.Start(t, redistest.WithACL(
 		"user default off",
 		"user elector on >pw resetkeys ~leader-elector:* resetchannels &leader-elector:* -@all "+
-			"+eval +evalsha +subscribe +ping +get +set +pexpire +pttl +del +publish +exists +time +config|get",
+			"+eval +evalsha +subscribe +ping +get +set +pexpire +pttl +del +publish +exists +time +hgetall +hget +hset +hdel +hincrby +config|get",
 	))
 	o := Options{Addrs: []string{srv.Addr()}, Username: "elector", Password: "pw"}
 	t.Run("own prefix", func(t *testing.T) {

@@ -76,6 +76,17 @@ type keys struct {
 	// holding this election's state; a node that lost its data grants
 	// nothing for one TTL after that (see acquire.lua).
 	since string
+	// line is a hash of the candidates waiting in line (acquire.lua).
+	line string
+	// next reserves the free lock for the successor a handover chose
+	// (handoff.lua).
+	next string
+}
+
+// newKeys returns the keys of the election whose lock key is base.
+func newKeys(base string) keys {
+	return keys{lock: base, counter: base + ":token", events: base + ":events", since: base + ":since",
+		line: base + ":line", next: base + ":next"}
 }
 
 // Backend is a Redis lock election: one master, or Redlock over several
@@ -185,7 +196,7 @@ func NewWithClients(clients []Client, cfg Config) (*Backend, error) {
 		nodes:     clients,
 		names:     names,
 		quorum:    len(clients)/2 + 1,
-		keys:      keys{lock: base, counter: base + ":token", events: base + ":events", since: base + ":since"},
+		keys:      newKeys(base),
 		identity:  cfg.Identity,
 		ttl:       ttl,
 		validity:  ttl - drift(ttl),
@@ -225,7 +236,11 @@ func (b *Backend) Candidate(ctx context.Context) (election.Candidacy, election.V
 	if _, _, err := b.read(ctx); err != nil {
 		return nil, election.Validity{}, err
 	}
-	return &candidacy{b: b}, election.Validity{}, nil
+	member, err := newMember()
+	if err != nil {
+		return nil, election.Validity{}, err
+	}
+	return &candidacy{b: b, member: member}, election.Validity{}, nil
 }
 
 // Close closes every client.
@@ -351,13 +366,17 @@ func (b *Backend) read(ctx context.Context) (election.Leader, time.Duration, err
 // waiting candidates; a round that never reached a majority withdraws
 // without it, or every failed round would wake every waiter (a retry storm
 // while a restarted master lets each waiter take it alone).
-func (b *Backend) release(ctx context.Context, value string, announce bool) (int, error) {
+//
+// member, when not empty, is the candidacy that ends: it also leaves the
+// line.
+func (b *Backend) release(ctx context.Context, value string, announce bool, member string) (int, error) {
 	flag := "0"
 	if announce {
 		flag = "1"
 	}
 	res := fanOut(ctx, b, func(ctx context.Context, _ int, c Client) (int64, error) {
-		return b.scripts.release.Run(ctx, c, []string{b.keys.lock, b.keys.events}, value, flag).Int64()
+		return b.scripts.release.Run(ctx, c, []string{b.keys.lock, b.keys.events, b.keys.line},
+			value, flag, member).Int64()
 	})
 	answered := 0
 	var firstErr error
@@ -374,7 +393,7 @@ func (b *Backend) release(ctx context.Context, value string, announce bool) (int
 // releaseDetached releases value even if ctx was cancelled: a lock this
 // process grabbed but will not use must not block others until it expires.
 func (b *Backend) releaseDetached(ctx context.Context, value string, announce bool) {
-	if _, err := b.release(context.WithoutCancel(ctx), value, announce); err != nil {
+	if _, err := b.release(context.WithoutCancel(ctx), value, announce, ""); err != nil {
 		b.logger.Debug("release of an unused lock failed; it expires on its own", "err", err)
 	}
 }
@@ -462,7 +481,7 @@ func keepFirst(first, err error) error {
 // Caveats implements election.Caveats: what this backend, unlike etcd,
 // cannot guarantee (see the package doc).
 func (b *Backend) Caveats() string {
-	s := "lock expiry follows the Redis server's wall clock; a failover to an asynchronously replicated replica can lose the lock"
+	s := "lock expiry follows the Redis server's wall clock (so does a switchover's reservation for the chosen successor, one TTL); a failover to an asynchronously replicated replica can lose the lock"
 	if len(b.nodes) > 1 {
 		return s + "; Redlock assumes bounded clock drift, and fencing tokens can repeat only if masters lose their data so that no node of a later majority remembers an earlier token"
 	}

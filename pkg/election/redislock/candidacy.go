@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/leader-elector/leader-elector/pkg/election"
@@ -15,6 +16,11 @@ import (
 // won Campaign and Resign or the loss of the lock.
 type candidacy struct {
 	b *Backend
+	// member names the candidacy in the line and in its lock values
+	// (newMember); it is the Reclaimer handle.
+	member string
+	// gen is the generation WaitNewer published; 0 for none.
+	gen atomic.Int64
 
 	mu       sync.Mutex
 	value    string // the held lock's value; empty when not leading
@@ -133,15 +139,30 @@ type acquireReply struct {
 	held    bool
 	counter int64 // the token issued, or the node's counter if not held
 	pttl    time.Duration
+	why     int64  // why not held: one of the why* constants
 	warming bool   // the node grants nothing yet (see acquire.lua)
 	holder  string // the value that holds the lock instead
+}
+
+// Why acquire.lua did not grant the lock.
+const (
+	whyHeld     = 0 // another value holds it
+	whyWarming  = 1 // the node grants nothing yet after losing its data
+	whyReserved = 2 // a handover reserved it for another candidacy
+	whyNewer    = 3 // a candidate of a newer generation waits in line
+)
+
+// acquireKeys are acquire.lua's KEYS.
+func (c *candidacy) acquireKeys() []string {
+	k := c.b.keys
+	return []string{k.lock, k.counter, k.since, k.line, k.next}
 }
 
 // attempt runs one acquisition round on every node. It fails only if no
 // lock value can be made.
 func (c *candidacy) attempt(ctx context.Context) (attempt, error) {
 	b := c.b
-	value, err := newValue(b.identity)
+	value, err := newValue(b.identity, c.member)
 	if err != nil {
 		return attempt{}, err
 	}
@@ -152,8 +173,8 @@ func (c *candidacy) attempt(ctx context.Context) (attempt, error) {
 		if err := b.ensureChecked(ctx, i, n); err != nil {
 			return acquireReply{}, err
 		}
-		r, err := b.scripts.acquire.Run(ctx, n, []string{b.keys.lock, b.keys.counter, b.keys.since},
-			value, ttlMillis, seen).Slice()
+		r, err := b.scripts.acquire.Run(ctx, n, c.acquireKeys(), value, ttlMillis, seen, c.member, c.gen.Load(),
+			b.identity, "0").Slice()
 		if err != nil {
 			return acquireReply{}, err
 		}
@@ -182,9 +203,17 @@ func (c *candidacy) attempt(ctx context.Context) (attempt, error) {
 		} else if r.val.pttl > 0 && (a.expires == 0 || r.val.pttl < a.expires) {
 			a.expires = r.val.pttl
 		}
-		if r.val.holder != "" {
-			holders[r.val.holder]++
-			a.heldElsewhere = a.heldElsewhere || holders[r.val.holder] >= b.quorum
+		holder := r.val.holder
+		switch r.val.why {
+		case whyReserved:
+			// Reserved for a handover's successor: as good as held.
+			holder = "\x00reserved"
+		case whyNewer:
+			holder = "\x00newer generation"
+		}
+		if holder != "" {
+			holders[holder]++
+			a.heldElsewhere = a.heldElsewhere || holders[holder] >= b.quorum
 		}
 	}
 	if won >= b.quorum && time.Since(sent) < b.validity && c.commit(ctx, a.term.Token, granted) &&
@@ -220,7 +249,8 @@ func (c *candidacy) commit(ctx context.Context, token int64, granted []int64) bo
 		if granted[i] < 0 {
 			return false, nil
 		}
-		got, err := b.scripts.raise.Run(ctx, n, []string{b.keys.counter, b.keys.events}, token).Int64()
+		got, err := b.scripts.raise.Run(ctx, n, []string{b.keys.counter, b.keys.events, b.keys.next, b.keys.line}, token,
+			c.member, b.identity).Int64()
 		return err == nil && got >= token, err
 	})
 	have := 0
@@ -252,7 +282,7 @@ func (c *candidacy) Renew(ctx context.Context) (election.Validity, error) {
 		if err := b.ensureChecked(ctx, i, n); err != nil {
 			return 0, err
 		}
-		r, err := b.scripts.renew.Run(ctx, n, []string{b.keys.lock, b.keys.counter, b.keys.since},
+		r, err := b.scripts.renew.Run(ctx, n, []string{b.keys.lock, b.keys.counter, b.keys.since, b.keys.next},
 			value, ttlMillis, token, "1").Int64()
 		if r == 1 && tries[i] > 1 {
 			// The first try may have taken the lock back before its
@@ -298,18 +328,24 @@ func (c *candidacy) Renew(ctx context.Context) (election.Validity, error) {
 }
 
 // Resign implements election.Candidacy: it deletes the lock on every node
-// (publishing a release so waiters retry at once) and ends the candidacy.
+// (publishing a release so waiters retry at once), leaves the line, and
+// ends the candidacy. A switchover's reservation for this identity stays:
+// the candidate's next candidacy may take it.
 // It fails only if too few nodes answered for a successor to take over now;
-// the lock then expires on its own.
+// the lock then expires on its own. A candidacy that did not lead fails
+// never: its entry in line expires on its own within a TTL.
 func (c *candidacy) Resign(ctx context.Context) error {
 	c.mu.Lock()
 	value := c.value
 	c.value, c.token, c.resigned = "", 0, true
 	c.mu.Unlock()
+	answered, err := c.b.release(ctx, value, true, c.member)
 	if value == "" {
+		if err != nil {
+			c.b.logger.Debug("leaving the line failed; the entry expires on its own", "err", err)
+		}
 		return nil
 	}
-	answered, err := c.b.release(ctx, value, true)
 	if answered < c.b.quorum {
 		return fmt.Errorf("redis: released the lock on %d of %d nodes: %w", answered, len(c.b.nodes), err)
 	}
@@ -341,7 +377,8 @@ func parseAcquire(r []any) (acquireReply, error) {
 	rep := acquireReply{held: ints[0] == 1, counter: ints[1]}
 	if !rep.held {
 		rep.pttl = time.Duration(ints[2]) * time.Millisecond
-		rep.warming = ints[3] == 1
+		rep.why = ints[3]
+		rep.warming = ints[3] == whyWarming
 		rep.holder = holder
 	}
 	return rep, nil

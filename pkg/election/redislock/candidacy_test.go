@@ -92,7 +92,7 @@ func TestRenewAfterForeignTakeoverIsLost(t *testing.T) {
 	b := newBackend(t, []*redistest.Server{srv}, "a", 5*time.Second, nil)
 	c := candidate(t, b)
 	campaign(t, c, 10*time.Second)
-	foreign, _ := newValue("intruder")
+	foreign, _ := newValue("intruder", "")
 	if err := newClient(t, srv.Addr()).Set(t.Context(), "leader-elector:test", foreign, time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}

@@ -120,7 +120,7 @@ func readPolicy(ctx context.Context, c Client) (string, error) {
 // then shows when the command is first used, and the scripts write the
 // lock last so that such a failure leaves no lock behind.
 func (b *Backend) checkACL(ctx context.Context, c Client) error {
-	denied, err := b.scripts.check.Run(ctx, c, []string{b.keys.lock, b.keys.counter, b.keys.events, b.keys.since}).StringSlice()
+	denied, err := b.scripts.check.Run(ctx, c, []string{b.keys.lock, b.keys.counter, b.keys.events, b.keys.since, b.keys.line, b.keys.next}).StringSlice()
 	if err != nil {
 		if a := asAuthError(err); a != nil {
 			return a

@@ -17,7 +17,7 @@ import (
 // those in without.
 func aclUser(without ...string) string {
 	cmds := []string{"eval", "evalsha", "subscribe", "ping", "get", "set", "pexpire", "pttl", "del", "publish",
-		"exists", "time", "config|get"}
+		"exists", "time", "hgetall", "hget", "hset", "hdel", "hincrby", "config|get"}
 	line := "user elector on >pw resetkeys ~leader-elector:* resetchannels &leader-elector:* -@all"
 	for _, c := range cmds {
 		skip := false

@@ -16,13 +16,15 @@
 // can renew or release it; <prefix><election>:token is the fencing counter;
 // <prefix><election>:events is the pub/sub channel on which acquisitions and
 // releases are announced, so a waiting candidate takes over a released lock
-// within milliseconds. Waiters also poll, at the latest every TTL/4 (at most
-// 1s) and when the holder's lock is due to expire, so a lost message costs a
-// poll interval at worst. A user restricted by ACL needs the keys and channels
-// of the prefix (~leader-elector:* &leader-elector:*) and the commands EVAL,
-// EVALSHA, SUBSCRIBE and PING, plus GET, SET, PEXPIRE, PTTL, DEL, PUBLISH,
-// EXISTS and TIME, which the scripts call, and CONFIG GET or INFO to read the
-// eviction policy.
+// within milliseconds; <prefix><election>:line is a hash of the candidates
+// waiting in line and <prefix><election>:next a switchover's reservation
+// (see Operations below). Waiters also poll, at the latest every TTL/4 (at
+// most 1s) and when the holder's lock is due to expire, so a lost message
+// costs a poll interval at worst. A user restricted by ACL needs the keys and
+// channels of the prefix (~leader-elector:* &leader-elector:*) and the
+// commands EVAL, EVALSHA, SUBSCRIBE and PING, plus GET, SET, PEXPIRE, PTTL,
+// DEL, PUBLISH, EXISTS, TIME, HGETALL, HGET, HSET, HDEL and HINCRBY, which
+// the scripts call, and CONFIG GET or INFO to read the eviction policy.
 //
 // # Checks before a master takes part
 //
@@ -52,6 +54,35 @@
 // writes the lock last, so a command that fails midway (Lua scripts are not
 // transactions) never leaves a lock behind; a round that fails after its
 // lock writes releases them.
+//
+// # Operations: switchover, reclaim, generations
+//
+// The backend implements election.Handoff, election.Reclaimer and
+// election.Generations. Redis has no queue, so each master keeps a line:
+// the hash <prefix><election>:line, in which every waiting candidacy has a
+// field named by its random 128-bit name (newMember; also in each of its
+// lock values, and its Reclaimer handle) holding its order of arrival, an
+// expiry on the server's clock, its generation and its identity. Each
+// acquisition attempt refreshes it (at least every TTL/4), so a crashed
+// waiter's entry is dead one TTL after its last attempt; dead entries are
+// ignored and deleted. A leader has no entry.
+//
+// A switchover (handoff.lua) reserves the free lock for the successor's
+// identity for one TTL in <prefix><election>:next, re-sequences those ahead
+// of it behind it, deletes the lock and announces the release; acquire.lua
+// grants the lock to no other identity while the reservation lives (a
+// successor whose candidacy failed and started again still gets it), and
+// the winner's commit consumes it (raise.lua: a partial round it gives back
+// stays reserved for it). With Redlock it counts when done on a majority of masters
+// (the successor must be in line on a majority); on a minority the outcome
+// is unknown, as election.Handoff allows (see handoff.go). Reclaim deletes,
+// on every master, only what names the handle: a lock acquired by that
+// candidacy and its entry; never anything of another identity. Generations: acquire.lua refuses the free lock while a live
+// candidacy of a greater generation is in line on that master.
+//
+// These keep the rules below: every script writes the lock last; the
+// warm-up after data loss comes before a reservation; tokens are proposed
+// and committed as for any acquisition.
 //
 // # Data loss
 //

@@ -11,7 +11,7 @@ import (
 func TestElectionKeysNeverCollide(t *testing.T) {
 	prefixes := []string{DefaultKeyPrefix, "leader-elector:prod:", "app:", "a:b:"}
 	namespaces := []string{"", "prod", "token", "b", "a"}
-	names := []string{"web", "prod", "token", "events", "since", "b", "a.b"}
+	names := []string{"web", "prod", "token", "events", "since", "line", "next", "b", "a.b"}
 	type election struct{ prefix, ns, name string }
 	owner := map[string]election{}
 	for _, p := range prefixes {
@@ -23,7 +23,8 @@ func TestElectionKeysNeverCollide(t *testing.T) {
 			for _, n := range names {
 				id := election{p, ns, n}
 				base := o.ElectionKey(n)
-				for _, k := range []string{base, base + ":token", base + ":events", base + ":since"} {
+				k := newKeys(base)
+				for _, k := range []string{k.lock, k.counter, k.events, k.since, k.line, k.next} {
 					// Only legacy elections on different prefixes may
 					// meet (the old rules, documented).
 					if prev, ok := owner[k]; ok && !(prev.ns == "" && ns == "" && prev.prefix != p) {

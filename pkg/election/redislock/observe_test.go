@@ -143,7 +143,7 @@ func TestObserveRedlock(t *testing.T) {
 	if err := c.Resign(t.Context()); err != nil {
 		t.Fatalf("Resign: %v", err)
 	}
-	foreign, _ := newValue("minority")
+	foreign, _ := newValue("minority", "")
 	if err := newClient(t, servers[1].Addr()).Set(t.Context(), "leader-elector:test", foreign, time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}

@@ -159,8 +159,8 @@ func (o Options) Validate() error {
 }
 
 // ElectionKey is the key of election's lock under o's layout (its fencing
-// counter, channel and first-seen time add ":token", ":events" and
-// ":since"): <KeyPrefix><Namespace>/<election>, or <KeyPrefix><election>
+// counter, channel, first-seen time, line and switchover reservation add
+// ":token", ":events", ":since", ":line" and ":next"): <KeyPrefix><Namespace>/<election>, or <KeyPrefix><election>
 // without a Namespace. A namespace has neither ':' nor '/', an election
 // name neither, and with a Namespace the prefix ends with ':' and has no
 // '/', so a key names one (prefix, namespace, election) only; unscoped

@@ -73,7 +73,7 @@ func TestRedlockLostOnMajority(t *testing.T) {
 // two are held) must not win, and must not leave its copy behind.
 func TestRedlockNoPartialWin(t *testing.T) {
 	servers := redistest.StartN(t, 3)
-	foreign, _ := newValue("other")
+	foreign, _ := newValue("other", "")
 	for _, s := range servers[1:] {
 		if err := newClient(t, s.Addr()).Set(t.Context(), "leader-elector:test", foreign, time.Minute).Err(); err != nil {
 			t.Fatal(err)

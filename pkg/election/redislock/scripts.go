@@ -20,6 +20,12 @@ var (
 	readLua string
 	//go:embed scripts/check.lua
 	checkLua string
+	//go:embed scripts/handoff.lua
+	handoffLua string
+	//go:embed scripts/reclaim.lua
+	reclaimLua string
+	//go:embed scripts/line.lua
+	lineLua string
 )
 
 // scripts holds each script wrapped once, so its SHA is computed once and
@@ -27,6 +33,7 @@ var (
 // with an empty script cache).
 type scripts struct {
 	acquire, renew, release, raise, read, check *redis.Script
+	handoff, reclaim, line                      *redis.Script
 }
 
 func newScripts() scripts {
@@ -37,5 +44,8 @@ func newScripts() scripts {
 		raise:   redis.NewScript(raiseLua),
 		read:    redis.NewScript(readLua),
 		check:   redis.NewScript(checkLua),
+		handoff: redis.NewScript(handoffLua),
+		reclaim: redis.NewScript(reclaimLua),
+		line:    redis.NewScript(lineLua),
 	}
 }

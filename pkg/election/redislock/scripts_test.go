@@ -18,6 +18,7 @@ func TestScripts(t *testing.T) {
 	ctx := t.Context()
 	s := newScripts()
 	const lock, counter, events, since = "p:e", "p:e:token", "p:e:events", "p:e:since"
+	const line, next = "p:e:line", "p:e:next"
 
 	sub := c.Subscribe(ctx, events)
 	t.Cleanup(func() { _ = sub.Close() })
@@ -49,7 +50,8 @@ func TestScripts(t *testing.T) {
 	var holder string
 	acquire := func(value string, seen int64) []int64 {
 		t.Helper()
-		r, err := s.acquire.Run(ctx, c, []string{lock, counter, since}, value, 60000, seen).Slice()
+		r, err := s.acquire.Run(ctx, c, []string{lock, counter, since, line, next}, value, 60000, seen,
+			"00000000000000000000000000000000", 0, "id", "0").Slice()
 		if err != nil {
 			t.Fatalf("acquire: %v", err)
 		}
@@ -94,7 +96,7 @@ func TestScripts(t *testing.T) {
 	if n, _ := c.Get(ctx, counter).Int64(); n != 0 {
 		t.Fatalf("counter after acquire = %d, want 0 until the commit", n)
 	}
-	if n := run(s.raise, []string{counter, events}, 1); n != 1 {
+	if n := run(s.raise, []string{counter, events, next, line}, 1, "", ""); n != 1 {
 		t.Fatalf("commit of token 1 = %d, want 1", n)
 	}
 	if got := nextMessage(); got != "acquired" {
@@ -124,7 +126,7 @@ func TestScripts(t *testing.T) {
 	if err := c.PExpire(ctx, lock, 5*time.Second).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if n := run(s.renew, []string{lock, counter, since}, "b", 60000, 3, "1"); n != 0 {
+	if n := run(s.renew, []string{lock, counter, since, next}, "b", 60000, 3, "1"); n != 0 {
 		t.Fatalf("renew foreign = %d, want 0", n)
 	}
 	// Counters only grow, so even a foreign renew raises it to its token.
@@ -134,7 +136,7 @@ func TestScripts(t *testing.T) {
 	if ttl := c.PTTL(ctx, lock).Val(); ttl > 5*time.Second {
 		t.Fatalf("foreign renew extended the lock to %s", ttl)
 	}
-	if n := run(s.renew, []string{lock, counter, since}, "a", 60000, 7, "1"); n != 1 {
+	if n := run(s.renew, []string{lock, counter, since, next}, "a", 60000, 7, "1"); n != 1 {
 		t.Fatalf("renew own = %d, want 1", n)
 	}
 	if ttl := c.PTTL(ctx, lock).Val(); ttl <= 5*time.Second {
@@ -145,14 +147,14 @@ func TestScripts(t *testing.T) {
 	}
 
 	// Release: a foreign value neither deletes nor publishes.
-	if n := run(s.release, []string{lock, events}, "b", "1"); n != 0 {
+	if n := run(s.release, []string{lock, events, line}, "b", "1", ""); n != 0 {
 		t.Fatalf("release foreign = %d, want 0", n)
 	}
 	marker()
 	if got := nextMessage(); got != "marker" {
 		t.Fatalf("refused release published %q", got)
 	}
-	if n := run(s.release, []string{lock, events}, "a", "1"); n != 1 {
+	if n := run(s.release, []string{lock, events, line}, "a", "1", ""); n != 1 {
 		t.Fatalf("release own = %d, want 1", n)
 	}
 	if got := nextMessage(); got != "released" {
@@ -161,19 +163,19 @@ func TestScripts(t *testing.T) {
 	if n := c.Exists(ctx, lock).Val(); n != 0 {
 		t.Fatal("released lock still exists")
 	}
-	if n := run(s.renew, []string{lock, counter, since}, "a", 60000, 1, "0"); n != 0 {
+	if n := run(s.renew, []string{lock, counter, since, next}, "a", 60000, 1, "0"); n != 0 {
 		t.Fatalf("renew after release, not taking back = %d, want 0", n)
 	}
 	// Taking back a missing lock (a node that restarted empty) is allowed
 	// once the node's warm-up has passed, which it has here.
-	if n := run(s.renew, []string{lock, counter, since}, "a", 60000, 1, "1"); n != 2 {
+	if n := run(s.renew, []string{lock, counter, since, next}, "a", 60000, 1, "1"); n != 2 {
 		t.Fatalf("renew of a missing lock after the warm-up = %d, want 2 (taken back)", n)
 	}
 	if v := c.Get(ctx, lock).Val(); v != "a" {
 		t.Fatalf("lock value after taking back = %q, want a", v)
 	}
 	// A round that never led withdraws without waking anyone.
-	if n := run(s.release, []string{lock, events}, "a", "0"); n != 1 {
+	if n := run(s.release, []string{lock, events, line}, "a", "0", ""); n != 1 {
 		t.Fatalf("silent release own = %d, want 1", n)
 	}
 	marker()
@@ -185,16 +187,16 @@ func TestScripts(t *testing.T) {
 	if got, want := acquire("c", 0), []int64{1, 8}; !slices.Equal(got, want) {
 		t.Fatalf("acquire after release = %v, want %v", got, want)
 	}
-	run(s.release, []string{lock, events}, "c", "1")
+	run(s.release, []string{lock, events, line}, "c", "1", "")
 	if got, want := acquire("d", 20), []int64{1, 21}; !slices.Equal(got, want) {
 		t.Fatalf("acquire with seen 20 = %v, want %v", got, want)
 	}
 
 	// Raise only ever raises; read reports value, counter and TTL.
-	if n := run(s.raise, []string{counter, events}, 5); n != 7 {
+	if n := run(s.raise, []string{counter, events, next, line}, 5, "", ""); n != 7 {
 		t.Fatalf("raise to 5 = %d, want 7 (unchanged)", n)
 	}
-	if n := run(s.raise, []string{counter, events}, 30); n != 30 {
+	if n := run(s.raise, []string{counter, events, next, line}, 30, "", ""); n != 30 {
 		t.Fatalf("raise to 30 = %d, want 30", n)
 	}
 	r, err := s.read.Run(ctx, c, []string{lock, counter}).Slice()
@@ -204,7 +206,7 @@ func TestScripts(t *testing.T) {
 	if len(r) != 3 || r[0] != "d" || r[1] != int64(30) || r[2].(int64) <= 0 {
 		t.Fatalf("read = %v, want [d 30 pttl>0]", r)
 	}
-	run(s.release, []string{lock, events}, "d", "1")
+	run(s.release, []string{lock, events, line}, "d", "1", "")
 	r, err = s.read.Run(ctx, c, []string{lock, counter}).Slice()
 	if err != nil {
 		t.Fatalf("read: %v", err)
@@ -216,7 +218,7 @@ func TestScripts(t *testing.T) {
 
 func TestValueRoundTrip(t *testing.T) {
 	for _, id := range []string{"pod-0", "ünïcode", `quote" and \x00 nul`, "a\x00b"} {
-		v, err := newValue(id)
+		v, err := newValue(id, "0123456789abcdef0123456789abcdef")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -224,7 +226,7 @@ func TestValueRoundTrip(t *testing.T) {
 		if err != nil || got != id {
 			t.Fatalf("parseValue(newValue(%q)) = %q, %v", id, got, err)
 		}
-		w, _ := newValue(id)
+		w, _ := newValue(id, "0123456789abcdef0123456789abcdef")
 		if v == w {
 			t.Fatalf("two acquisitions share the value %q", v)
 		}

@@ -4,6 +4,7 @@
 -- KEYS[1]  lock key
 -- KEYS[2]  fencing counter
 -- KEYS[3]  when this node was first seen holding the election's state (ms, server clock)
+-- KEYS[4]  the reservation for a handover's successor (handoff.lua)
 -- ARGV[1]  value the caller acquired the lock with
 -- ARGV[2]  lock TTL in milliseconds
 -- ARGV[3]  the caller's term token
@@ -26,6 +27,11 @@ if current == ARGV[1] then
   return 1
 end
 if current or ARGV[4] ~= '1' then
+  return 0
+end
+-- A handover released it here for a chosen successor: a renewal that was
+-- already on its way must not take it back.
+if redis.call('EXISTS', KEYS[4]) == 1 then
   return 0
 end
 
