@@ -13,9 +13,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/sys/unix"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
+	"github.com/leader-elector/leader-elector/pkg/election/lease"
 	"github.com/leader-elector/leader-elector/pkg/history"
 )
 
@@ -85,42 +89,126 @@ func etcdOps(etcdURL string, cli *clientv3.Client, ttl time.Duration) opsBackend
 	}
 }
 
-// statusOps is a backend whose line the benchmark does not read from the
-// server: a candidate is in line once its own /status says it is ready and
-// following (or leading), which needs no knowledge of the backend's keys.
-func statusOps(name string, args []string) opsBackend {
-	return opsBackend{Name: name, args: args, inLine: statusInLine}
+// The other backends' lines are read from their servers too, by the names
+// their packages document, since a sidecar's /status reads ready before its
+// candidacy is in line when generations are off.
+
+// leaseOps is the Kubernetes Lease backend: a waiting candidate is in line
+// once the election's line object (the Lease <election>-candidates) has
+// its entry, an annotation whose JSON names its identity.
+func leaseOps(args []string, client kubernetes.Interface, namespace string) opsBackend {
+	return opsBackend{Name: "Kubernetes Lease", args: args, inLine: func(ctx context.Context, election string, n int64, ps []*sidecarProc) error {
+		return lineHolds(ctx, election, n, ps, func() (map[string]bool, error) {
+			l, err := client.CoordinationV1().Leases(namespace).Get(ctx, election+lease.LineSuffix, metav1.GetOptions{})
+			if err != nil {
+				return nil, err
+			}
+			ids := map[string]bool{}
+			for k, v := range l.Annotations {
+				var e struct {
+					ID string `json:"id"`
+				}
+				if strings.HasPrefix(k, lease.CandidateKeyPrefix) && json.Unmarshal([]byte(v), &e) == nil {
+					ids[e.ID] = true
+				}
+			}
+			return ids, nil
+		})
+	}}
+}
+
+// redisOps is the Redis backend (one master): a waiting candidate is in
+// line once the election's line hash (<key>:line) has its entry, whose
+// value is "<seq> <expires> <generation> <identity>".
+func redisOps(args []string, c *redis.Client, keyPrefix string) opsBackend {
+	return opsBackend{Name: "Redis", args: args, inLine: func(ctx context.Context, election string, n int64, ps []*sidecarProc) error {
+		return lineHolds(ctx, election, n, ps, func() (map[string]bool, error) {
+			line, err := c.HGetAll(ctx, keyPrefix+election+":line").Result()
+			if err != nil {
+				return nil, err
+			}
+			ids := map[string]bool{}
+			for field, v := range line {
+				if f := strings.Fields(v); !strings.HasPrefix(field, "#") && len(f) == 4 {
+					ids[f[3]] = true
+				}
+			}
+			return ids, nil
+		})
+	}}
+}
+
+// lineHolds waits until the n candidates ps read ready with one leader and
+// the others waiting behind it, and line (the identities the backend lists
+// as waiting) lists every one that waits.
+func lineHolds(ctx context.Context, election string, n int64, ps []*sidecarProc, line func() (map[string]bool, error)) error {
+	waiting, err := statusInLine(ctx, election, n, ps)
+	if err != nil {
+		return err
+	}
+	var last map[string]bool
+	err = waitUntil(ctx, 2*time.Millisecond, func() bool {
+		ids, err := line()
+		if err != nil {
+			return false
+		}
+		last = ids
+		for _, id := range waiting {
+			if !ids[id] {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("%s: the line lists %v, want %v: %w", election, last, waiting, err)
+	}
+	return nil
 }
 
 // statusInLine waits until each of ps reads ready, one leads and the others
-// follow it.
-func statusInLine(ctx context.Context, election string, n int64, ps []*sidecarProc) error {
+// name it and wait: "following" (etcd, Redis) or "campaigning" (a Lease
+// candidate in line keeps campaigning for the Lease). It returns the
+// identities of those that wait.
+func statusInLine(ctx context.Context, election string, n int64, ps []*sidecarProc) ([]string, error) {
 	if int64(len(ps)) != n {
-		return fmt.Errorf("%s: %d processes for %d candidates", election, len(ps), n)
+		return nil, fmt.Errorf("%s: %d processes for %d candidates", election, len(ps), n)
 	}
 	var last []sidecarStatus
 	err := waitUntil(ctx, 2*time.Millisecond, func() bool {
 		last = last[:0]
-		leaders := 0
+		leader := ""
 		for _, p := range ps {
 			st, err := getStatus(ctx, p.URL)
 			if err != nil || !st.Ready {
 				return false
 			}
 			last = append(last, st)
-			switch {
-			case st.IsLeader:
-				leaders++
-			case st.State != "following":
+			if st.IsLeader {
+				if leader != "" {
+					return false
+				}
+				leader = st.Identity
+			}
+		}
+		for _, st := range last {
+			waiting := st.State == "following" || st.State == "campaigning"
+			if !st.IsLeader && (!waiting || st.Name != leader) {
 				return false
 			}
 		}
-		return leaders == 1
+		return leader != ""
 	})
 	if err != nil {
-		return fmt.Errorf("%s: candidates not in line (last /status %+v): %w", election, last, err)
+		return nil, fmt.Errorf("%s: candidates not in line (last /status %+v): %w", election, last, err)
 	}
-	return nil
+	var waiting []string
+	for _, st := range last {
+		if !st.IsLeader {
+			waiting = append(waiting, st.Identity)
+		}
+	}
+	return waiting, nil
 }
 
 // supportsSwitchover starts one sidecar of the backend and reads whether its

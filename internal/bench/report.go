@@ -270,9 +270,10 @@ func (r *Results) writeOpsSection(p func(string, ...any)) {
 		"**Rolling update of 3 replicas** with the chart's default strategy (RollingUpdate, maxSurge 1, maxUnavailable 0): " +
 		"start a new sidecar, wait until its `/status` reads ready (the readiness probe), SIGTERM one old sidecar; three times. " +
 		"Leadership changes are counted from the sidecars' `--history-file`s. Where the leader falls in the order the old pods " +
-		"are stopped depends on the pods' history (Kubernetes stops the youngest old pod first). Before each trial the benchmark " +
-		"waits until every candidate is in line: on etcd until each has its key, on the other backends until each sidecar's " +
-		"`/status` reads ready and following.\n\n")
+		"are stopped depends on the pods' history (Kubernetes stops the youngest old pod first). Before each step the benchmark " +
+		"waits until every candidate is in line: on etcd until each has its key; on the Kubernetes Lease and Redis until each " +
+		"sidecar's `/status` reads ready and waiting behind the leader and the backend's line lists it (an entry on the Lease " +
+		"`<election>-candidates`, a field of the hash `<key>:line`).\n\n")
 	for _, o := range r.Ops {
 		writeOps(p, o)
 	}

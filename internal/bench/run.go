@@ -133,7 +133,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	defer redisCli.Close()
 
 	if cfg.OnlyOps {
-		return runOnlyOps(ctx, cfg, res, sidecar, binDir, etcd.URL, etcdCli, rds.Addr, tmp, log)
+		return runOnlyOps(ctx, cfg, res, sidecar, binDir, etcd.URL, etcdCli, rds.Addr, redisCli, tmp, log)
 	}
 
 	ttlArg := cfg.TTL.String()
@@ -269,7 +269,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	}
 
 	// Planned operations: rollouts, switchover, sidecar restarts.
-	if err := measureAllOperations(ctx, cfg, res, sidecar, opsBackends(cfg, etcd.URL, etcdCli, rds.Addr, leaseKubeconfig, ns.Name), tmp, log); err != nil {
+	if err := measureAllOperations(ctx, cfg, res, sidecar, opsBackends(cfg, etcd.URL, etcdCli, rds.Addr, redisCli, kube, leaseKubeconfig, ns.Name), tmp, log); err != nil {
 		return nil, err
 	}
 
@@ -322,12 +322,15 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 // opsBackends are the backends whose planned operations are measured, in
 // the report's order: etcd (its line is read from etcd's keys), the
 // Kubernetes Lease and Redis (their line is read from the sidecars' /status).
-func opsBackends(cfg Config, etcdURL string, etcdCli *clientv3.Client, redisAddr, leaseKubeconfig, leaseNamespace string) []opsBackend {
+func opsBackends(cfg Config, etcdURL string, etcdCli *clientv3.Client, redisAddr string, redisCli *redis.Client,
+	kube *kubeServer, leaseKubeconfig, leaseNamespace string) []opsBackend {
 	ttl := cfg.TTL.String()
+	const redisPrefix = "leader-elector:default/" // outside a pod the namespace is "default"
 	return []opsBackend{
 		etcdOps(etcdURL, etcdCli, cfg.TTL),
-		statusOps("Kubernetes Lease", []string{"--backend", "kubernetes", "--kubeconfig", leaseKubeconfig, "--lease-namespace", leaseNamespace, "--ttl", ttl}),
-		statusOps("Redis", []string{"--backend", "redis", "--redis-addr", redisAddr, "--ttl", ttl}),
+		leaseOps([]string{"--backend", "kubernetes", "--kubeconfig", leaseKubeconfig, "--lease-namespace", leaseNamespace, "--ttl", ttl},
+			kube.Client, leaseNamespace),
+		redisOps([]string{"--backend", "redis", "--redis-addr", redisAddr, "--ttl", ttl}, redisCli, redisPrefix),
 	}
 }
 
@@ -366,8 +369,8 @@ func measureAllOperations(ctx context.Context, cfg Config, res *Results, sidecar
 
 // runOnlyOps starts the control plane for the Lease backend and measures
 // the planned operations alone (Config.OnlyOps).
-func runOnlyOps(ctx context.Context, cfg Config, res *Results, sidecar, binDir, etcdURL string, etcdCli *clientv3.Client, redisAddr, tmp string,
-	log *slog.Logger) (*Results, error) {
+func runOnlyOps(ctx context.Context, cfg Config, res *Results, sidecar, binDir, etcdURL string, etcdCli *clientv3.Client, redisAddr string,
+	redisCli *redis.Client, tmp string, log *slog.Logger) (*Results, error) {
 	log.Info("starting the envtest control plane")
 	kube, err := startKube(binDir)
 	if err != nil {
@@ -386,7 +389,7 @@ func runOnlyOps(ctx context.Context, cfg Config, res *Results, sidecar, binDir, 
 	if err := writeKubeconfig(kube.Config, kubeconfig); err != nil {
 		return nil, err
 	}
-	if err := measureAllOperations(ctx, cfg, res, sidecar, opsBackends(cfg, etcdURL, etcdCli, redisAddr, kubeconfig, ns.Name), tmp, log); err != nil {
+	if err := measureAllOperations(ctx, cfg, res, sidecar, opsBackends(cfg, etcdURL, etcdCli, redisAddr, redisCli, kube, kubeconfig, ns.Name), tmp, log); err != nil {
 		return nil, err
 	}
 	res.Took = time.Since(res.Started)
