@@ -13,9 +13,9 @@ import (
 )
 
 // opsRBAC is the RBAC the Lease backend needs for switchover, reclaim and
-// generations (the election's Lease and its line); the chart's Role should
-// grant the same.
-var opsRBAC = filepath.Join("pkg", "election", "lease", "testdata", "rbac.yaml")
+// generations (the election's Lease and its line): the one the chart ships,
+// so these tests also show it is enough.
+var opsRBAC = filepath.Join("manifests", "rbac-lease.yaml")
 
 // A planned switchover on the Lease backend hands leadership to the named
 // sidecar and to no other, in milliseconds, with increasing tokens.
