@@ -294,8 +294,8 @@ func writeOps(p func(string, ...any), o *OpsResult) {
 		p("| %s | %d | %s | %s | %s |\n", name, s.N, FormatDuration(s.P50), FormatDuration(s.P99), FormatDuration(s.Max))
 	}
 	row("switchover: `POST /resign?to=<last in line>` → its `/watch` says it leads", o.Switchover)
-	row("sidecar restart: SIGKILL of the leader → follower's `/watch` says it leads (restart with `--incarnation-file`)", o.RestartFromKill)
-	row("sidecar restart: exec of the restarted process → follower leads", o.RestartFromExec)
+	row("sidecar restart: SIGKILL of the leader → a new leader's `/watch` says it leads (restart with `--incarnation-file`; the follower, or the restarted process where waiters keep no order)", o.RestartFromKill)
+	row("sidecar restart: exec of the restarted process → a new leader", o.RestartFromExec)
 	row("sidecar restart: exec → restarted process listening (its start-up)", o.RestartStartup)
 	p("\nTarget for the restart: container crash to new leader ≤ restart time + 50 ms — p50 %s. Without `--incarnation-file` a "+
 		"crashed leader is replaced only when its lease expires (the crash failover table above).\n\n",
