@@ -16,10 +16,8 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/resourceversion"
-	"k8s.io/apimachinery/pkg/watch"
 	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 )
 
@@ -249,63 +247,7 @@ func (ln *line) follow(ctx context.Context) {
 
 // stream lists the line object by name and watches it from the list.
 func (ln *line) stream(ctx context.Context) error {
-	sel := fields.OneTermEqualSelector("metadata.name", ln.name).String()
-	for {
-		rctx, cancel := context.WithTimeout(ctx, ln.duration)
-		list, err := ln.leases.List(rctx, metav1.ListOptions{FieldSelector: sel})
-		cancel()
-		if err != nil {
-			return fmt.Errorf("listing the candidates' Lease %s: %w", ln.name, err)
-		}
-		if len(list.Items) == 0 {
-			ln.note(nil, list.ResourceVersion)
-		} else {
-			ln.noteLease(&list.Items[0])
-		}
-		secs := int64(watchTimeout / time.Second)
-		w, err := ln.leases.Watch(ctx, metav1.ListOptions{FieldSelector: sel, ResourceVersion: list.ResourceVersion, TimeoutSeconds: &secs})
-		if err != nil {
-			return fmt.Errorf("watching the candidates' Lease %s: %w", ln.name, err)
-		}
-		err = ln.consume(ctx, w)
-		w.Stop()
-		if err != nil {
-			return err
-		}
-	}
-}
-
-func (ln *line) consume(ctx context.Context, w watch.Interface) error {
-	for {
-		var ev watch.Event
-		var ok bool
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case ev, ok = <-w.ResultChan():
-		}
-		if !ok {
-			return nil
-		}
-		switch ev.Type {
-		case watch.Added, watch.Modified:
-			if obj, isLease := ev.Object.(*coordinationv1.Lease); isLease {
-				ln.noteLease(obj)
-			}
-		case watch.Deleted:
-			rv := ""
-			if obj, isLease := ev.Object.(*coordinationv1.Lease); isLease {
-				rv = obj.ResourceVersion
-			}
-			ln.note(nil, rv)
-		case watch.Error:
-			err := apierrors.FromObject(ev.Object)
-			if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
-				return nil
-			}
-			return fmt.Errorf("watching the candidates' Lease %s: %w", ln.name, err)
-		}
-	}
+	return streamLease(ctx, ln.leases, ln.name, "the candidates' Lease "+ln.name, ln.duration, ln.note, nil)
 }
 
 // errEntryGone means a candidate's entry is no longer the value it wrote.

@@ -488,16 +488,14 @@ func TestOperationsWithTheDocumentedRBAC(t *testing.T) {
 	}
 }
 
-// With the RBAC of before the line (manifests/rbac-lease.yaml), candidates
-// still elect; a switchover is refused with a reason naming the line.
+// With the RBAC of before the line (testdata/rbac-before-line.yaml: an
+// upgrade that kept its Role), candidates still elect; a switchover is
+// refused with a reason naming the line.
 func TestWithoutTheLinePermissionsElectionStillWorks(t *testing.T) {
 	env := kubetest.Start(t)
 	ns := env.Namespace(t)
-	root, err := kubetest.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sa := env.ServiceAccount(t, ns, "leader-elector", filepath.Join(root, "manifests", "rbac-lease.yaml"))
+	sa := env.ServiceAccount(t, ns, "leader-elector", filepath.Join("testdata", "rbac-before-line.yaml"))
+	var err error
 	const name = "example"
 	leader := join(t, sa, ns, name, "a").campaign()
 	first := leader.wait(t, 10*testDuration)

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
+	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 )
 
 // watchTimeout asks the API server to end each watch after this long, so a
@@ -25,30 +26,44 @@ const watchTimeout = 5 * time.Minute
 // ctx.Err(). Both requests select the Lease by metadata.name, which lets RBAC
 // limit list and watch to this one Lease with resourceNames.
 func (l *Lock) stream(ctx context.Context, listed func()) error {
-	sel := fields.OneTermEqualSelector("metadata.name", l.name).String()
+	return streamLease(ctx, l.leases, l.name, "Lease "+l.Describe(), l.duration, l.note, listed)
+}
+
+// streamLease lists the Lease called name and watches it from the list's
+// resourceVersion, passing every state to note (nil and the list's
+// resourceVersion when there is none, or when it is deleted), and lists again
+// when the server ends the watch or its resourceVersion has expired; listed,
+// if not nil, is called after every successful list. Each list is bounded by
+// listTimeout; each watch asks the server to end it after watchTimeout. It
+// returns the first other error, naming what, or ctx.Err().
+func streamLease(ctx context.Context, leases coordinationv1client.LeaseInterface, name, what string,
+	listTimeout time.Duration, note func(obj *coordinationv1.Lease, rv string), listed func()) error {
+	sel := fields.OneTermEqualSelector("metadata.name", name).String()
 	for {
-		rctx, cancel := context.WithTimeout(ctx, l.duration)
-		list, err := l.leases.List(rctx, metav1.ListOptions{FieldSelector: sel})
+		rctx, cancel := context.WithTimeout(ctx, listTimeout)
+		list, err := leases.List(rctx, metav1.ListOptions{FieldSelector: sel})
 		cancel()
 		if err != nil {
-			return fmt.Errorf("listing Lease %s: %w", l.Describe(), err)
+			return fmt.Errorf("listing %s: %w", what, err)
 		}
 		if len(list.Items) == 0 {
-			l.note(nil, list.ResourceVersion)
+			note(nil, list.ResourceVersion)
 		} else {
-			l.noteLease(&list.Items[0])
+			note(&list.Items[0], list.Items[0].ResourceVersion)
 		}
-		listed()
+		if listed != nil {
+			listed()
+		}
 		secs := int64(watchTimeout / time.Second)
-		w, err := l.leases.Watch(ctx, metav1.ListOptions{
+		w, err := leases.Watch(ctx, metav1.ListOptions{
 			FieldSelector:   sel,
 			ResourceVersion: list.ResourceVersion,
 			TimeoutSeconds:  &secs,
 		})
 		if err != nil {
-			return fmt.Errorf("watching Lease %s: %w", l.Describe(), err)
+			return fmt.Errorf("watching %s: %w", what, err)
 		}
-		err = l.consume(ctx, w)
+		err = consumeLeaseWatch(ctx, w, what, note)
 		w.Stop()
 		if err != nil {
 			return err
@@ -59,9 +74,9 @@ func (l *Lock) stream(ctx context.Context, listed func()) error {
 	}
 }
 
-// consume records the watch's events until it ends. It returns nil when the
-// watch ended in a way that a fresh list repairs.
-func (l *Lock) consume(ctx context.Context, w watch.Interface) error {
+// consumeLeaseWatch passes the watch's events to note until it ends. It
+// returns nil when the watch ended in a way that a fresh list repairs.
+func consumeLeaseWatch(ctx context.Context, w watch.Interface, what string, note func(obj *coordinationv1.Lease, rv string)) error {
 	for {
 		var ev watch.Event
 		var ok bool
@@ -76,20 +91,20 @@ func (l *Lock) consume(ctx context.Context, w watch.Interface) error {
 		switch ev.Type {
 		case watch.Added, watch.Modified:
 			if lease, isLease := ev.Object.(*coordinationv1.Lease); isLease {
-				l.noteLease(lease)
+				note(lease, lease.ResourceVersion)
 			}
 		case watch.Deleted:
 			rv := ""
 			if lease, isLease := ev.Object.(*coordinationv1.Lease); isLease {
 				rv = lease.ResourceVersion
 			}
-			l.note(nil, rv)
+			note(nil, rv)
 		case watch.Error:
 			err := apierrors.FromObject(ev.Object)
 			if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
 				return nil
 			}
-			return fmt.Errorf("watching Lease %s: %w", l.Describe(), err)
+			return fmt.Errorf("watching %s: %w", what, err)
 		}
 	}
 }
