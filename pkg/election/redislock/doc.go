@@ -116,7 +116,11 @@
 // on a majority of nodes, all of them granting nodes, or the lock is released
 // and the round retried. Every renewal raises every node it reaches to T
 // again, including nodes that restarted empty. On one master this reduces to
-// a counter that, while the lock exists, equals its holder's token.
+// a counter that, while the lock exists and its holder has committed, equals
+// its holder's token. Observers (Observe, a follower's view of the leader)
+// read the lock and the counter together, so between a winner's grant and
+// its commit, one round trip, they can name the new holder with the previous
+// term's token; the token a holder publishes itself is always its own.
 //
 // Any two majorities share a node. Take the shared node n of an earlier
 // term's committed set and a later term's granting set, the later term won
