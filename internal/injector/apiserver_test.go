@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -474,6 +475,9 @@ func runInjectedSidecar(t *testing.T, env *kubetest.Env, pod *corev1.Pod, accoun
 			a = "--etcd-endpoints=" + strings.Join(etcd.ClientURLs(), ",")
 		case strings.HasPrefix(a, "--http="):
 			a = "--http=" + httpAddr
+		case strings.HasPrefix(a, "--incarnation-file="):
+			// The pod's emptyDir, which this in-process sidecar lacks.
+			a = "--incarnation-file=" + filepath.Join(t.TempDir(), "incarnation")
 		}
 		args = append(args, a)
 	}
@@ -486,6 +490,8 @@ func runInjectedSidecar(t *testing.T, env *kubetest.Env, pod *corev1.Pod, accoun
 			envVars[e.Name] = pod.Name
 		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace":
 			envVars[e.Name] = pod.Namespace
+		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.uid":
+			envVars[e.Name] = string(pod.UID)
 		default:
 			t.Fatalf("cannot resolve env %s", e.Name)
 		}

@@ -79,8 +79,13 @@ func TestInjectAddsTheSidecarAndNothingElse(t *testing.T) {
 	if len(pod.Spec.ReadinessGates) != 1 || pod.Spec.ReadinessGates[0].ConditionType != "leader-elector.io/leader" {
 		t.Errorf("readiness gates %+v", pod.Spec.ReadinessGates)
 	}
-	if len(pod.Spec.Volumes) != 1 || pod.Spec.Volumes[0].Projected == nil {
-		t.Errorf("volumes %+v, want the sidecar's projected token", pod.Spec.Volumes)
+	// The sidecar's projected token, and the emptyDir of its incarnation
+	// file (a restarted sidecar container finds its predecessor's record).
+	if len(pod.Spec.Volumes) != 2 || pod.Spec.Volumes[0].Projected == nil || pod.Spec.Volumes[1].EmptyDir == nil {
+		t.Errorf("volumes %+v, want the sidecar's projected token and its state emptyDir", pod.Spec.Volumes)
+	}
+	if got := argValue(side, "--incarnation-file"); !strings.HasPrefix(got, "/") {
+		t.Errorf("--incarnation-file = %q, want a path on the state volume", got)
 	}
 	// Everything but the additions is as it was.
 	after := pod.DeepCopy()
