@@ -49,6 +49,7 @@ type harness struct {
 	r   *Runner
 	src *source
 	dir string
+	out *lockedBuffer // the command's stdout and stderr, for failure messages
 }
 
 func run(t *testing.T, script string, grace time.Duration) *harness {
@@ -72,12 +73,18 @@ func run(t *testing.T, script string, grace time.Duration) *harness {
 			t.Error("Run did not return")
 		}
 	})
-	return &harness{r: r, src: src, dir: dir}
+	return &harness{r: r, src: src, dir: dir, out: out}
 }
 
 type lockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 func (b *lockedBuffer) Write(p []byte) (int, error) {
@@ -96,7 +103,7 @@ func (h *harness) waitFile(t *testing.T, name string) string {
 			return strings.TrimSpace(string(b))
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s was not written", name)
+			t.Fatalf("%s was not written; commands started: %d; their output:\n%s", name, h.r.Started(), h.out.String())
 		}
 		time.Sleep(5 * time.Millisecond) // polling a file written by another process
 	}
