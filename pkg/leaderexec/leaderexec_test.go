@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -249,6 +251,14 @@ func TestMissingCommandIsReportedAs127(t *testing.T) {
 }
 
 func TestSignalReachesTheCommand(t *testing.T) {
+	// A test binary started with SIGHUP ignored (under nohup, as a
+	// background CI job may be) passes that on to the command, and a
+	// non-interactive sh cannot trap a signal ignored at its start. The
+	// sidecar's exec wrapper handles SIGHUP (it forwards it), which gives the
+	// command the default disposition; do as it does.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	h := run(t, `trap 'echo hup > $DIR/hup' HUP; echo $$ > $DIR/pid; while :; do sleep 0.05; done`, time.Second)
 	h.src.lead(1)
 	h.waitFile(t, "pid")
