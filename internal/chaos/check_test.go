@@ -366,3 +366,22 @@ func TestHistoryGapPollStraddlingItsEnd(t *testing.T) {
 		t.Fatalf("%+v", res)
 	}
 }
+
+// TestRolloutStartsAfterAFaultThatRefusesNewPods: seed 20261326 injected a
+// rollout 163 ms into a redis-deny held for 1.154 s; the rollout waited for
+// a new pod that the denied user kept unready, and the heal, queued behind
+// it, never came.
+func TestRolloutStartsAfterAFaultThatRefusesNewPods(t *testing.T) {
+	table := nemeses()
+	deny := Fault{Kind: RedisDeny, Hold: 1154 * time.Millisecond}
+	rollout := Fault{Kind: Rollout, Offset: 163 * time.Millisecond}
+	got := startTimes([]Fault{deny, rollout}, table)
+	if got[0] != 0 || got[1] != deny.Hold {
+		t.Errorf("start times %v, want [0 %v]", got, deny.Hold)
+	}
+	// Other faults keep their overlap with a rollout.
+	kill := Fault{Kind: KillLeader, Hold: time.Second}
+	if got := startTimes([]Fault{kill, rollout}, table); got[1] != rollout.Offset {
+		t.Errorf("start times %v, want the rollout at its offset %v", got, rollout.Offset)
+	}
+}

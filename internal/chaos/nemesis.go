@@ -92,6 +92,14 @@ type nemesis struct {
 	// settleExtra is added to the round's bound on the time to one agreed
 	// leader after the heal (see Record.Rounds).
 	settleExtra time.Duration
+	// refusesNewPods: while the fault holds, a sidecar started then cannot
+	// become ready (its backend refuses it), so a rollout in the same round
+	// (which waits for each new pod's readiness and holds up the round's
+	// other actions meanwhile) starts only after this fault's heal.
+	refusesNewPods bool
+	// waitsForNewPods: the injection starts pods and waits until they are
+	// ready (a rollout).
+	waitsForNewPods bool
 }
 
 // nemeses returns the table of every kind.
@@ -135,8 +143,8 @@ func nemeses() map[Kind]nemesis {
 		FailHistory:  {atSidecar: true, plan: hold(plus(1, 500*time.Millisecond), plus(1, 3*time.Second)), resolve: (*trial).history},
 		// Redis faults; see redis.go. When every candidate was refused, each
 		// backs off (up to election.DefaultRetryMax) before it tries again.
-		RedisEvict:          {backends: redis, plan: newRedisFault, resolve: (*trial).redisFault, settleExtra: election.DefaultRetryMax},
-		RedisDeny:           {backends: redis, plan: newRedisFault, resolve: (*trial).redisFault, settleExtra: election.DefaultRetryMax},
+		RedisEvict:          {backends: redis, plan: newRedisFault, resolve: (*trial).redisFault, settleExtra: election.DefaultRetryMax, refusesNewPods: true},
+		RedisDeny:           {backends: redis, plan: newRedisFault, resolve: (*trial).redisFault, settleExtra: election.DefaultRetryMax, refusesNewPods: true},
 		RedlockLink:         {backends: redlock, atSidecar: true, plan: newRedisFault, resolve: (*trial).redisFault},
 		RedlockRollRestarts: {backends: redlock, plan: newRedisFault, resolve: (*trial).redisFault},
 		// Operations and readiness-gate faults; see ops.go and gate.go. On
@@ -144,7 +152,7 @@ func nemeses() map[Kind]nemesis {
 		// restart, which is a fault worth injecting too.
 		SidecarRestart: {atSidecar: true, plan: newOpsFault, resolve: (*trial).sidecarRestart},
 		SidecarTwin:    {atSidecar: true, plan: newOpsFault, resolve: (*trial).sidecarTwin},
-		Rollout:        {plan: newOpsFault, resolve: (*trial).rolloutFault},
+		Rollout:        {plan: newOpsFault, resolve: (*trial).rolloutFault, waitsForNewPods: true},
 		GateFreeze:     {plan: newOpsFault, resolve: (*trial).gateFault},
 		GateKill:       {plan: newOpsFault, resolve: (*trial).gateFault},
 	}

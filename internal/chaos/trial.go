@@ -448,14 +448,16 @@ func (tr *trial) inject(faults []Fault, leader *slot) {
 			at.followers = append(at.followers, s)
 		}
 	}
+	table := nemeses()
+	starts := startTimes(faults, table)
 	var acts []action
-	for _, f := range faults {
-		n, ok := nemeses()[f.Kind]
+	for i, f := range faults {
+		n, ok := table[f.Kind]
 		if !ok {
 			tr.t.Fatalf("unknown fault %q", f.Kind)
 		}
 		inj, heal := n.resolve(tr, f, at)
-		acts = append(acts, action{f.Offset, inj}, action{f.Offset + f.Hold, heal})
+		acts = append(acts, action{starts[i], inj}, action{starts[i] + f.Hold, heal})
 	}
 	slices.SortStableFunc(acts, func(a, b action) int { return cmpInt(int64(a.at), int64(b.at)) })
 	start := time.Now()
@@ -466,6 +468,29 @@ func (tr *trial) inject(faults []Fault, leader *slot) {
 		}
 		a.do()
 	}
+}
+
+// startTimes returns when each of a round's faults is injected: at its
+// offset, except that a rollout waits for its new pods' readiness while
+// nothing else of the round runs, so one that overlapped a fault refusing
+// new pods would wait for a heal that cannot come (seed 20261326:
+// redis-deny + rollout); it starts after such faults' heals instead, as a
+// real rollout resumes once the fault is fixed.
+func startTimes(faults []Fault, table map[Kind]nemesis) []time.Duration {
+	var refusedUntil time.Duration
+	for _, f := range faults {
+		if table[f.Kind].refusesNewPods {
+			refusedUntil = max(refusedUntil, f.Offset+f.Hold)
+		}
+	}
+	out := make([]time.Duration, len(faults))
+	for i, f := range faults {
+		out[i] = f.Offset
+		if table[f.Kind].waitsForNewPods {
+			out[i] = max(out[i], refusedUntil)
+		}
+	}
+	return out
 }
 
 // The resolve functions of the nemeses (see nemeses): each picks its
