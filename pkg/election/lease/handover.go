@@ -95,8 +95,7 @@ func (l *Lock) HandOver(ctx context.Context, t *Term, to string, reserve time.Du
 		return fmt.Errorf("term %d was released: %w", t.Token, ErrLost)
 	}
 	secs := int64((reserve + time.Second - 1) / time.Second)
-	for attempt := 0; ; attempt++ {
-		next := t.lease.DeepCopy()
+	_, err := l.releaseTerm(ctx, t, func(next *coordinationv1.Lease) {
 		now := metav1.NewMicroTime(time.Now().Truncate(time.Microsecond))
 		next.Spec = l.record("", time.Second, now, t.Token)
 		next.Spec.RenewTime = &now
@@ -106,21 +105,8 @@ func (l *Lock) HandOver(ctx context.Context, t *Term, to string, reserve time.Du
 		next.Annotations[SuccessorAnnotation] = to
 		next.Annotations[successorOfAnnotation] = stateMark(next)
 		next.Annotations[successorSecondsAnnotation] = strconv.FormatInt(secs, 10)
-		res, err := l.leases.Update(ctx, next, metav1.UpdateOptions{})
-		if err == nil {
-			l.noteLease(res)
-			t.released = true
-			return nil
-		}
-		lost, lerr := l.resync(ctx, t, err, attempt)
-		if lost {
-			t.released = true
-			return lerr
-		}
-		if lerr != nil {
-			return lerr
-		}
-	}
+	})
+	return err
 }
 
 // ReleaseOf releases the Lease if its holder is this Lock's identity and

@@ -114,22 +114,36 @@ func (l *Lock) Release(ctx context.Context, t *Term) error {
 	if t.released {
 		return nil
 	}
+	lost, err := l.releaseTerm(ctx, t, func(next *coordinationv1.Lease) {
+		next.Spec = l.record("", time.Second, metav1.NewMicroTime(time.Now()), t.Token)
+	})
+	if lost {
+		return nil
+	}
+	return err
+}
+
+// releaseTerm writes t's Lease as set makes it (a released record), with
+// optimistic concurrency, retrying after a conflict that leaves t's term in
+// place; t must be locked. When the update is written, or when t's term was
+// found lost meanwhile (lost true, with resync's error), t is released.
+func (l *Lock) releaseTerm(ctx context.Context, t *Term, set func(next *coordinationv1.Lease)) (lost bool, err error) {
 	for attempt := 0; ; attempt++ {
 		next := t.lease.DeepCopy()
-		next.Spec = l.record("", time.Second, metav1.NewMicroTime(time.Now()), t.Token)
+		set(next)
 		res, err := l.leases.Update(ctx, next, metav1.UpdateOptions{})
 		if err == nil {
 			l.noteLease(res)
 			t.released = true
-			return nil
+			return false, nil
 		}
 		lost, lerr := l.resync(ctx, t, err, attempt)
 		if lost {
 			t.released = true
-			return nil
+			return true, lerr
 		}
 		if lerr != nil {
-			return lerr
+			return false, lerr
 		}
 	}
 }
