@@ -19,6 +19,12 @@ import (
 type historyPipe struct {
 	path string // the named pipe
 
+	// pollMu is held by the copier while it polls the read end, and by
+	// breakPipe around closing it: a poll in flight holds the file open in
+	// the kernel, so a close during it would leave the pipe a reader for up
+	// to the poll's timeout and the sidecar's next write would succeed
+	// (the clean-clone CI failure of TestHistoryPipe). Taken before mu.
+	pollMu  sync.Mutex
 	mu      sync.Mutex
 	readFD  int // -1 while broken
 	writeFD int // the test's own write end
@@ -101,8 +107,15 @@ func (h *historyPipe) copy() {
 		// Wait until there is something to read (or a short while, to see
 		// a stall, a break or close). The test's own write end keeps POLLHUP
 		// away.
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		_, _ = unix.Poll(fds, 10)
+		h.pollMu.Lock()
+		h.mu.Lock()
+		fd = h.readFD // a break may have closed it since
+		h.mu.Unlock()
+		if fd >= 0 {
+			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			_, _ = unix.Poll(fds, 10)
+		}
+		h.pollMu.Unlock()
 	}
 }
 
@@ -142,6 +155,8 @@ func (h *historyPipe) setStalled(stalled bool) {
 // breakPipe copies what the pipe holds, then closes the only read end: the
 // sidecar's writes fail with EPIPE from then on.
 func (h *historyPipe) breakPipe() {
+	h.pollMu.Lock()
+	defer h.pollMu.Unlock()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.readFD < 0 {
