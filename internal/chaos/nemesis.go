@@ -46,6 +46,12 @@ const (
 	// open and nothing is answered; SIGCONT at the heal.
 	HungMember     Kind = "hung-member"      // an etcd member that does not lead etcd's Raft group
 	HungRaftLeader Kind = "hung-raft-leader" // etcd's Raft leader
+	// EarlyRevoke: etcd revokes the leader's lease before its TTL, as a
+	// deposed Raft leader that was paused as a whole process does when it
+	// resumes (docs/safety.md), while the leader is cut off from etcd: it
+	// cannot learn of it and claims until its own deadline, so its
+	// successor must wait that out.
+	EarlyRevoke Kind = "early-revoke"
 	// StallHistory stops reading a sidecar's --history-file (a pipe) and
 	// cuts it off from the backend: it must step down at its deadline with
 	// its history writes blocked.
@@ -68,7 +74,7 @@ const (
 func Kinds() []Kind {
 	return []Kind{KillLeader, PauseShort, PauseLong, Blackhole, Delay, Reset, KillMember, KillRaftLeader, RedisRestart,
 		StallLog, HungMember, HungRaftLeader, RedisEvict, RedisDeny, RedlockLink, RedlockRollRestarts,
-		StallHistory, FailHistory, SidecarRestart, SidecarTwin, Rollout, GateFreeze, GateKill}
+		StallHistory, FailHistory, SidecarRestart, SidecarTwin, Rollout, GateFreeze, GateKill, EarlyRevoke}
 }
 
 // nemesis is what the suite knows of one fault kind: where it applies, how
@@ -135,7 +141,9 @@ func nemeses() map[Kind]nemesis {
 		// member rather than wait for it to come back.
 		HungMember:     {backends: etcd, plan: hold(fixed(500*time.Millisecond), plus(2, 2*time.Second)), resolve: (*trial).member},
 		HungRaftLeader: {backends: etcd, plan: hold(fixed(500*time.Millisecond), plus(2, 2*time.Second)), resolve: (*trial).member},
-		RedisRestart:   {backends: redis, plan: hold(fixed(0), plus(1, time.Second)), resolve: (*trial).redisRestart},
+		// Held past the TTL, so the cut-off leader's deadline falls inside.
+		EarlyRevoke:  {backends: etcd, plan: hold(plus(1, 500*time.Millisecond), plus(1, 2*time.Second)), resolve: (*trial).earlyRevoke},
+		RedisRestart: {backends: redis, plan: hold(fixed(0), plus(1, time.Second)), resolve: (*trial).redisRestart},
 		// Past the TTL, so the deadline falls while the output is stalled
 		// or failing.
 		StallLog:     {atSidecar: true, plan: hold(plus(1, 500*time.Millisecond), plus(1, 3*time.Second)), resolve: (*trial).stallLog},

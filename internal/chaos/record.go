@@ -117,7 +117,8 @@ type RoundRecord struct {
 	Settled time.Duration
 	// SettleBound is the bound Settled is held to: TTL + 1 s, 2 × TTL + 1 s
 	// when etcd's own Raft leader changed in the round (which extends every
-	// lease by an election timeout), plus the faults' settleExtra.
+	// lease by an election timeout), one TTL more on etcd (a successor waits
+	// out a predecessor whose lease ended), plus the faults' settleExtra.
 	SettleBound time.Duration
 	// RaftLeaderChanged: etcd's Raft leader changed during the round.
 	RaftLeaderChanged bool

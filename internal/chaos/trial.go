@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -25,6 +27,7 @@ import (
 	"github.com/leader-elector/leader-elector/internal/testutil/sidecartest"
 	"github.com/leader-elector/leader-elector/internal/testutil/tcpproxy"
 	"github.com/leader-elector/leader-elector/pkg/election"
+	"github.com/leader-elector/leader-elector/pkg/election/etcd"
 )
 
 // Timing of a trial.
@@ -213,6 +216,11 @@ func (tr *trial) round(i int, round Round, leader *slot) (*slot, sidecartest.Sta
 	rr.SettleBound = tr.ttl + time.Second
 	if rr.RaftLeaderChanged {
 		rr.SettleBound = 2*tr.ttl + time.Second
+	}
+	if tr.plan.Backend == BackendEtcd {
+		// A successor waits out a predecessor whose lease ended (etcd can
+		// revoke one early; see etcd.Backend's waitOut).
+		rr.SettleBound += tr.ttl
 	}
 	var extra time.Duration
 	for _, f := range round.Faults {
@@ -531,6 +539,57 @@ func (tr *trial) link(f Fault, at *targets) (inject, heal func()) {
 			}
 			tr.event("pass", s.id, "")
 		}
+}
+
+// earlyRevoke cuts the leader off from etcd (its connections blackholed)
+// and revokes its lease through a client of its own, as etcd does early
+// after a deposed Raft leader resumes (docs/safety.md); the heal lets the
+// leader's traffic through again.
+func (tr *trial) earlyRevoke(f Fault, at *targets) (inject, heal func()) {
+	s := at.leader
+	return func() {
+			for _, p := range s.proxies {
+				p.Blackhole()
+			}
+			tr.event(string(f.Kind), s.id, tr.revokeLeases(s.id))
+		}, func() {
+			for _, p := range s.proxies {
+				p.Pass()
+			}
+			tr.event("pass", s.id, "")
+		}
+}
+
+// revokeLeases revokes the lease of every candidate key of the election
+// that holds identity, and says what it did.
+func (tr *trial) revokeLeases(identity string) string {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: tr.cluster.ClientURLs(), DialTimeout: setupTimeout, Logger: zap.NewNop()})
+	if err != nil {
+		return err.Error()
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+	// Every key of the sidecars' prefix: the election's own lies under it,
+	// with or without a namespace (etcd.Options.Namespace).
+	resp, err := cli.Get(ctx, etcd.DefaultPrefix, clientv3.WithPrefix())
+	if err != nil {
+		return err.Error()
+	}
+	var revoked []string
+	for _, kv := range resp.Kvs {
+		if string(kv.Value) != identity || kv.Lease == 0 || strings.Contains(string(kv.Key), "#generation/") {
+			continue
+		}
+		if _, err := cli.Revoke(ctx, clientv3.LeaseID(kv.Lease)); err != nil {
+			return fmt.Sprintf("revoking %x: %v", kv.Lease, err)
+		}
+		revoked = append(revoked, fmt.Sprintf("%x", kv.Lease))
+	}
+	if len(revoked) == 0 {
+		return fmt.Sprintf("no key of %s among %d", identity, len(resp.Kvs))
+	}
+	return "revoked lease " + strings.Join(revoked, ", ")
 }
 
 // member: stop or hang (SIGSTOP) an etcd member, etcd's Raft leader or

@@ -85,7 +85,7 @@ func newFlagSet(f *flags) *pflag.FlagSet {
 	fs.SortFlags = false
 	fs.SetOutput(io.Discard)
 	fs.IntVar(&f.Candidates, "candidates", DefaultCandidates, "number of sidecar processes, at least 2")
-	fs.DurationVar(&f.TTL, "ttl", DefaultTTL, "the sidecars' lease TTL: whole seconds, at least 2s (etcd's minimum); crash failover takes about this long")
+	fs.DurationVar(&f.TTL, "ttl", DefaultTTL, "the sidecars' lease TTL: whole seconds, at least 2s (etcd's minimum); crash failover takes about twice this long (the lease expires, then the successor waits out one more TTL)")
 	fs.BoolVar(&f.KeepRunning, "keep-running", false, "after the handover and the failover, start the stopped sidecars again and keep everything running (with the timeline) until Ctrl-C, to try the HTTP API")
 	fs.BoolVar(&f.version, "version", false, "print the version and exit")
 	return fs

@@ -252,7 +252,7 @@ func keepRunning(ctx context.Context, opts Options, tl *timeline, mon *monitor, 
 	}
 	tl.printf("  curl -s --unix-socket %s -X POST http://localhost/resign\n", socketPath(dir, "<leader>"))
 	tl.printf("      # the leader hands over now (resign is accepted only on the control socket)\n")
-	tl.printf("  kill -9 <leader's pid>   # a crash: the next leader takes over after the TTL\n")
+	tl.printf("  kill -9 <leader's pid>   # a crash: the next leader takes over after about two TTLs\n")
 	tl.printf("  etcd: %s\n\n", strings.Join(endpoints, ","))
 	<-ctx.Done()
 	return nil

@@ -152,8 +152,10 @@ const legend = `How to read the timeline:
   leader=none, key=X  no sidecar claims to lead, though the others still name X:
                      X's key is in etcd but X is not leading. Either X is gone
                      and its lease has not expired yet (crash), or X is alive
-                     and still confirming its key before it claims, or already
-                     stepping down: a sidecar claims only what it has proved.
+                     and still confirming its key before it claims (after a
+                     crash it first waits out its predecessor's TTL), or
+                     already stepping down: a sidecar claims only what it has
+                     proved.
   Fencing tokens are etcd revisions: the revision at which the leader's key
   was created. Every write to etcd (each candidate's key, each deletion)
   advances the revision, so tokens always increase but skip numbers: the

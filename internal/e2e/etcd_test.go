@@ -186,7 +186,7 @@ func TestGracefulHandoverOnSIGTERM(t *testing.T) {
 	t.Logf("graceful handover: %v", took)
 }
 
-func TestCrashFailoverWithinTTL(t *testing.T) {
+func TestCrashFailover(t *testing.T) {
 	cluster := etcdtest.Single(t)
 	ps := startN(t, cluster.ClientURLs(), "a", "b", "c")
 	leader, first := agree(t, ps)

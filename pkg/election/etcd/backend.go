@@ -148,7 +148,9 @@ func (c *candidacy) createRev() int64 {
 }
 
 // Campaign creates the candidate's key, waits until no key created before it
-// remains, then re-checks key and lease.
+// remains, then re-checks key and lease. After a failover (the
+// predecessor's lease is gone, or how it went is unknown) it first waits
+// out the predecessor's validity on this process's clock (waitOut).
 func (c *candidacy) Campaign(ctx context.Context) (election.Term, error) {
 	rev, err := c.create(ctx)
 	if err != nil {
@@ -158,20 +160,89 @@ func (c *candidacy) Campaign(ctx context.Context) (election.Term, error) {
 	if err != nil {
 		return election.Term{}, err
 	}
-	// Learn how the predecessor went while re-checking our own key, so the
-	// takeover waits for neither.
+	// Learn how the predecessor went while re-checking our own key, so a
+	// handover waits for neither.
 	kind := make(chan string, 1)
 	if vacant.IsZero() {
 		kind <- ""
 	} else {
-		go func() { kind <- c.b.howItWent(ctx, pred) }()
+		go func() { kind <- c.b.howItWent(ctx, pred.lease) }()
 	}
 	v, err := c.verify(ctx, rev)
 	k := <-kind
 	if err != nil {
 		return election.Term{}, err
 	}
+	if !vacant.IsZero() && k != election.Handover {
+		if err := c.b.waitOut(ctx, vacant, pred); err != nil {
+			return election.Term{}, err
+		}
+		if v, err = c.verify(ctx, rev); err != nil {
+			return election.Term{}, err
+		}
+	}
 	return election.Term{Token: rev, Validity: v, Vacant: vacant, Kind: k}, nil
+}
+
+// predecessor is the key a candidate waited on.
+type predecessor struct {
+	key   string
+	lease clientv3.LeaseID
+	// ttl is the lease's granted TTL, read while it lived; zero if it could
+	// not be read.
+	ttl time.Duration
+}
+
+// waitOut returns once a predecessor whose lease ended without its
+// resigning can no longer claim leadership on its own clock: its granted
+// TTL (at least this backend's) plus 2 % after its key was seen to go.
+//
+// A lease normally ends only after its holder stopped claiming (the holder
+// gives up TTL × (1 − drift) − margin after sending its last acknowledged
+// renewal; etcd revokes no earlier than TTL after receiving it), so taking
+// over at once would be safe. But etcd can revoke a lease early: a Raft
+// leader paused as a whole process (SIGSTOP, a frozen VM) that resumes
+// after it was deposed revokes the leases its stale lessor thinks expired,
+// and the new leader commits the revocation although the holder renewed
+// them there. etcd 3.7.3 guards this with ensureLeadership (the fix for
+// etcd issue #15247), but skips the check while the member's Raft ticks
+// look recent, which they do at once after the resume (reproduced: 2 of 12
+// pauses, docs/safety.md). The holder's last acknowledged renewal was sent
+// before the revocation, so its claim ends within one TTL of it, measured
+// on its clock; the 2 % covers a clock-rate difference of up to 1 % on
+// either side (election.DefaultDrift). A handover, where the predecessor
+// deleted its own key after it stopped claiming, does not wait.
+func (b *Backend) waitOut(ctx context.Context, vacant time.Time, pred predecessor) error {
+	ttl := max(pred.ttl, b.ttl)
+	until := vacant.Add(ttl + ttl/50)
+	d := time.Until(until)
+	if d <= 0 {
+		return nil
+	}
+	b.log.Info("the predecessor's lease ended without a resignation; waiting out its validity before claiming",
+		"predecessor", pred.key, "wait", d.Round(time.Millisecond))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// grantedTTL reads the TTL lease was granted with; zero if it cannot be
+// read (gone, or no member answered).
+func (b *Backend) grantedTTL(ctx context.Context, lease clientv3.LeaseID) time.Duration {
+	var ttl time.Duration
+	_ = b.call(ctx, "reading the predecessor's lease", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
+		resp, err := cli.TimeToLive(ctx, lease)
+		if err == nil {
+			ttl = time.Duration(resp.GrantedTTL) * time.Second
+		}
+		return err
+	})
+	return ttl
 }
 
 // howItWent tells a resignation from an expiry by the predecessor's lease:
@@ -229,11 +300,11 @@ func (c *candidacy) create(ctx context.Context) (int64, error) {
 
 // waitPredecessors blocks until no key under the prefix has a create
 // revision below rev. It returns when the last predecessor was seen to go
-// (zero if there was none) and that predecessor's lease.
-func (c *candidacy) waitPredecessors(ctx context.Context, rev int64) (time.Time, clientv3.LeaseID, error) {
+// (zero if there was none) and that predecessor.
+func (c *candidacy) waitPredecessors(ctx context.Context, rev int64) (time.Time, predecessor, error) {
 	var (
 		vacant time.Time
-		lease  clientv3.LeaseID
+		last   predecessor
 	)
 	for {
 		var pred *mvccpb.KeyValue
@@ -251,15 +322,17 @@ func (c *candidacy) waitPredecessors(ctx context.Context, rev int64) (time.Time,
 			return nil
 		})
 		if err != nil {
-			return time.Time{}, 0, err
+			return time.Time{}, predecessor{}, err
 		}
 		if pred == nil {
-			return vacant, lease, nil
+			return vacant, last, nil
 		}
-		if err := c.waitDeleted(ctx, string(pred.Key)); err != nil {
-			return time.Time{}, 0, err
+		p := predecessor{key: string(pred.Key), lease: clientv3.LeaseID(pred.Lease)}
+		p.ttl = c.b.grantedTTL(ctx, p.lease)
+		if err := c.waitDeleted(ctx, p.key); err != nil {
+			return time.Time{}, predecessor{}, err
 		}
-		vacant, lease = time.Now(), clientv3.LeaseID(pred.Lease)
+		vacant, last = time.Now(), p
 	}
 }
 

@@ -36,6 +36,7 @@ type candidate struct {
 
 	mu      sync.Mutex
 	history []election.Status
+	seen    []time.Time // when each status of history was read
 }
 
 func startCandidate(t *testing.T, endpoints []string, id string) *candidate {
@@ -80,12 +81,14 @@ func (c *candidate) record(ctx context.Context) {
 		st, changed := c.engine.Status()
 		c.mu.Lock()
 		c.history = append(c.history, st)
+		c.seen = append(c.seen, time.Now())
 		c.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			st, _ := c.engine.Status()
 			c.mu.Lock()
 			c.history = append(c.history, st)
+			c.seen = append(c.seen, time.Now())
 			c.mu.Unlock()
 			return
 		case <-changed:
@@ -467,7 +470,7 @@ func TestTermSaysHowThePredecessorWent(t *testing.T) {
 	// takeover makes prev lead, queues next behind it, ends prev with end
 	// and returns next's term. A term with no Vacant time is inconclusive:
 	// prev ended before next had looked for its predecessor.
-	takeover := func(end func(prev election.Candidacy, key string)) election.Term {
+	takeover := func(t *testing.T, end func(prev election.Candidacy, key string)) election.Term {
 		t.Helper()
 		prev, next := newCandidacy("prev"), newCandidacy("next")
 		if _, err := prev.Campaign(t.Context()); err != nil {
@@ -475,6 +478,23 @@ func TestTermSaysHowThePredecessorWent(t *testing.T) {
 		}
 		won := make(chan election.Term, 1)
 		errs := make(chan error, 1)
+		// next's lease is renewed as the engine would while it campaigns:
+		// after a failover it waits out its predecessor for a TTL.
+		renewing, stopRenewing := context.WithCancel(t.Context())
+		var renewer sync.WaitGroup
+		defer func() { stopRenewing(); renewer.Wait() }()
+		renewer.Go(func() {
+			for {
+				tick := time.NewTimer(ttl / 4)
+				select {
+				case <-renewing.Done():
+					tick.Stop()
+					return
+				case <-tick.C:
+				}
+				_, _ = next.Renew(renewing)
+			}
+		})
 		go func() {
 			term, err := next.Campaign(t.Context())
 			won <- term
@@ -525,7 +545,7 @@ func TestTermSaysHowThePredecessorWent(t *testing.T) {
 	}{{"resign", resign, election.Handover}, {"crash", crash, election.Failover}} {
 		t.Run(tc.name, func(t *testing.T) {
 			for range 20 {
-				term := takeover(tc.end)
+				term := takeover(t, tc.end)
 				if term.Vacant.IsZero() {
 					continue
 				}

@@ -25,13 +25,21 @@ func (b *Backend) Handle(cand election.Candidacy) string {
 	return fmt.Sprintf("%x", int64(c.lease))
 }
 
-// Reclaim implements election.Reclaimer: it revokes the lease named by
-// handle, which deletes its key, so the next candidate's watch fires at
-// once. It revokes only a lease whose attached keys are at most this
-// election's key for that lease, holding this identity, and that lease's
-// generation key (generation.go; a candidate with --generation puts it on
-// the same lease): a lease that now carries anything else is refused. A
-// lease that is gone is success.
+// Reclaim implements election.Reclaimer: it deletes the keys of the lease
+// named by handle, so the next candidate's watch fires at once. It touches
+// only a lease whose attached keys are at most this election's key for that
+// lease, holding this identity, and that lease's generation key
+// (generation.go; a candidate with --generation puts it on the same lease):
+// a lease that now carries anything else is refused. A lease that is gone is
+// success.
+//
+// It deletes the keys rather than revoking the lease, and leaves the lease,
+// with nothing attached, to expire within its TTL: the successor tells a
+// resignation from a lease that ended (howItWent) by whether the lease
+// lives on, and after a lease that ended it waits a TTL before claiming
+// (waitOut), in case etcd revoked it early while its holder still claimed.
+// The reclaimed process is known to be dead (election.Reclaimer), so its
+// successor need not wait: to it, a reclaim is a handover.
 func (b *Backend) Reclaim(ctx context.Context, handle string) error {
 	id, err := strconv.ParseInt(handle, 16, 64)
 	if err != nil || id <= 0 {
@@ -75,12 +83,19 @@ func (b *Backend) Reclaim(ctx context.Context, handle string) error {
 			return fmt.Errorf("etcd: reclaim: key %s holds identity %q, not %q; leaving it", key, resp.Kvs[0].Value, b.identity)
 		}
 	}
-	err = b.call(ctx, "revoking the earlier lease", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
-		_, err := cli.Revoke(ctx, lease)
+	var cmps []clientv3.Cmp
+	var dels []clientv3.Op
+	for _, k := range ttl.Keys {
+		cmps = append(cmps, clientv3.Compare(clientv3.LeaseValue(string(k)), "=", lease))
+		dels = append(dels, clientv3.OpDelete(string(k)))
+	}
+	if len(dels) == 0 {
+		return nil
+	}
+	// If a key is no longer on the lease, the lease expired in between
+	// (keys named after it are put only with it): nothing is left to do.
+	return b.call(ctx, "deleting the earlier keys", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
+		_, err := cli.Txn(ctx).If(cmps...).Then(dels...).Commit()
 		return err
 	})
-	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
-		return err
-	}
-	return nil
 }
