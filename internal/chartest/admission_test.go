@@ -28,6 +28,7 @@ import (
 	"github.com/leader-elector/leader-elector/internal/freeport"
 	"github.com/leader-elector/leader-elector/internal/testutil/kubetest"
 	"github.com/leader-elector/leader-elector/internal/testutil/sidecartest"
+	"github.com/leader-elector/leader-elector/pkg/kube"
 )
 
 // TestLeastPrivilegeOnAPIServer installs what the chart renders (service
@@ -162,8 +163,10 @@ func TestLeastPrivilegeOnAPIServer(t *testing.T) {
 		{"own role label", boundA, "pod-a", labels(role, "leader"), "", ""},
 		{"own election label", boundA, "pod-a", labels(election, "demo-leader-elector"), "", ""},
 		{"own other label", boundA, "pod-a", labels("team", "x"), "", "may change only the labels"},
-		{"own annotation", boundA, "pod-a", `{"metadata":{"annotations":{"x":"y"}}}`, "", "may not change annotations"},
-		{"own finalizer", boundA, "pod-a", `{"metadata":{"finalizers":["example.com/block"]}}`, "", "may not change annotations"},
+		{"own annotation", boundA, "pod-a", `{"metadata":{"annotations":{"x":"y"}}}`, "", "may change no annotation but"},
+		{"own finalizer", boundA, "pod-a", `{"metadata":{"finalizers":["example.com/block"]}}`, "", "may change no annotation but"},
+		{"other pod's superseded-by-term", boundA, "pod-b", `{"metadata":{"annotations":{"` + kube.SupersededAnnotation + `":"7"}}}`, "", ""},
+		{"other pod's other annotation", boundA, "pod-b", `{"metadata":{"annotations":{"x":"y"}}}`, "", "may change no annotation but"},
 		{"own spec", boundA, "pod-a", `{"spec":{"activeDeadlineSeconds":60}}`, "", "may not change a pod's spec"},
 		{"own gate condition", boundA, "pod-a", condition(gate, "True"), "status", ""},
 		{"own Ready condition", boundA, "pod-a", condition("Ready", "True"), "status", "may change only the " + gate + " condition"},

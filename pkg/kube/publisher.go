@@ -54,6 +54,11 @@ type Publisher struct {
 	shutdownTimeout time.Duration // bounds the final step-down on shutdown
 	minBackoff      time.Duration
 	maxBackoff      time.Duration
+
+	// beforeFenced and afterFenced, when set (tests only), run around each
+	// fenced write of a leader to its own pod: what is "label" or "gate".
+	beforeFenced func(what string)
+	afterFenced  func(what string, err error)
 }
 
 // New returns a publisher for the pod named in opts. opts must be Enabled and
@@ -120,6 +125,7 @@ func (nopMetrics) PublishError(string) {}
 // run is the state of one Publish call; only its goroutine touches it.
 type run struct {
 	*Publisher
+	src    election.Source
 	events *events // nil when events are off
 	pod    podRef
 
@@ -138,7 +144,7 @@ func (p *Publisher) Publish(ctx context.Context, src election.Source) error {
 	if err := ValidateElection(st.Election); err != nil {
 		return err
 	}
-	r := &run{Publisher: p, pod: podRef{namespace: p.opts.PodNamespace, name: p.opts.PodName}}
+	r := &run{Publisher: p, src: src, pod: podRef{namespace: p.opts.PodNamespace, name: p.opts.PodName}}
 	if p.opts.Events {
 		r.events = newEvents(p.client, p.requestTimeout, func() { p.metrics.PublishError(PublisherEvents) })
 		defer r.events.close()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -20,6 +21,15 @@ import (
 // demotes stale leader labels on its peers before it labels itself, and sets
 // its gate True only once its label is in place; a follower drops its gate
 // before its label.
+//
+// A leader's own label and gate writes are fenced, because a leader frozen
+// (SIGSTOP, a VM pause) with such a request still to send would send it on
+// waking, after its successor had demoted it: each is conditional on the
+// pod's resourceVersion as read before this process last confirmed that it
+// leads, and a successor's demotion changes every peer's resourceVersion
+// (demotePeers). The successor's term began after that confirmation, so its
+// demotion either came first, and the stale request fails with a conflict,
+// or came after, and took the label and the gate off again.
 func (r *run) reconcile(ctx context.Context, st election.Status) error {
 	pod, err := r.getPod(ctx)
 	if err != nil {
@@ -30,15 +40,58 @@ func (r *run) reconcile(ctx context.Context, st election.Status) error {
 
 	if !st.IsLeader {
 		gateErr := r.syncGate(ctx, pod, false)
-		return errors.Join(gateErr, r.syncLabels(ctx, pod, st))
+		_, labelErr := r.syncLabels(ctx, pod, st)
+		return errors.Join(gateErr, labelErr)
 	}
-	if err := r.demotePeers(ctx, st.Election); err != nil {
+	if err := r.demotePeers(ctx, st); err != nil {
 		return err
 	}
-	if err := r.syncLabels(ctx, pod, st); err != nil {
-		return err
+	for attempt := 1; ; attempt++ {
+		err := r.leads(st)
+		if err == nil {
+			pod, err = r.syncLabels(ctx, pod, st)
+		}
+		if err == nil {
+			if err = r.leads(st); err == nil {
+				err = r.syncGate(ctx, pod, true)
+			}
+		}
+		if !apierrors.IsConflict(err) || attempt == fencedAttempts {
+			return err
+		}
+		// The pod changed since it was read: the kubelet writes its status
+		// too. Read it again and confirm again.
+		if pod, err = r.getPod(ctx); err != nil {
+			return err
+		}
 	}
-	return r.syncGate(ctx, pod, true)
+}
+
+// fencedAttempts bounds the fenced writes of one reconcile: the kubelet may
+// change the pod between our read and our write, which is no failure.
+const fencedAttempts = 3
+
+// fencing and fenced run the test hooks around a leader's fenced write.
+func (r *run) fencing(what string, leading bool) {
+	if leading && r.beforeFenced != nil {
+		r.beforeFenced(what)
+	}
+}
+
+func (r *run) fenced(what string, leading bool, err error) {
+	if leading && r.afterFenced != nil {
+		r.afterFenced(what, err)
+	}
+}
+
+// leads confirms that the source still says this process leads the term of
+// st (errSuperseded if not): Status re-checks the validity deadline, so a
+// process that was frozen past it learns it here.
+func (r *run) leads(st election.Status) error {
+	if cur, _ := r.src.Status(); !cur.IsLeader || cur.FencingToken != st.FencingToken {
+		return errSuperseded
+	}
+	return nil
 }
 
 func (r *run) getPod(ctx context.Context) (*corev1.Pod, error) {
@@ -59,20 +112,29 @@ func (r *run) roleValue(leader bool) string {
 }
 
 // syncLabels sets the role and election labels with a JSON merge patch when
-// they differ.
-func (r *run) syncLabels(ctx context.Context, pod *corev1.Pod, st election.Status) error {
+// they differ, fenced on pod's resourceVersion when st leads (see
+// reconcile). It returns the pod as it is after that: the patch's result,
+// or pod.
+func (r *run) syncLabels(ctx context.Context, pod *corev1.Pod, st election.Status) (*corev1.Pod, error) {
 	want := map[string]string{
 		r.opts.RoleLabel:     r.roleValue(st.IsLeader),
 		r.opts.ElectionLabel: st.Election,
 	}
 	if hasLabels(pod, want) {
-		return nil
+		return pod, nil
 	}
-	if err := r.patchLabels(ctx, pod.Name, want); err != nil {
-		return err
+	rv := ""
+	if st.IsLeader {
+		rv = pod.ResourceVersion // the fence: see reconcile
+	}
+	r.fencing("label", st.IsLeader)
+	out, err := r.patchMeta(ctx, pod.Name, want, nil, rv)
+	r.fenced("label", st.IsLeader, err)
+	if err != nil {
+		return nil, err
 	}
 	r.log.Debug("set role label", "role", want[r.opts.RoleLabel])
-	return nil
+	return out, nil
 }
 
 func hasLabels(pod *corev1.Pod, want map[string]string) bool {
@@ -84,22 +146,41 @@ func hasLabels(pod *corev1.Pod, want map[string]string) bool {
 	return true
 }
 
-func (r *run) patchLabels(ctx context.Context, name string, set map[string]string) error {
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"labels": set}})
+// patchMeta sets labels and annotations of the named pod with a JSON merge
+// patch and returns the pod as patched. With rv set, the patch is
+// conditional on the pod's resourceVersion (as setCondition's).
+func (r *run) patchMeta(ctx context.Context, name string, labels, annotations map[string]string, rv string) (*corev1.Pod, error) {
+	meta := map[string]any{}
+	if rv != "" {
+		meta["resourceVersion"] = rv
+	}
+	if len(labels) > 0 {
+		meta["labels"] = labels
+	}
+	if len(annotations) > 0 {
+		meta["annotations"] = annotations
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": meta})
 	if err != nil {
-		return fmt.Errorf("kube: encoding label patch: %w", err)
+		return nil, fmt.Errorf("kube: encoding label patch: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.requestTimeout)
 	defer cancel()
-	_, err = r.client.CoreV1().Pods(r.opts.PodNamespace).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
+	out, err := r.client.CoreV1().Pods(r.opts.PodNamespace).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
 	if err != nil {
-		if !apierrors.IsNotFound(err) {
+		if !apierrors.IsNotFound(err) && (rv == "" || !apierrors.IsConflict(err)) {
 			r.count(ctx, PublisherLabels)
 		}
-		return fmt.Errorf("kube: labelling pod %s: %w", name, err)
+		return nil, fmt.Errorf("kube: labelling pod %s: %w", name, err)
 	}
-	return nil
+	return out, nil
 }
+
+// SupersededAnnotation is set on every other pod of the election by a
+// leader, to the fencing token of its term, before it labels itself or sets
+// its gate: the write changes each peer's resourceVersion, on which a
+// peer's own leader label and gate True are conditional (see reconcile).
+const SupersededAnnotation = "leader-elector.io/superseded-by-term"
 
 // demotePeers takes every sign of leadership off the other pods of the
 // election: the leader label and, when a readiness gate is configured, a True
@@ -107,8 +188,11 @@ func (r *run) patchLabels(ctx context.Context, name string, set map[string]strin
 // itself, so its successor does, before it labels itself or sets its own
 // gate. Label and condition are checked separately: an earlier leader may
 // have demoted a frozen pod's label while its condition still says True.
-func (r *run) demotePeers(ctx context.Context, election string) error {
-	selector := labels.SelectorFromSet(labels.Set{r.opts.ElectionLabel: election}).String()
+// Every peer is written once a term (SupersededAnnotation) and its label
+// and condition judged from what that write returned, so a leader label or
+// gate True that lands after the list is seen too.
+func (r *run) demotePeers(ctx context.Context, st election.Status) error {
+	selector := labels.SelectorFromSet(labels.Set{r.opts.ElectionLabel: st.Election}).String()
 	lctx, cancel := context.WithTimeout(ctx, r.requestTimeout)
 	defer cancel()
 	list, err := r.client.CoreV1().Pods(r.opts.PodNamespace).List(lctx, metav1.ListOptions{LabelSelector: selector})
@@ -123,19 +207,28 @@ func (r *run) demotePeers(ctx context.Context, election string) error {
 		if peer.Name == r.opts.PodName {
 			continue
 		}
-		if peer.Labels[r.opts.RoleLabel] == r.opts.LeaderValue {
-			err := r.patchLabels(ctx, peer.Name, map[string]string{r.opts.RoleLabel: r.opts.FollowerValue})
+		token := strconv.FormatInt(st.FencingToken, 10)
+		wasLeader := peer.Labels[r.opts.RoleLabel] == r.opts.LeaderValue
+		if wasLeader || peer.Annotations[SupersededAnnotation] != token {
+			// The label goes to follower in the same write, whatever the list
+			// said: a stale leader label may have landed since.
+			out, err := r.patchMeta(ctx, peer.Name,
+				map[string]string{r.opts.RoleLabel: r.opts.FollowerValue},
+				map[string]string{SupersededAnnotation: token}, "")
 			switch {
 			case apierrors.IsNotFound(err):
 				continue // gone already: nothing left to demote
 			case err != nil:
 				errs = append(errs, err)
-			default:
+				continue
+			}
+			if wasLeader {
 				r.log.Info("demoted stale leader label", "peer", peer.Name)
 			}
+			peer = out
 		}
 		if gate != "" && conditionIs(peer, gate, corev1.ConditionTrue) {
-			err := r.setCondition(ctx, peer.Name, corev1.ConditionFalse, "SupersededByNewLeader")
+			err := r.setCondition(ctx, peer.Name, corev1.ConditionFalse, "SupersededByNewLeader", "")
 			switch {
 			case apierrors.IsNotFound(err):
 			case err != nil:
@@ -170,7 +263,14 @@ func (r *run) syncGate(ctx context.Context, pod *corev1.Pod, leading bool) error
 	if conditionIs(pod, gate, want) {
 		return nil
 	}
-	if err := r.setCondition(ctx, pod.Name, want, reason); err != nil {
+	rv := ""
+	if leading {
+		rv = pod.ResourceVersion // the fence: see reconcile
+	}
+	r.fencing("gate", leading)
+	err := r.setCondition(ctx, pod.Name, want, reason, rv)
+	r.fenced("gate", leading, err)
+	if err != nil {
 		return err
 	}
 	r.log.Debug("set readiness condition", "condition", gate, "status", want)
@@ -179,8 +279,10 @@ func (r *run) syncGate(ctx context.Context, pod *corev1.Pod, leading bool) error
 
 // setCondition sets the readiness-gate condition of the named pod through the
 // pods/status subresource. A strategic merge patch merges conditions by type,
-// so conditions owned by the kubelet are left alone.
-func (r *run) setCondition(ctx context.Context, name string, status corev1.ConditionStatus, reason string) error {
+// so conditions owned by the kubelet are left alone. With rv set, the patch
+// carries it as metadata.resourceVersion, which the API server takes as a
+// precondition: a pod changed since fails with a conflict.
+func (r *run) setCondition(ctx context.Context, name string, status corev1.ConditionStatus, reason, rv string) error {
 	gate := corev1.PodConditionType(r.opts.ReadinessGate)
 	cond := map[string]any{
 		"type":               gate,
@@ -188,7 +290,11 @@ func (r *run) setCondition(ctx context.Context, name string, status corev1.Condi
 		"reason":             reason,
 		"lastTransitionTime": metav1.NewTime(time.Now()),
 	}
-	patch, err := json.Marshal(map[string]any{"status": map[string]any{"conditions": []any{cond}}})
+	body := map[string]any{"status": map[string]any{"conditions": []any{cond}}}
+	if rv != "" {
+		body["metadata"] = map[string]any{"resourceVersion": rv}
+	}
+	patch, err := json.Marshal(body)
 	if err != nil {
 		return fmt.Errorf("kube: encoding condition patch: %w", err)
 	}
@@ -196,7 +302,7 @@ func (r *run) setCondition(ctx context.Context, name string, status corev1.Condi
 	defer cancel()
 	_, err = r.client.CoreV1().Pods(r.opts.PodNamespace).Patch(ctx, name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
 	if err != nil {
-		if !apierrors.IsNotFound(err) {
+		if !apierrors.IsNotFound(err) && (rv == "" || !apierrors.IsConflict(err)) {
 			r.count(ctx, PublisherReadiness)
 		}
 		return fmt.Errorf("kube: setting condition %s=%s on pod %s: %w", gate, status, name, err)
