@@ -88,6 +88,20 @@ func (l *Lock) AcquireWhen(ctx context.Context, hold Hold) (*Term, error) {
 		holdBack := hold
 		switch {
 		case o.lease == nil:
+			// Absent: perhaps deleted while its holder still claims (by
+			// hand, to "unstick" an election); the holder learns of it only
+			// at its next renewal, or at its deadline when it cannot reach
+			// the API server. Its validity runs from a renewal sent before
+			// the deletion, so a Lease seen absent for a whole duration
+			// (plus 2 %: a clock-rate difference of 1 % either way,
+			// election.DefaultDrift) has no holder left. A fresh election
+			// waits that once too: the two look the same.
+			if until := o.at.Add(absentWait(l.duration)); time.Now().Before(until) {
+				if err := wait(until, nil, changed); err != nil {
+					return nil, err
+				}
+				continue
+			}
 			free = true
 		case holder(o.lease) == "":
 			free, kind, vacant = true, Handover, o.at
@@ -140,6 +154,10 @@ func (l *Lock) AcquireWhen(ctx context.Context, hold Hold) (*Term, error) {
 		}
 	}
 }
+
+// absentWait is how long a Lease must be seen absent before it is created:
+// the lease duration and 2 % (see AcquireWhen).
+func absentWait(d time.Duration) time.Duration { return d + d/50 }
 
 // Check reads the Lease once. A follower calls it to prove the API server
 // answers; what it reads also feeds the shared observation.

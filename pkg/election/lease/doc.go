@@ -57,7 +57,11 @@
 // when it creates the Lease (it starts at 0).
 //
 // If someone deletes the Lease, the leader's next renewal fails with
-// NotFound and it steps down; watchers log the deletion. The candidate that
+// NotFound and it steps down; watchers log the deletion. A leader cut off
+// from the API server learns nothing and claims until its deadline, so no
+// candidate creates an absent Lease before it has seen it absent for a
+// whole lease duration (and 2 %) on its own clock; the first election on a
+// new Lease waits that long too. The candidate that
 // creates it again continues above the highest token it has seen, so tokens
 // keep increasing as long as that candidate is a sidecar that observed the
 // old Lease. They go backwards when it is recreated by a client-go elector

@@ -117,9 +117,11 @@ func (a *acquire) returned() bool {
 	}
 }
 
+// mustAcquire acquires the Lease; a first acquisition waits one lease
+// duration (an absent Lease is waited out), up to 30 s in these tests.
 func mustAcquire(t *testing.T, l *lease.Lock) *lease.Term {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	term, err := l.Acquire(ctx)
 	if err != nil {
