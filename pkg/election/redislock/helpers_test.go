@@ -90,7 +90,9 @@ func skipWarmUp(t *testing.T, servers []*redistest.Server) {
 // got an answer.
 type lossyClient struct {
 	Client
-	answered *atomic.Int64
+	// refused counts answered script calls that returned a refusal: an
+	// array whose first element is 0 (acquire.lua's "not yours").
+	refused *atomic.Int64
 }
 
 func (c lossyClient) Subscribe(ctx context.Context, _ ...string) *redis.PubSub {
@@ -98,14 +100,19 @@ func (c lossyClient) Subscribe(ctx context.Context, _ ...string) *redis.PubSub {
 }
 
 func (c lossyClient) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
-	cmd := c.Client.EvalSha(ctx, sha, keys, args...)
-	c.answered.Add(1)
-	return cmd
+	return c.count(c.Client.EvalSha(ctx, sha, keys, args...))
 }
 
 func (c lossyClient) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
-	cmd := c.Client.Eval(ctx, script, keys, args...)
-	c.answered.Add(1)
+	return c.count(c.Client.Eval(ctx, script, keys, args...))
+}
+
+func (c lossyClient) count(cmd *redis.Cmd) *redis.Cmd {
+	if res, err := cmd.Slice(); err == nil && len(res) > 0 {
+		if n, ok := res[0].(int64); ok && n == 0 {
+			c.refused.Add(1)
+		}
+	}
 	return cmd
 }
 
