@@ -46,11 +46,11 @@ const (
 	// open and nothing is answered; SIGCONT at the heal.
 	HungMember     Kind = "hung-member"      // an etcd member that does not lead etcd's Raft group
 	HungRaftLeader Kind = "hung-raft-leader" // etcd's Raft leader
-	// EarlyRevoke: etcd revokes the leader's lease before its TTL, as a
-	// deposed Raft leader that was paused as a whole process does when it
+	// EarlyRevoke: etcd revokes every candidate's lease before its TTL, as
+	// a deposed Raft leader that was paused as a whole process does when it
 	// resumes (docs/safety.md), while the leader is cut off from etcd: it
-	// cannot learn of it and claims until its own deadline, so its
-	// successor must wait that out.
+	// cannot learn of it and claims until its own deadline, so nobody may
+	// claim before that.
 	EarlyRevoke Kind = "early-revoke"
 	// StallHistory stops reading a sidecar's --history-file (a pipe) and
 	// cuts it off from the backend: it must step down at its deadline with

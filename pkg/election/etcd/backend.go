@@ -25,7 +25,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -43,6 +45,8 @@ type Backend struct {
 	prefix   string // <Prefix><election>/
 	identity string
 	ttl      time.Duration
+	// maxTTL is the largest lease TTL (ns) seen on a predecessor (waitOut).
+	maxTTL atomic.Int64
 	// requestTimeout bounds each request and each watch probe: TTL/6.
 	requestTimeout time.Duration
 	log            *slog.Logger
@@ -139,6 +143,12 @@ type candidacy struct {
 
 	mu  sync.Mutex
 	rev int64 // create revision of key; 0 until Campaign created it
+	// cleared: Campaign got past its predecessors and any wait for them;
+	// every earlier claimant had stopped (see waitOut). A resignation then
+	// leaves the resigned marker.
+	cleared bool
+	// clearedNoted: the cleared key is in etcd (written by a renewal).
+	clearedNoted bool
 }
 
 func (c *candidacy) createRev() int64 {
@@ -148,15 +158,15 @@ func (c *candidacy) createRev() int64 {
 }
 
 // Campaign creates the candidate's key, waits until no key created before it
-// remains, then re-checks key and lease. After a failover (the
-// predecessor's lease is gone, or how it went is unknown) it first waits
-// out the predecessor's validity on this process's clock (waitOut).
+// remains, then re-checks key and lease. Unless the last predecessor left
+// the resigned marker (a handover), it first waits out whoever may still
+// claim on its own clock (waitOut).
 func (c *candidacy) Campaign(ctx context.Context) (election.Term, error) {
 	rev, err := c.create(ctx)
 	if err != nil {
 		return election.Term{}, err
 	}
-	vacant, pred, err := c.waitPredecessors(ctx, rev)
+	vacant, clear, pred, err := c.waitPredecessors(ctx, rev)
 	if err != nil {
 		return election.Term{}, err
 	}
@@ -173,14 +183,24 @@ func (c *candidacy) Campaign(ctx context.Context) (election.Term, error) {
 	if err != nil {
 		return election.Term{}, err
 	}
-	if !vacant.IsZero() && k != election.Handover {
-		if err := c.b.waitOut(ctx, vacant, pred); err != nil {
+	if k != election.Handover {
+		from := vacant
+		if from.IsZero() {
+			from = clear
+		}
+		waited, err := c.b.waitOut(ctx, from, pred)
+		if err != nil {
 			return election.Term{}, err
 		}
-		if v, err = c.verify(ctx, rev); err != nil {
-			return election.Term{}, err
+		if waited {
+			if v, err = c.verify(ctx, rev); err != nil {
+				return election.Term{}, err
+			}
 		}
 	}
+	c.mu.Lock()
+	c.cleared = true
+	c.mu.Unlock()
 	return election.Term{Token: rev, Validity: v, Vacant: vacant, Kind: k}, nil
 }
 
@@ -193,46 +213,56 @@ type predecessor struct {
 	ttl time.Duration
 }
 
-// waitOut returns once a predecessor whose lease ended without its
-// resigning can no longer claim leadership on its own clock: its granted
-// TTL (at least this backend's) plus 2 % after its key was seen to go.
+// waitOut returns once nobody can still claim leadership from before from,
+// the instant this candidate saw its last predecessor go (or, with none,
+// first saw the election without one), on its own clock: the largest lease
+// TTL seen (pred's, this backend's, any predecessor's before) plus 2 %. It
+// reports whether it had to wait.
 //
 // A lease normally ends only after its holder stopped claiming (the holder
 // gives up TTL × (1 − drift) − margin after sending its last acknowledged
 // renewal; etcd revokes no earlier than TTL after receiving it), so taking
-// over at once would be safe. But etcd can revoke a lease early: a Raft
+// over at once would be safe. But etcd can revoke leases early: a Raft
 // leader paused as a whole process (SIGSTOP, a frozen VM) that resumes
-// after it was deposed revokes the leases its stale lessor thinks expired,
-// and the new leader commits the revocation although the holder renewed
-// them there. etcd 3.7.3 guards this with ensureLeadership (the fix for
-// etcd issue #15247), but skips the check while the member's Raft ticks
-// look recent, which they do at once after the resume (reproduced: 2 of 12
-// pauses, docs/safety.md). The holder's last acknowledged renewal was sent
-// before the revocation, so its claim ends within one TTL of it, measured
-// on its clock; the 2 % covers a clock-rate difference of up to 1 % on
-// either side (election.DefaultDrift). A handover, where the predecessor
-// deleted its own key after it stopped claiming, does not wait.
-func (b *Backend) waitOut(ctx context.Context, vacant time.Time, pred predecessor) error {
-	ttl := max(pred.ttl, b.ttl)
-	until := vacant.Add(ttl + ttl/50)
-	d := time.Until(until)
+// after it was deposed revokes every lease its stale lessor thinks expired,
+// and the new Raft leader commits that although the holders renewed them
+// there. etcd 3.7.3 guards this with ensureLeadership (the fix for etcd
+// issue #15247) but skips the check while the member's Raft ticks look
+// recent, which they do at once after the resume (reproduced:
+// docs/safety.md). It takes every candidate's key at once, so the next
+// candidate may find no predecessor at all. The holder's last acknowledged
+// renewal was sent before the revocation, so its claim ends within one TTL
+// of it, measured on its clock; the 2 % covers a clock-rate difference of
+// up to 1 % on either side (election.DefaultDrift). A key deleted by hand
+// looks the same. Only a predecessor that left the resigned marker (a
+// resignation, switchover or reclaim, made after it stopped claiming) is
+// not waited out; a new election's first leader waits one TTL.
+func (b *Backend) waitOut(ctx context.Context, from time.Time, pred predecessor) (bool, error) {
+	ttl := max(pred.ttl, b.ttl, time.Duration(b.maxTTL.Load()))
+	d := time.Until(from.Add(ttl + ttl/50))
 	if d <= 0 {
-		return nil
+		return false, nil
 	}
-	b.log.Info("the predecessor's lease ended without a resignation; waiting out its validity before claiming",
-		"predecessor", pred.key, "wait", d.Round(time.Millisecond))
+	if pred.key != "" {
+		b.log.Info("the predecessor's term ended without a resignation; waiting out its validity before claiming",
+			"predecessor", pred.key, "wait", d.Round(time.Millisecond))
+	} else {
+		b.log.Info("no candidate is ahead of this one; waiting out any leader whose lease may have ended early before claiming",
+			"wait", d.Round(time.Millisecond))
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-		return ctx.Err()
+		return false, ctx.Err()
 	case <-t.C:
-		return nil
+		return true, nil
 	}
 }
 
-// grantedTTL reads the TTL lease was granted with; zero if it cannot be
-// read (gone, or no member answered).
+// grantedTTL reads the TTL lease was granted with, and keeps the largest
+// seen (Backend.maxTTL); zero if it cannot be read (gone, or no member
+// answered).
 func (b *Backend) grantedTTL(ctx context.Context, lease clientv3.LeaseID) time.Duration {
 	var ttl time.Duration
 	_ = b.call(ctx, "reading the predecessor's lease", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
@@ -242,28 +272,51 @@ func (b *Backend) grantedTTL(ctx context.Context, lease clientv3.LeaseID) time.D
 		}
 		return err
 	})
-	return ttl
+	for {
+		seen := b.maxTTL.Load()
+		if int64(ttl) <= seen || b.maxTTL.CompareAndSwap(seen, int64(ttl)) {
+			return ttl
+		}
+	}
 }
 
-// howItWent tells a resignation from an expiry by the predecessor's lease:
-// a resigning candidate deletes only its key, so its lease lives on, while
-// an expired lease takes the key with it.
+// resignedKey is the resigned marker of the candidacy on lease: written in
+// the transaction that deletes its key by a resignation, switchover or
+// reclaim made after the candidacy stopped claiming (or died), and attached
+// to a lease, so it goes within a TTL. It lies outside the election's
+// prefix, like the generation keys, so observers never see it.
+func (b *Backend) resignedKey(lease clientv3.LeaseID) string {
+	return fmt.Sprintf("%s#resigned/%x", strings.TrimSuffix(b.prefix, "/"), int64(lease))
+}
+
+// clearedKey says that the candidacy on lease got past its predecessors and
+// any wait for them (candidacy.cleared): put on its lease by its first
+// renewal after that, so a restarted process that reclaims it knows it may
+// leave the resigned marker.
+func (b *Backend) clearedKey(lease clientv3.LeaseID) string {
+	return fmt.Sprintf("%s#cleared/%x", strings.TrimSuffix(b.prefix, "/"), int64(lease))
+}
+
+// howItWent tells a resignation from any other end by the predecessor's
+// resigned marker: Handover if it is there; Failover if not (an expiry, an
+// early revocation, a deletion by hand, the resignation of a candidacy that
+// had not got past its own wait); "" if it could not be read.
 func (b *Backend) howItWent(ctx context.Context, lease clientv3.LeaseID) string {
-	var ttl int64
-	err := b.call(ctx, "reading the predecessor's lease", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
-		resp, err := cli.TimeToLive(ctx, lease)
+	var found bool
+	err := b.call(ctx, "reading the predecessor's resigned marker", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
+		resp, err := cli.Get(ctx, b.resignedKey(lease), clientv3.WithCountOnly())
 		if err == nil {
-			ttl = resp.TTL
+			found = resp.Count > 0
 		}
 		return err
 	})
 	switch {
-	case errors.Is(err, rpctypes.ErrLeaseNotFound) || (err == nil && ttl <= 0):
-		return election.Failover
 	case err != nil:
 		return ""
+	case found:
+		return election.Handover
 	}
-	return election.Handover
+	return election.Failover
 }
 
 // create puts the key if absent and returns its create revision. Sent
@@ -300,12 +353,9 @@ func (c *candidacy) create(ctx context.Context) (int64, error) {
 
 // waitPredecessors blocks until no key under the prefix has a create
 // revision below rev. It returns when the last predecessor was seen to go
-// (zero if there was none) and that predecessor.
-func (c *candidacy) waitPredecessors(ctx context.Context, rev int64) (time.Time, predecessor, error) {
-	var (
-		vacant time.Time
-		last   predecessor
-	)
+// (zero if there was none), when the read that found none answered, and
+// that predecessor.
+func (c *candidacy) waitPredecessors(ctx context.Context, rev int64) (vacant, clear time.Time, last predecessor, err error) {
 	for {
 		var pred *mvccpb.KeyValue
 		err := c.b.call(ctx, "finding the predecessor", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
@@ -322,15 +372,15 @@ func (c *candidacy) waitPredecessors(ctx context.Context, rev int64) (time.Time,
 			return nil
 		})
 		if err != nil {
-			return time.Time{}, predecessor{}, err
+			return time.Time{}, time.Time{}, predecessor{}, err
 		}
 		if pred == nil {
-			return vacant, last, nil
+			return vacant, time.Now(), last, nil
 		}
 		p := predecessor{key: string(pred.Key), lease: clientv3.LeaseID(pred.Lease)}
 		p.ttl = c.b.grantedTTL(ctx, p.lease)
 		if err := c.waitDeleted(ctx, p.key); err != nil {
-			return time.Time{}, predecessor{}, err
+			return time.Time{}, time.Time{}, predecessor{}, err
 		}
 		vacant, last = time.Now(), p
 	}
@@ -440,11 +490,12 @@ func (c *candidacy) verify(ctx context.Context, rev int64) (election.Validity, e
 	return v, nil
 }
 
-func (c *candidacy) checkKey(ctx context.Context, rev int64) error {
+func (c *candidacy) checkKey(ctx context.Context, rev int64, then ...clientv3.Op) error {
 	var ok bool
 	err := c.b.call(ctx, "checking the candidate key", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
 		resp, err := cli.Txn(ctx).
 			If(clientv3.Compare(clientv3.CreateRevision(c.key), "=", rev)).
+			Then(then...).
 			Commit()
 		if err == nil {
 			ok = resp.Succeeded
@@ -461,11 +512,24 @@ func (c *candidacy) checkKey(ctx context.Context, rev int64) error {
 }
 
 // Renew checks that the key (once created) is still ours, then refreshes
-// the lease once.
+// the lease once. The first renewal after the campaign got past its wait
+// also puts the cleared key, in the same transaction (Reclaim reads it).
 func (c *candidacy) Renew(ctx context.Context) (election.Validity, error) {
-	if rev := c.createRev(); rev != 0 {
-		if err := c.checkKey(ctx, rev); err != nil {
+	c.mu.Lock()
+	rev, note := c.rev, c.cleared && !c.clearedNoted
+	c.mu.Unlock()
+	if rev != 0 {
+		var then []clientv3.Op
+		if note {
+			then = append(then, clientv3.OpPut(c.b.clearedKey(c.lease), "", clientv3.WithLease(c.lease)))
+		}
+		if err := c.checkKey(ctx, rev, then...); err != nil {
 			return election.Validity{}, err
+		}
+		if note {
+			c.mu.Lock()
+			c.clearedNoted = true
+			c.mu.Unlock()
 		}
 	}
 	var v election.Validity
@@ -511,11 +575,20 @@ func (c *candidacy) Resign(ctx context.Context) error {
 }
 
 func (c *candidacy) resign(ctx context.Context) error {
-	if rev := c.createRev(); rev != 0 {
+	c.mu.Lock()
+	rev, cleared := c.rev, c.cleared
+	c.mu.Unlock()
+	if rev != 0 {
+		ops := []clientv3.Op{clientv3.OpDelete(c.key)}
+		if cleared {
+			// The engine stepped down before it resigns: the successor need
+			// not wait out this candidacy (waitOut).
+			ops = append(ops, clientv3.OpPut(c.b.resignedKey(c.lease), "", clientv3.WithLease(c.lease)))
+		}
 		return c.b.call(ctx, "deleting the candidate key", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
 			_, err := cli.Txn(ctx).
 				If(clientv3.Compare(clientv3.CreateRevision(c.key), "=", rev)).
-				Then(clientv3.OpDelete(c.key)).
+				Then(ops...).
 				Commit()
 			return err
 		})

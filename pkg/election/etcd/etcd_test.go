@@ -125,6 +125,31 @@ func newClient(t *testing.T, endpoints []string) *clientv3.Client {
 	return cli
 }
 
+// keepRenewing renews cand every quarter of the TTL, as the engine does
+// while a candidacy campaigns and leads (a campaign may wait a whole TTL,
+// longer than an unrenewed lease lives), until stop or the test's end.
+func keepRenewing(t *testing.T, cand election.Candidacy) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			tick := time.NewTimer(ttl / 4)
+			select {
+			case <-ctx.Done():
+				tick.Stop()
+				return
+			case <-tick.C:
+			}
+			_, _ = cand.Renew(ctx)
+		}
+	})
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+	t.Cleanup(stop)
+	return stop
+}
+
 // leaderKey returns the key and create revision of the candidate with the given identity.
 func candidateKey(t *testing.T, cli *clientv3.Client, id string) (string, int64) {
 	t.Helper()
@@ -473,28 +498,13 @@ func TestTermSaysHowThePredecessorWent(t *testing.T) {
 	takeover := func(t *testing.T, end func(prev election.Candidacy, key string)) election.Term {
 		t.Helper()
 		prev, next := newCandidacy("prev"), newCandidacy("next")
+		keepRenewing(t, prev)
+		defer keepRenewing(t, next)()
 		if _, err := prev.Campaign(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		won := make(chan election.Term, 1)
 		errs := make(chan error, 1)
-		// next's lease is renewed as the engine would while it campaigns:
-		// after a failover it waits out its predecessor for a TTL.
-		renewing, stopRenewing := context.WithCancel(t.Context())
-		var renewer sync.WaitGroup
-		defer func() { stopRenewing(); renewer.Wait() }()
-		renewer.Go(func() {
-			for {
-				tick := time.NewTimer(ttl / 4)
-				select {
-				case <-renewing.Done():
-					tick.Stop()
-					return
-				case <-tick.C:
-				}
-				_, _ = next.Renew(renewing)
-			}
-		})
 		go func() {
 			term, err := next.Campaign(t.Context())
 			won <- term

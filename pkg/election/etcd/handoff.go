@@ -82,9 +82,9 @@ func (b *Backend) plan(ctx context.Context, cand election.Candidacy, to string) 
 	case found > 1:
 		return nil, handoffPlan{}, fmt.Errorf("%w: %d candidates are named %q in election %s; refusing to choose one",
 			election.ErrNotInLine, found, to, b.prefix)
-	case len(p.ahead)+2 > maxTxnOps:
+	case len(p.ahead)+3 > maxTxnOps:
 		return nil, handoffPlan{}, fmt.Errorf("%w: %q has %d candidates ahead of it, more than one etcd transaction may remove (%d)",
-			election.ErrNotInLine, to, len(p.ahead), maxTxnOps-2)
+			election.ErrNotInLine, to, len(p.ahead), maxTxnOps-3)
 	}
 	return c, p, nil
 }
@@ -105,7 +105,9 @@ func (b *Backend) HandOver(ctx context.Context, cand election.Candidacy, to stri
 		if err != nil {
 			return err
 		}
-		ops := []clientv3.Op{clientv3.OpDelete(c.key)}
+		// The engine stopped claiming before it hands over: the successor
+		// need not wait out this candidacy (waitOut).
+		ops := []clientv3.Op{clientv3.OpDelete(c.key), clientv3.OpPut(b.resignedKey(c.lease), "", clientv3.WithLease(c.lease))}
 		for _, k := range p.ahead {
 			ops = append(ops, clientv3.OpDelete(k))
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -28,18 +29,17 @@ func (b *Backend) Handle(cand election.Candidacy) string {
 // Reclaim implements election.Reclaimer: it deletes the keys of the lease
 // named by handle, so the next candidate's watch fires at once. It touches
 // only a lease whose attached keys are at most this election's key for that
-// lease, holding this identity, and that lease's generation key
-// (generation.go; a candidate with --generation puts it on the same lease):
-// a lease that now carries anything else is refused. A lease that is gone is
-// success.
+// lease, holding this identity, that lease's generation key (generation.go;
+// a candidate with --generation puts it on the same lease) and its cleared
+// key: a lease that now carries anything else is refused. A lease that is
+// gone is success.
 //
-// It deletes the keys rather than revoking the lease, and leaves the lease,
-// with nothing attached, to expire within its TTL: the successor tells a
-// resignation from a lease that ended (howItWent) by whether the lease
-// lives on, and after a lease that ended it waits a TTL before claiming
-// (waitOut), in case etcd revoked it early while its holder still claimed.
-// The reclaimed process is known to be dead (election.Reclaimer), so its
-// successor need not wait: to it, a reclaim is a handover.
+// The reclaimed process is known to be dead (election.Reclaimer). If its
+// candidacy had got past its own wait (the cleared key is there), nobody
+// from before it can still claim either, so Reclaim leaves the resigned
+// marker, on a lease of its own, and the successor takes over at once;
+// otherwise the successor waits out whoever came before (waitOut). The
+// reclaimed lease, with nothing attached, is left to expire.
 func (b *Backend) Reclaim(ctx context.Context, handle string) error {
 	id, err := strconv.ParseInt(handle, 16, 64)
 	if err != nil || id <= 0 {
@@ -48,6 +48,7 @@ func (b *Backend) Reclaim(ctx context.Context, handle string) error {
 	lease := clientv3.LeaseID(id)
 	key := fmt.Sprintf("%s%x", b.prefix, id)
 	genKey := fmt.Sprintf("%s%x", b.generationPrefix(), id)
+	clearedKey := b.clearedKey(lease)
 	var ttl *clientv3.LeaseTimeToLiveResponse
 	err = b.call(ctx, "reading the earlier lease", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
 		var err error
@@ -65,7 +66,7 @@ func (b *Backend) Reclaim(ctx context.Context, handle string) error {
 		return nil
 	}
 	for _, k := range ttl.Keys {
-		if string(k) != key && string(k) != genKey {
+		if string(k) != key && string(k) != genKey && string(k) != clearedKey {
 			return fmt.Errorf("etcd: reclaim: lease %x carries key %q, not only this candidate's %s; leaving it", id, k, key)
 		}
 	}
@@ -84,18 +85,30 @@ func (b *Backend) Reclaim(ctx context.Context, handle string) error {
 		}
 	}
 	var cmps []clientv3.Cmp
-	var dels []clientv3.Op
+	var ops []clientv3.Op
 	for _, k := range ttl.Keys {
 		cmps = append(cmps, clientv3.Compare(clientv3.LeaseValue(string(k)), "=", lease))
-		dels = append(dels, clientv3.OpDelete(string(k)))
+		ops = append(ops, clientv3.OpDelete(string(k)))
 	}
-	if len(dels) == 0 {
+	if len(ops) == 0 {
 		return nil
+	}
+	if slices.ContainsFunc(ttl.Keys, func(k []byte) bool { return string(k) == clearedKey }) {
+		var marker *clientv3.LeaseGrantResponse
+		err := b.call(ctx, "granting the resigned marker's lease", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
+			var err error
+			marker, err = cli.Grant(ctx, int64(b.ttl/time.Second))
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		ops = append(ops, clientv3.OpPut(b.resignedKey(lease), "", clientv3.WithLease(marker.ID)))
 	}
 	// If a key is no longer on the lease, the lease expired in between
 	// (keys named after it are put only with it): nothing is left to do.
 	return b.call(ctx, "deleting the earlier keys", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
-		_, err := cli.Txn(ctx).If(cmps...).Then(dels...).Commit()
+		_, err := cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
 		return err
 	})
 }

@@ -33,15 +33,24 @@ func reclaimBackend(t *testing.T, endpoints []string, electionName, id string, l
 func TestReclaimReleasesTheCrashedLeadersLease(t *testing.T) {
 	cluster := etcdtest.Single(t)
 	urls := cluster.ClientURLs()
-	const long = 60 * time.Second // far longer than the test may wait
+	// Far longer than a reclaim may take; a first campaign waits it out
+	// once (waitOut).
+	const long = 10 * time.Second
 	crashed := reclaimBackend(t, urls, "reclaim", "a", long)
 	cand, _, err := crashed.Candidate(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
+	// It led and renewed at least once (which notes that it got past its
+	// wait), then crashed: renewals stop.
+	stop := keepRenewing(t, cand)
 	if _, err := cand.Campaign(t.Context()); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := cand.Renew(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	stop()
 	handle := crashed.Handle(cand)
 	if handle == "" {
 		t.Fatal("Handle is empty for an etcd candidacy")
@@ -52,6 +61,7 @@ func TestReclaimReleasesTheCrashedLeadersLease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	keepRenewing(t, wc)
 	won := make(chan error, 1)
 	go func() {
 		_, err := wc.Campaign(t.Context())
@@ -78,8 +88,8 @@ func TestReclaimReleasesTheCrashedLeadersLease(t *testing.T) {
 			t.Fatalf("b's Campaign: %v", err)
 		}
 		t.Logf("b won %v after the restarted a reclaimed", time.Since(start))
-	case <-time.After(wait):
-		t.Fatalf("b did not win within %v of the reclaim (TTL %v)", wait, long)
+	case <-time.After(long / 2):
+		t.Fatalf("b did not win within %v of the reclaim (TTL %v): it waited the crashed leader out", long/2, long)
 	}
 	// Reclaiming again (a lease that is gone) is not an error.
 	if err := restarted.Reclaim(t.Context(), handle); err != nil {
@@ -125,15 +135,22 @@ func TestReclaimRefusesALeaseWithOtherKeys(t *testing.T) {
 func TestReclaimReleasesALeaseWithItsGeneration(t *testing.T) {
 	cluster := etcdtest.Single(t)
 	urls := cluster.ClientURLs()
-	const long = 60 * time.Second
+	const long = 10 * time.Second
 	crashed := reclaimBackend(t, urls, "reclaim", "a", long)
 	cand, _, err := crashed.Candidate(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
+	// It led and renewed at least once (which notes that it got past its
+	// wait), then crashed: renewals stop.
+	stop := keepRenewing(t, cand)
 	if _, err := cand.Campaign(t.Context()); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := cand.Renew(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	stop()
 	handle := crashed.Handle(cand)
 	// WaitNewer publishes the generation on the candidacy's lease, then
 	// waits (here for ever: nobody newer joins) until ctx ends.
@@ -163,8 +180,8 @@ func TestReclaimReleasesALeaseWithItsGeneration(t *testing.T) {
 	rctx, rcancel := context.WithTimeout(t.Context(), wait)
 	defer rcancel()
 	before, err := admin.TimeToLive(rctx, clientv3.LeaseID(id), clientv3.WithAttachedKeys())
-	if err != nil || len(before.Keys) != 2 {
-		t.Fatalf("the lease carries %d keys (%v), want the election key and the generation key", len(before.Keys), err)
+	if err != nil || len(before.Keys) != 3 {
+		t.Fatalf("the lease carries %d keys (%v), want the election key, the generation key and the cleared key", len(before.Keys), err)
 	}
 	if err := reclaimBackend(t, urls, "reclaim", "a", long).Reclaim(rctx, handle); err != nil {
 		t.Fatalf("Reclaim: %v", err)
@@ -197,9 +214,16 @@ func TestReclaimReleasesALeaseInItsLastSecond(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// It led and renewed at least once (which notes that it got past its
+	// wait), then crashed: renewals stop.
+	stop := keepRenewing(t, cand)
 	if _, err := cand.Campaign(t.Context()); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := cand.Renew(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	stop()
 	handle := crashed.Handle(cand)
 	id, err := strconv.ParseInt(handle, 16, 64)
 	if err != nil {
