@@ -167,6 +167,7 @@ func TestLeastPrivilegeOnAPIServer(t *testing.T) {
 		{"own finalizer", boundA, "pod-a", `{"metadata":{"finalizers":["example.com/block"]}}`, "", "may change no annotation but"},
 		{"other pod's superseded-by-term", boundA, "pod-b", `{"metadata":{"annotations":{"` + kube.SupersededAnnotation + `":"7"}}}`, "", ""},
 		{"other pod's other annotation", boundA, "pod-b", `{"metadata":{"annotations":{"x":"y"}}}`, "", "may change no annotation but"},
+		{"superseded-by-term not a token", boundA, "pod-b", `{"metadata":{"annotations":{"` + kube.SupersededAnnotation + `":"x"}}}`, "", "may change no annotation but"},
 		{"own spec", boundA, "pod-a", `{"spec":{"activeDeadlineSeconds":60}}`, "", "may not change a pod's spec"},
 		{"own gate condition", boundA, "pod-a", condition(gate, "True"), "status", ""},
 		{"own Ready condition", boundA, "pod-a", condition("Ready", "True"), "status", "may change only the " + gate + " condition"},

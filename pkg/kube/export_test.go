@@ -11,7 +11,8 @@ func SetTiming(p *Publisher, request, shutdown, maxBackoff time.Duration) {
 }
 
 // SetFencedHooks runs before just before each fenced write a leader makes
-// to its own pod ("label", "gate"; after it has confirmed it still leads)
+// to its own pod ("label", "gate") or to a peer ("demote"), after it has
+// confirmed it still leads,
 // and after with that request's result, so a test can freeze the publisher
 // where a SIGSTOP would hurt most.
 func SetFencedHooks(p *Publisher, before func(what string), after func(what string, err error)) {

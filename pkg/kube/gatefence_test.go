@@ -11,14 +11,15 @@ import (
 	"github.com/leader-elector/leader-elector/pkg/kube"
 )
 
-// A leader frozen (SIGSTOP) just before it labels itself leader or sets its
-// own gate True, whose successor then takes over, must not do so when it
-// wakes with that request still to send: the successor's demotion changed
-// the frozen pod's resourceVersion, on which the write is conditional. (The
-// chaos suite's gate-freeze, seed 17745947: pods b and c True at once.)
+// A leader frozen (SIGSTOP) just before it labels itself leader, sets its
+// own gate True or demotes a peer, whose successor then takes over, must
+// not do so when it wakes with that request still to send: the successor's
+// demotion changed the frozen pod's resourceVersion, and its own writes the
+// successor's, on which the write is conditional. (The chaos suite's
+// gate-freeze, seed 17745947: pods b and c True at once.)
 func TestWritesOfAFrozenLeaderAreFenced(t *testing.T) {
 	env := kubetest.Start(t)
-	for _, what := range []string{"label", "gate"} {
+	for _, what := range []string{"label", "gate", "demote"} {
 		t.Run(what, func(t *testing.T) { frozenLeaderWrite(t, env, what) })
 	}
 }

@@ -56,7 +56,8 @@ type Publisher struct {
 	maxBackoff      time.Duration
 
 	// beforeFenced and afterFenced, when set (tests only), run around each
-	// fenced write of a leader to its own pod: what is "label" or "gate".
+	// fenced write of a leader: what is "label" or "gate" (its own pod) or
+	// "demote" (a peer).
 	beforeFenced func(what string)
 	afterFenced  func(what string, err error)
 }

@@ -43,6 +43,14 @@ func (r *run) reconcile(ctx context.Context, st election.Status) error {
 		_, labelErr := r.syncLabels(ctx, pod, st)
 		return errors.Join(gateErr, labelErr)
 	}
+	// Peers find this pod by its election label: it goes on unfenced, before
+	// this process confirms it leads, so a successor's list, made after its
+	// own term began, includes this pod.
+	if pod.Labels[r.opts.ElectionLabel] != st.Election {
+		if pod, err = r.patchMeta(ctx, pod.Name, map[string]string{r.opts.ElectionLabel: st.Election}, nil, ""); err != nil {
+			return err
+		}
+	}
 	if err := r.demotePeers(ctx, st); err != nil {
 		return err
 	}
@@ -190,7 +198,11 @@ const SupersededAnnotation = "leader-elector.io/superseded-by-term"
 // have demoted a frozen pod's label while its condition still says True.
 // Every peer is written once a term (SupersededAnnotation) and its label
 // and condition judged from what that write returned, so a leader label or
-// gate True that lands after the list is seen too.
+// gate True that lands after the list is seen too. The writes are fenced
+// like the leader's own (see reconcile): conditional on the peer's
+// resourceVersion as read before this process confirmed it leads, so a
+// process that froze while demoting and woke after its successor took over
+// cannot demote the successor.
 func (r *run) demotePeers(ctx context.Context, st election.Status) error {
 	selector := labels.SelectorFromSet(labels.Set{r.opts.ElectionLabel: st.Election}).String()
 	lctx, cancel := context.WithTimeout(ctx, r.requestTimeout)
@@ -200,6 +212,9 @@ func (r *run) demotePeers(ctx context.Context, st election.Status) error {
 		r.count(ctx, PublisherLabels)
 		return fmt.Errorf("kube: listing peers: %w", err)
 	}
+	if err := r.leads(st); err != nil {
+		return err
+	}
 	gate := corev1.PodConditionType(r.opts.ReadinessGate)
 	var errs []error
 	for i := range list.Items {
@@ -207,38 +222,56 @@ func (r *run) demotePeers(ctx context.Context, st election.Status) error {
 		if peer.Name == r.opts.PodName {
 			continue
 		}
-		token := strconv.FormatInt(st.FencingToken, 10)
-		wasLeader := peer.Labels[r.opts.RoleLabel] == r.opts.LeaderValue
-		if wasLeader || peer.Annotations[SupersededAnnotation] != token {
-			// The label goes to follower in the same write, whatever the list
-			// said: a stale leader label may have landed since.
-			out, err := r.patchMeta(ctx, peer.Name,
-				map[string]string{r.opts.RoleLabel: r.opts.FollowerValue},
-				map[string]string{SupersededAnnotation: token}, "")
-			switch {
-			case apierrors.IsNotFound(err):
-				continue // gone already: nothing left to demote
-			case err != nil:
-				errs = append(errs, err)
-				continue
-			}
-			if wasLeader {
-				r.log.Info("demoted stale leader label", "peer", peer.Name)
-			}
-			peer = out
-		}
-		if gate != "" && conditionIs(peer, gate, corev1.ConditionTrue) {
-			err := r.setCondition(ctx, peer.Name, corev1.ConditionFalse, "SupersededByNewLeader", "")
-			switch {
-			case apierrors.IsNotFound(err):
-			case err != nil:
-				errs = append(errs, err)
-			default:
-				r.log.Info("demoted stale readiness condition", "peer", peer.Name, "condition", gate)
-			}
+		if err := r.demote(ctx, st, peer, gate); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// demote takes the signs of leadership off one peer, as read before this
+// process last confirmed it leads; on a conflict it reads the peer again
+// and confirms again.
+func (r *run) demote(ctx context.Context, st election.Status, peer *corev1.Pod, gate corev1.PodConditionType) error {
+	token := strconv.FormatInt(st.FencingToken, 10)
+	for attempt := 1; ; attempt++ {
+		wasLeader := peer.Labels[r.opts.RoleLabel] == r.opts.LeaderValue
+		var err error
+		if wasLeader || peer.Annotations[SupersededAnnotation] != token {
+			// The label goes to follower in the same write, whatever the
+			// read said.
+			var out *corev1.Pod
+			r.fencing("demote", true)
+			out, err = r.patchMeta(ctx, peer.Name,
+				map[string]string{r.opts.RoleLabel: r.opts.FollowerValue},
+				map[string]string{SupersededAnnotation: token}, peer.ResourceVersion)
+			r.fenced("demote", true, err)
+			if err == nil {
+				if wasLeader {
+					r.log.Info("demoted stale leader label", "peer", peer.Name)
+				}
+				peer = out
+			}
+		}
+		if err == nil && gate != "" && conditionIs(peer, gate, corev1.ConditionTrue) {
+			err = r.setCondition(ctx, peer.Name, corev1.ConditionFalse, "SupersededByNewLeader", peer.ResourceVersion)
+			if err == nil {
+				r.log.Info("demoted stale readiness condition", "peer", peer.Name, "condition", gate)
+			}
+		}
+		if !apierrors.IsConflict(err) || attempt == fencedAttempts {
+			return err
+		}
+		gctx, cancel := context.WithTimeout(ctx, r.requestTimeout)
+		peer, err = r.client.CoreV1().Pods(r.opts.PodNamespace).Get(gctx, peer.Name, metav1.GetOptions{})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("kube: reading peer: %w", err)
+		}
+		if err := r.leads(st); err != nil {
+			return err
+		}
+	}
 }
 
 func conditionIs(pod *corev1.Pod, typ corev1.PodConditionType, status corev1.ConditionStatus) bool {

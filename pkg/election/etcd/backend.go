@@ -17,7 +17,9 @@
 // member that hangs (its connections open, nothing answered) is passed
 // over within the lease rather than after gRPC's keepalive, which cannot
 // ping more often than every 10 s: see members.go. With the Raft leader
-// hung or killed, the election has a leader again within 2 × TTL + 1 s.
+// hung or killed, the election has a leader again within 2 × TTL + 1 s when
+// the leader keeps its term or resigns, 3 × TTL + 1 s when a successor
+// must wait it out (waitOut).
 package etcd
 
 import (

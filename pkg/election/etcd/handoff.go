@@ -31,7 +31,8 @@ const maxTxnOps = 128
 type handoffPlan struct {
 	target    string // the successor's key
 	targetRev int64  // its create revision
-	ahead     []string
+	ahead     []string           // keys between this leader's and the successor's
+	leases    []clientv3.LeaseID // their leases
 }
 
 // plan reads the line and finds the successor named to behind c. Errors
@@ -72,6 +73,7 @@ func (b *Backend) plan(ctx context.Context, cand election.Candidacy, to string) 
 			p.target, p.targetRev = string(kv.Key), kv.CreateRevision
 			for _, a := range resp.Kvs[1 : i+1] {
 				p.ahead = append(p.ahead, string(a.Key))
+				p.leases = append(p.leases, clientv3.LeaseID(a.Lease))
 			}
 		}
 	}
@@ -82,9 +84,9 @@ func (b *Backend) plan(ctx context.Context, cand election.Candidacy, to string) 
 	case found > 1:
 		return nil, handoffPlan{}, fmt.Errorf("%w: %d candidates are named %q in election %s; refusing to choose one",
 			election.ErrNotInLine, found, to, b.prefix)
-	case len(p.ahead)+3 > maxTxnOps:
+	case 2*len(p.ahead)+3 > maxTxnOps:
 		return nil, handoffPlan{}, fmt.Errorf("%w: %q has %d candidates ahead of it, more than one etcd transaction may remove (%d)",
-			election.ErrNotInLine, to, len(p.ahead), maxTxnOps-3)
+			election.ErrNotInLine, to, len(p.ahead), (maxTxnOps-3)/2)
 	}
 	return c, p, nil
 }
@@ -106,10 +108,12 @@ func (b *Backend) HandOver(ctx context.Context, cand election.Candidacy, to stri
 			return err
 		}
 		// The engine stopped claiming before it hands over: the successor
-		// need not wait out this candidacy (waitOut).
+		// need not wait out this candidacy (waitOut), nor those ahead of it,
+		// which never led; whichever of their keys the successor watched
+		// last, it finds the resigned marker.
 		ops := []clientv3.Op{clientv3.OpDelete(c.key), clientv3.OpPut(b.resignedKey(c.lease), "", clientv3.WithLease(c.lease))}
-		for _, k := range p.ahead {
-			ops = append(ops, clientv3.OpDelete(k))
+		for i, k := range p.ahead {
+			ops = append(ops, clientv3.OpDelete(k), clientv3.OpPut(b.resignedKey(p.leases[i]), "", clientv3.WithLease(p.leases[i])))
 		}
 		var resp *clientv3.TxnResponse
 		err = b.call(ctx, "handing over", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {

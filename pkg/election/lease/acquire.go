@@ -96,7 +96,7 @@ func (l *Lock) AcquireWhen(ctx context.Context, hold Hold) (*Term, error) {
 			// (plus 2 %: a clock-rate difference of 1 % either way,
 			// election.DefaultDrift) has no holder left. A fresh election
 			// waits that once too: the two look the same.
-			if until := o.at.Add(absentWait(l.duration)); time.Now().Before(until) {
+			if until := o.at.Add(absentWait(max(l.duration, l.longestSeen()))); time.Now().Before(until) {
 				if err := wait(until, nil, changed); err != nil {
 					return nil, err
 				}
@@ -156,8 +156,16 @@ func (l *Lock) AcquireWhen(ctx context.Context, hold Hold) (*Term, error) {
 }
 
 // absentWait is how long a Lease must be seen absent before it is created:
-// the lease duration and 2 % (see AcquireWhen).
+// the lease duration (the longest seen, if longer than ours) and 2 % (see
+// AcquireWhen).
 func absentWait(d time.Duration) time.Duration { return d + d/50 }
+
+// longestSeen is the longest leaseDurationSeconds seen on the Lease.
+func (l *Lock) longestSeen() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.maxDuration
+}
 
 // Check reads the Lease once. A follower calls it to prove the API server
 // answers; what it reads also feeds the shared observation.

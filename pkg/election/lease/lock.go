@@ -100,6 +100,9 @@ type Lock struct {
 	// this name during this process's life: a candidate that has to create
 	// the Lease again continues above it.
 	maxToken int64
+	// maxDuration is the longest leaseDurationSeconds seen on the Lease: an
+	// absent Lease is waited out for at least that long (AcquireWhen).
+	maxDuration time.Duration
 }
 
 // observation is the latest state of the Lease this process saw, and when
@@ -173,6 +176,7 @@ func (l *Lock) note(lease *coordinationv1.Lease, rv string) {
 	}
 	if lease != nil {
 		lease = lease.DeepCopy()
+		l.maxDuration = max(l.maxDuration, recordDuration(lease, 0))
 		if t := transitions(lease); t > l.maxToken {
 			l.maxToken = t
 		}
