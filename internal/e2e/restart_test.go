@@ -20,8 +20,9 @@ const restartTTL = 10 * time.Second
 
 // The leader's sidecar is SIGKILLed and started again in the same "pod"
 // (same --id, --pod-uid and --incarnation-file): the restarted process
-// revokes its predecessor's lease, so the follower leads at once instead
-// of after the TTL. Histories never overlap.
+// releases its predecessor's candidacy (on etcd: deletes its key and leaves
+// the resigned marker), so the follower leads at once instead of after the
+// TTL. Histories never overlap.
 // Before Redis implemented election.Reclaimer, its restarted sidecar only
 // warned, and the follower waited out the TTL.
 func TestRestartedSidecarReleasesItsPredecessor(t *testing.T) {

@@ -149,8 +149,6 @@ type candidacy struct {
 	// every earlier claimant had stopped (see waitOut). A resignation then
 	// leaves the resigned marker.
 	cleared bool
-	// clearedNoted: the cleared key is in etcd (written by a renewal).
-	clearedNoted bool
 }
 
 func (c *candidacy) createRev() int64 {
@@ -162,7 +160,9 @@ func (c *candidacy) createRev() int64 {
 // Campaign creates the candidate's key, waits until no key created before it
 // remains, then re-checks key and lease. Unless the last predecessor left
 // the resigned marker (a handover), it first waits out whoever may still
-// claim on its own clock (waitOut).
+// claim on its own clock (waitOut). The re-check that follows a handover or
+// the wait also puts the cleared key (Reclaim reads it), in the same
+// transaction: a handover costs no extra round trip.
 func (c *candidacy) Campaign(ctx context.Context) (election.Term, error) {
 	rev, err := c.create(ctx)
 	if err != nil {
@@ -172,32 +172,38 @@ func (c *candidacy) Campaign(ctx context.Context) (election.Term, error) {
 	if err != nil {
 		return election.Term{}, err
 	}
-	// Learn how the predecessor went while re-checking our own key, so a
-	// handover waits for neither.
-	kind := make(chan string, 1)
-	if vacant.IsZero() {
-		kind <- ""
-	} else {
-		go func() { kind <- c.b.howItWent(ctx, pred.lease) }()
+	cleared := clientv3.OpPut(c.b.clearedKey(c.lease), "", clientv3.WithLease(c.lease))
+	var (
+		v        election.Validity
+		handover bool
+		k        string
+	)
+	if !vacant.IsZero() {
+		// The predecessor's resigned marker, read in the re-check's
+		// transaction: there, this candidacy is cleared at once.
+		marker := clientv3.OpTxn(
+			[]clientv3.Cmp{clientv3.Compare(clientv3.Version(c.b.resignedKey(pred.lease)), ">", 0)},
+			[]clientv3.Op{cleared}, nil)
+		var resp *clientv3.TxnResponse
+		if v, resp, err = c.verify(ctx, rev, marker); err != nil {
+			return election.Term{}, err
+		}
+		handover = resp.Responses[0].GetResponseTxn().GetSucceeded()
+		k = election.Failover
+		if handover {
+			k = election.Handover
+		}
 	}
-	v, err := c.verify(ctx, rev)
-	k := <-kind
-	if err != nil {
-		return election.Term{}, err
-	}
-	if k != election.Handover {
+	if !handover {
 		from := vacant
 		if from.IsZero() {
 			from = clear
 		}
-		waited, err := c.b.waitOut(ctx, from, pred)
-		if err != nil {
+		if _, err := c.b.waitOut(ctx, from, pred); err != nil {
 			return election.Term{}, err
 		}
-		if waited {
-			if v, err = c.verify(ctx, rev); err != nil {
-				return election.Term{}, err
-			}
+		if v, _, err = c.verify(ctx, rev, cleared); err != nil {
+			return election.Term{}, err
 		}
 	}
 	c.mu.Lock()
@@ -292,33 +298,11 @@ func (b *Backend) resignedKey(lease clientv3.LeaseID) string {
 }
 
 // clearedKey says that the candidacy on lease got past its predecessors and
-// any wait for them (candidacy.cleared): put on its lease by its first
-// renewal after that, so a restarted process that reclaims it knows it may
-// leave the resigned marker.
+// any wait for them (candidacy.cleared): put on its lease by the re-check
+// that ends its campaign, so a restarted process that reclaims it knows it
+// may leave the resigned marker.
 func (b *Backend) clearedKey(lease clientv3.LeaseID) string {
 	return fmt.Sprintf("%s#cleared/%x", strings.TrimSuffix(b.prefix, "/"), int64(lease))
-}
-
-// howItWent tells a resignation from any other end by the predecessor's
-// resigned marker: Handover if it is there; Failover if not (an expiry, an
-// early revocation, a deletion by hand, the resignation of a candidacy that
-// had not got past its own wait); "" if it could not be read.
-func (b *Backend) howItWent(ctx context.Context, lease clientv3.LeaseID) string {
-	var found bool
-	err := b.call(ctx, "reading the predecessor's resigned marker", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
-		resp, err := cli.Get(ctx, b.resignedKey(lease), clientv3.WithCountOnly())
-		if err == nil {
-			found = resp.Count > 0
-		}
-		return err
-	})
-	switch {
-	case err != nil:
-		return ""
-	case found:
-		return election.Handover
-	}
-	return election.Failover
 }
 
 // create puts the key if absent and returns its create revision. Sent
@@ -468,70 +452,57 @@ func (b *Backend) watchLoop(ctx context.Context, what string,
 
 // verify confirms that the candidate's key still exists with the revision
 // it was created at, and that its lease has time left; the lease check's
-// send time and remaining TTL prove liveness from this point on.
-func (c *candidacy) verify(ctx context.Context, rev int64) (election.Validity, error) {
-	if err := c.checkKey(ctx, rev); err != nil {
-		return election.Validity{}, err
+// send time and remaining TTL prove liveness from this point on. then runs
+// in the key check's transaction, whose response it returns.
+func (c *candidacy) verify(ctx context.Context, rev int64, then ...clientv3.Op) (election.Validity, *clientv3.TxnResponse, error) {
+	resp, err := c.checkKey(ctx, rev, then...)
+	if err != nil {
+		return election.Validity{}, nil, err
 	}
 	var v election.Validity
-	err := c.b.call(ctx, "checking the lease", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
+	err = c.b.call(ctx, "checking the lease", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
 		sent := time.Now()
-		resp, err := cli.TimeToLive(ctx, c.lease)
+		ttl, err := cli.TimeToLive(ctx, c.lease)
 		if err != nil {
 			return err
 		}
-		v = election.Validity{Sent: sent, TTL: time.Duration(resp.TTL) * time.Second}
+		v = election.Validity{Sent: sent, TTL: time.Duration(ttl.TTL) * time.Second}
 		return nil
 	})
 	if err != nil {
-		return election.Validity{}, err
+		return election.Validity{}, nil, err
 	}
 	if v.TTL <= 0 {
-		return election.Validity{}, fmt.Errorf("lease %x expired: %w", c.lease, election.ErrLost)
+		return election.Validity{}, nil, fmt.Errorf("lease %x expired: %w", c.lease, election.ErrLost)
 	}
-	return v, nil
+	return v, resp, nil
 }
 
-func (c *candidacy) checkKey(ctx context.Context, rev int64, then ...clientv3.Op) error {
-	var ok bool
+func (c *candidacy) checkKey(ctx context.Context, rev int64, then ...clientv3.Op) (*clientv3.TxnResponse, error) {
+	var resp *clientv3.TxnResponse
 	err := c.b.call(ctx, "checking the candidate key", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
-		resp, err := cli.Txn(ctx).
+		var err error
+		resp, err = cli.Txn(ctx).
 			If(clientv3.Compare(clientv3.CreateRevision(c.key), "=", rev)).
 			Then(then...).
 			Commit()
-		if err == nil {
-			ok = resp.Succeeded
-		}
 		return err
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if !ok {
-		return fmt.Errorf("candidate key %s is gone: %w", c.key, election.ErrLost)
+	if !resp.Succeeded {
+		return nil, fmt.Errorf("candidate key %s is gone: %w", c.key, election.ErrLost)
 	}
-	return nil
+	return resp, nil
 }
 
 // Renew checks that the key (once created) is still ours, then refreshes
-// the lease once. The first renewal after the campaign got past its wait
-// also puts the cleared key, in the same transaction (Reclaim reads it).
+// the lease once.
 func (c *candidacy) Renew(ctx context.Context) (election.Validity, error) {
-	c.mu.Lock()
-	rev, note := c.rev, c.cleared && !c.clearedNoted
-	c.mu.Unlock()
-	if rev != 0 {
-		var then []clientv3.Op
-		if note {
-			then = append(then, clientv3.OpPut(c.b.clearedKey(c.lease), "", clientv3.WithLease(c.lease)))
-		}
-		if err := c.checkKey(ctx, rev, then...); err != nil {
+	if rev := c.createRev(); rev != 0 {
+		if _, err := c.checkKey(ctx, rev); err != nil {
 			return election.Validity{}, err
-		}
-		if note {
-			c.mu.Lock()
-			c.clearedNoted = true
-			c.mu.Unlock()
 		}
 	}
 	var v election.Validity

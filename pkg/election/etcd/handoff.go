@@ -29,8 +29,8 @@ const maxTxnOps = 128
 
 // handoffPlan is what a handover deletes, read at one revision.
 type handoffPlan struct {
-	target    string // the successor's key
-	targetRev int64  // its create revision
+	target    string             // the successor's key
+	targetRev int64              // its create revision
 	ahead     []string           // keys between this leader's and the successor's
 	leases    []clientv3.LeaseID // their leases
 }
