@@ -37,6 +37,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leader-elector/leader-elector/pkg/election"
+	"github.com/leader-elector/leader-elector/pkg/election/internal/retry"
 )
 
 // Backend is an etcd election backend. It talks to each member through a
@@ -199,7 +200,7 @@ func (c *candidacy) Campaign(ctx context.Context) (election.Term, error) {
 		if from.IsZero() {
 			from = clear
 		}
-		if _, err := c.b.waitOut(ctx, from, pred); err != nil {
+		if err := c.b.waitOut(ctx, from, pred); err != nil {
 			return election.Term{}, err
 		}
 		if v, _, err = c.verify(ctx, rev, cleared); err != nil {
@@ -224,8 +225,7 @@ type predecessor struct {
 // waitOut returns once nobody can still claim leadership from before from,
 // the instant this candidate saw its last predecessor go (or, with none,
 // first saw the election without one), on its own clock: the largest lease
-// TTL seen (pred's, this backend's, any predecessor's before) plus 2 %. It
-// reports whether it had to wait.
+// TTL seen (pred's, this backend's, any predecessor's before) plus 2 %.
 //
 // A lease normally ends only after its holder stopped claiming (the holder
 // gives up TTL × (1 − drift) − margin after sending its last acknowledged
@@ -245,11 +245,11 @@ type predecessor struct {
 // looks the same. Only a predecessor that left the resigned marker (a
 // resignation, switchover or reclaim, made after it stopped claiming) is
 // not waited out; a new election's first leader waits one TTL.
-func (b *Backend) waitOut(ctx context.Context, from time.Time, pred predecessor) (bool, error) {
+func (b *Backend) waitOut(ctx context.Context, from time.Time, pred predecessor) error {
 	ttl := max(pred.ttl, b.ttl, time.Duration(b.maxTTL.Load()))
 	d := time.Until(from.Add(ttl + ttl/50))
 	if d <= 0 {
-		return false, nil
+		return nil
 	}
 	if pred.key != "" {
 		b.log.Info("the predecessor's term ended without a resignation; waiting out its validity before claiming",
@@ -258,14 +258,7 @@ func (b *Backend) waitOut(ctx context.Context, from time.Time, pred predecessor)
 		b.log.Info("no candidate is ahead of this one; waiting out any leader whose lease may have ended early before claiming",
 			"wait", d.Round(time.Millisecond))
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false, ctx.Err()
-	case <-t.C:
-		return true, nil
-	}
+	return retry.Sleep(ctx, d)
 }
 
 // grantedTTL reads the TTL lease was granted with, and keeps the largest

@@ -137,16 +137,7 @@ func (c *candidate) lastEnd() time.Time {
 // whole TTL (and 2 %) with nobody ahead.
 func TestAFirstCandidateWaitsOutAnyEarlierLeader(t *testing.T) {
 	cluster := etcdtest.Single(t)
-	b, err := etcd.New(etcd.Options{Endpoints: cluster.ClientURLs(), Prefix: etcd.DefaultPrefix, DialTimeout: 2 * time.Second},
-		election.Params{Election: "first", Identity: "a", TTL: ttl}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	cand, _, err := b.Candidate(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	cand := rawCandidacy(t, cluster.ClientURLs(), "first", "a")
 	keepRenewing(t, cand)
 	start := time.Now()
 	term, err := cand.Campaign(t.Context())

@@ -142,6 +142,23 @@ func waitQueued(t *testing.T, cli *clientv3.Client, n int64) {
 	}
 }
 
+// rawCandidacy is a candidacy of identity id in election on its own
+// backend, without an engine: the test campaigns, renews and resigns it.
+func rawCandidacy(t *testing.T, endpoints []string, electionName, id string) election.Candidacy {
+	t.Helper()
+	b, err := etcd.New(etcd.Options{Endpoints: endpoints, Prefix: etcd.DefaultPrefix, DialTimeout: 2 * time.Second},
+		election.Params{Election: electionName, Identity: id, TTL: ttl}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	c, _, err := b.Candidate(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // keepRenewing renews cand every quarter of the TTL, as the engine does
 // while a candidacy campaigns and leads (a campaign may wait a whole TTL,
 // longer than an unrenewed lease lives), until stop or the test's end.
@@ -504,18 +521,7 @@ func TestFailoverAcrossAnEtcdRaftLeaderChange(t *testing.T) {
 func TestTermSaysHowThePredecessorWent(t *testing.T) {
 	cluster := etcdtest.Single(t)
 	cli := newClient(t, cluster.ClientURLs())
-	newCandidacy := func(id string) election.Candidacy {
-		b, err := etcd.New(etcd.Options{Endpoints: cluster.ClientURLs(), Prefix: etcd.DefaultPrefix, DialTimeout: 2 * time.Second}, election.Params{Election: "test", Identity: id, TTL: ttl}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { b.Close() })
-		c, _, err := b.Candidate(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	newCandidacy := func(id string) election.Candidacy { return rawCandidacy(t, cluster.ClientURLs(), "test", id) }
 	// takeover makes prev lead, queues next behind it, ends prev with end
 	// and returns next's term. A term with no Vacant time is inconclusive:
 	// prev ended before next had looked for its predecessor.
