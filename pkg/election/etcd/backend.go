@@ -179,9 +179,11 @@ func (c *candidacy) Campaign(ctx context.Context) (election.Term, error) {
 		handover bool
 		k        string
 	)
-	if !vacant.IsZero() {
-		// The predecessor's resigned marker, read in the re-check's
-		// transaction: there, this candidacy is cleared at once.
+	switch {
+	case !vacant.IsZero() && pred.lease != 0:
+		// The last predecessor's resigned marker, read in the re-check's
+		// transaction: there, this candidacy is cleared at once. (A
+		// predecessor without a lease, a key put by hand, has none.)
 		marker := clientv3.OpTxn(
 			[]clientv3.Cmp{clientv3.Compare(clientv3.Version(c.b.resignedKey(pred.lease)), ">", 0)},
 			[]clientv3.Op{cleared}, nil)
@@ -190,6 +192,16 @@ func (c *candidacy) Campaign(ctx context.Context) (election.Term, error) {
 			return election.Term{}, err
 		}
 		handover = resp.Responses[0].GetResponseTxn().GetSucceeded()
+	case vacant.IsZero():
+		// Nobody was ahead when it looked: perhaps a resignation (or
+		// switchover, or reclaim) had already taken them all.
+		if handover = c.resignedBefore(ctx, rev); handover {
+			if v, _, err = c.verify(ctx, rev, cleared); err != nil {
+				return election.Term{}, err
+			}
+		}
+	}
+	if !vacant.IsZero() {
 		k = election.Failover
 		if handover {
 			k = election.Handover
@@ -290,6 +302,49 @@ func (b *Backend) resignedKey(lease clientv3.LeaseID) string {
 	return fmt.Sprintf("%s#resigned/%x", strings.TrimSuffix(b.prefix, "/"), int64(lease))
 }
 
+// lastResignedKey is rewritten with every resigned marker, in the same
+// transaction: a candidate that finds nobody ahead of it reads, at that
+// write's revision, whether anybody was ahead of it then (resignedBefore).
+func (b *Backend) lastResignedKey() string {
+	return strings.TrimSuffix(b.prefix, "/") + "#resigned-last"
+}
+
+// resignedOps are the writes that go with deleting the key of a candidacy
+// on lease that has stopped claiming: its resigned marker, and the last
+// resignation's record, both on markerLease.
+func (b *Backend) resignedOps(lease, markerLease clientv3.LeaseID) []clientv3.Op {
+	return []clientv3.Op{
+		clientv3.OpPut(b.resignedKey(lease), "", clientv3.WithLease(markerLease)),
+		clientv3.OpPut(b.lastResignedKey(), "", clientv3.WithLease(markerLease)),
+	}
+}
+
+// resignedBefore reports whether this candidacy, whose key was created at
+// rev and which found nobody ahead of it, was left alone by a resignation:
+// the last resignation's record was written after rev, and at that
+// revision no key created before rev remained. Keys created later are
+// behind it, so from then on nobody ahead of it could claim. Any error
+// (the record gone with its lease, the revision compacted) says no: the
+// candidate then waits.
+func (c *candidacy) resignedBefore(ctx context.Context, rev int64) bool {
+	var ok bool
+	_ = c.b.call(ctx, "reading the last resignation", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
+		last, err := cli.Get(ctx, c.b.lastResignedKey())
+		if err != nil || len(last.Kvs) == 0 || last.Kvs[0].ModRevision <= rev {
+			return err
+		}
+		// Keys, not a count: etcd counts before the create-revision filter.
+		ahead, err := cli.Get(ctx, c.b.prefix, clientv3.WithPrefix(), clientv3.WithMaxCreateRev(rev-1),
+			clientv3.WithRev(last.Kvs[0].ModRevision), clientv3.WithKeysOnly())
+		if err != nil {
+			return err
+		}
+		ok = len(ahead.Kvs) == 0
+		return nil
+	})
+	return ok
+}
+
 // clearedKey says that the candidacy on lease got past its predecessors and
 // any wait for them (candidacy.cleared): put on its lease by the re-check
 // that ends its campaign, so a restarted process that reclaims it knows it
@@ -303,8 +358,12 @@ func (b *Backend) clearedKey(lease clientv3.LeaseID) string {
 func (c *candidacy) create(ctx context.Context) (int64, error) {
 	var rev int64
 	err := c.b.call(ctx, "creating the candidate key", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
+		// Not over a resigned marker: a switchover deleted this key (a
+		// resend after a lost answer would otherwise bring it back, under a
+		// marker that would spare its successor the wait).
 		resp, err := cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.CreateRevision(c.key), "=", 0)).
+			If(clientv3.Compare(clientv3.CreateRevision(c.key), "=", 0),
+				clientv3.Compare(clientv3.Version(c.b.resignedKey(c.lease)), "=", 0)).
 			Then(clientv3.OpPut(c.key, c.b.identity, clientv3.WithLease(c.lease))).
 			Else(clientv3.OpGet(c.key)).
 			Commit()
@@ -459,7 +518,10 @@ func (c *candidacy) verify(ctx context.Context, rev int64, then ...clientv3.Op) 
 		if err != nil {
 			return err
 		}
-		v = election.Validity{Sent: sent, TTL: time.Duration(ttl.TTL) * time.Second}
+		// Not more than granted: after a Raft leader change etcd extends
+		// every lease by its election timeout, but successors wait out
+		// only the granted TTL (waitOut).
+		v = election.Validity{Sent: sent, TTL: time.Duration(min(ttl.TTL, ttl.GrantedTTL)) * time.Second}
 		return nil
 	})
 	if err != nil {
@@ -549,7 +611,7 @@ func (c *candidacy) resign(ctx context.Context) error {
 		if cleared {
 			// The engine stepped down before it resigns: the successor need
 			// not wait out this candidacy (waitOut).
-			ops = append(ops, clientv3.OpPut(c.b.resignedKey(c.lease), "", clientv3.WithLease(c.lease)))
+			ops = append(ops, c.b.resignedOps(c.lease, c.lease)...)
 		}
 		return c.b.call(ctx, "deleting the candidate key", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
 			_, err := cli.Txn(ctx).

@@ -1,6 +1,7 @@
 package etcd_test
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -149,5 +150,53 @@ func TestAFirstCandidateWaitsOutAnyEarlierLeader(t *testing.T) {
 	}
 	if !term.Vacant.IsZero() || term.Kind != "" {
 		t.Errorf("term %+v: want no predecessor (zero Vacant, no Kind)", term)
+	}
+}
+
+// A switchover's successor that looks for its predecessor only after the
+// handover has deleted everything ahead of it finds nobody; the handover
+// marker on its own lease says nobody before it still claims, so it does not
+// wait out a TTL (a rolling update hands over to a pod as soon as it queues).
+func TestASuccessorThatLooksLateAfterASwitchoverDoesNotWait(t *testing.T) {
+	cluster := etcdtest.Single(t)
+	urls := cluster.ClientURLs()
+	backend := func(id string) (*etcd.Backend, election.Candidacy) {
+		b, err := etcd.New(etcd.Options{Endpoints: urls, Prefix: etcd.DefaultPrefix, DialTimeout: 2 * time.Second},
+			election.Params{Election: "late", Identity: id, TTL: ttl}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Close() })
+		c, _, err := b.Candidate(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		keepRenewing(t, c)
+		return b, c
+	}
+	lb, leader := backend("l")
+	if _, err := leader.Campaign(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	b, succ := backend("s")
+	// The successor's key is in line (its campaign's first step), but it
+	// has not read the line yet.
+	cli := newClient(t, urls)
+	lease, err := strconv.ParseInt(b.Handle(succ), 16, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(t.Context(), b.Prefix()+b.Handle(succ), "s", clientv3.WithLease(clientv3.LeaseID(lease))); err != nil {
+		t.Fatal(err)
+	}
+	if err := lb.HandOver(t.Context(), leader, "s"); err != nil {
+		t.Fatalf("HandOver: %v", err)
+	}
+	start := time.Now()
+	if _, err := succ.Campaign(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took >= ttl/2 {
+		t.Fatalf("the successor claimed %v after a switchover, want well under the TTL %v: it waited", took, ttl)
 	}
 }

@@ -32,6 +32,7 @@ type handoffPlan struct {
 	target    string             // the successor's key
 	targetRev int64              // its create revision
 	ahead     []string           // keys between this leader's and the successor's
+	aheadRevs []int64            // their create revisions
 	leases    []clientv3.LeaseID // their leases
 }
 
@@ -73,6 +74,7 @@ func (b *Backend) plan(ctx context.Context, cand election.Candidacy, to string) 
 			p.target, p.targetRev = string(kv.Key), kv.CreateRevision
 			for _, a := range resp.Kvs[1 : i+1] {
 				p.ahead = append(p.ahead, string(a.Key))
+				p.aheadRevs = append(p.aheadRevs, a.CreateRevision)
 				p.leases = append(p.leases, clientv3.LeaseID(a.Lease))
 			}
 		}
@@ -110,19 +112,24 @@ func (b *Backend) HandOver(ctx context.Context, cand election.Candidacy, to stri
 		// The engine stopped claiming before it hands over: the successor
 		// need not wait out this candidacy (waitOut), nor those ahead of it,
 		// which never led; whichever of their keys the successor watched
-		// last, it finds the resigned marker.
-		ops := []clientv3.Op{clientv3.OpDelete(c.key), clientv3.OpPut(b.resignedKey(c.lease), "", clientv3.WithLease(c.lease))}
+		// last, it finds the resigned marker, and if it had not looked for
+		// a predecessor yet, the last resignation's record (resignedBefore).
+		// Each key ahead must still exist (then so does its lease, which
+		// the marker is put on).
+		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(c.key), "=", c.createRev()),
+			clientv3.Compare(clientv3.CreateRevision(p.target), "=", p.targetRev)}
+		ops := append([]clientv3.Op{clientv3.OpDelete(c.key)}, b.resignedOps(c.lease, c.lease)...)
 		for i, k := range p.ahead {
-			ops = append(ops, clientv3.OpDelete(k), clientv3.OpPut(b.resignedKey(p.leases[i]), "", clientv3.WithLease(p.leases[i])))
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(k), "=", p.aheadRevs[i]))
+			ops = append(ops, clientv3.OpDelete(k))
+			if p.leases[i] != 0 {
+				ops = append(ops, clientv3.OpPut(b.resignedKey(p.leases[i]), "", clientv3.WithLease(p.leases[i])))
+			}
 		}
 		var resp *clientv3.TxnResponse
 		err = b.call(ctx, "handing over", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
 			var err error
-			resp, err = cli.Txn(ctx).
-				If(clientv3.Compare(clientv3.CreateRevision(c.key), "=", c.createRev()),
-					clientv3.Compare(clientv3.CreateRevision(p.target), "=", p.targetRev)).
-				Then(ops...).
-				Commit()
+			resp, err = cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
 			return err
 		})
 		if err != nil {
@@ -132,6 +139,13 @@ func (b *Backend) HandOver(ctx context.Context, cand election.Candidacy, to stri
 			b.log.Info("handed over", "to", to, "key", p.target, "token", p.targetRev, "requeued", len(p.ahead))
 			return nil
 		}
+	}
+	// A transaction that committed but whose answer was lost reads, when
+	// resent, as a changed line: if this leader's key is gone, the
+	// handover happened (plan says ErrLost), and the engine must not lead
+	// again.
+	if _, _, err := b.plan(ctx, cand, to); err != nil {
+		return err
 	}
 	return fmt.Errorf("%w: the line kept changing while handing over to %q", election.ErrNotInLine, to)
 }

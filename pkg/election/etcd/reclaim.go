@@ -49,6 +49,9 @@ func (b *Backend) Reclaim(ctx context.Context, handle string) error {
 	key := fmt.Sprintf("%s%x", b.prefix, id)
 	genKey := fmt.Sprintf("%s%x", b.generationPrefix(), id)
 	clearedKey := b.clearedKey(lease)
+	// Markers a clean exit or a switchover left on the lease: nothing to
+	// release then, and no reason to refuse.
+	markers := []string{b.resignedKey(lease), b.lastResignedKey()}
 	var ttl *clientv3.LeaseTimeToLiveResponse
 	err = b.call(ctx, "reading the earlier lease", true, func(ctx context.Context, _ int, cli *clientv3.Client) error {
 		var err error
@@ -66,6 +69,9 @@ func (b *Backend) Reclaim(ctx context.Context, handle string) error {
 		return nil
 	}
 	for _, k := range ttl.Keys {
+		if slices.Contains(markers, string(k)) {
+			continue
+		}
 		if string(k) != key && string(k) != genKey && string(k) != clearedKey {
 			return fmt.Errorf("etcd: reclaim: lease %x carries key %q, not only this candidate's %s; leaving it", id, k, key)
 		}
@@ -87,6 +93,9 @@ func (b *Backend) Reclaim(ctx context.Context, handle string) error {
 	var cmps []clientv3.Cmp
 	var ops []clientv3.Op
 	for _, k := range ttl.Keys {
+		if slices.Contains(markers, string(k)) {
+			continue
+		}
 		cmps = append(cmps, clientv3.Compare(clientv3.LeaseValue(string(k)), "=", lease))
 		ops = append(ops, clientv3.OpDelete(string(k)))
 	}
@@ -103,7 +112,7 @@ func (b *Backend) Reclaim(ctx context.Context, handle string) error {
 		if err != nil {
 			return err
 		}
-		ops = append(ops, clientv3.OpPut(b.resignedKey(lease), "", clientv3.WithLease(marker.ID)))
+		ops = append(ops, b.resignedOps(lease, marker.ID)...)
 	}
 	// If a key is no longer on the lease, the lease expired in between
 	// (keys named after it are put only with it): nothing is left to do.
