@@ -224,19 +224,53 @@ func (r *Runner) term(ctx context.Context, src election.Source, term election.St
 }
 
 // stop sends SIGTERM to the group, SIGKILL after the grace period, and
-// returns the command's Wait error.
+// returns the command's Wait error once nothing of its group is left
+// (endGroup).
 func (r *Runner) stop(pgid int, waited <-chan error) error {
 	_ = syscall.Kill(-pgid, syscall.SIGTERM)
 	t := time.NewTimer(r.opts.Grace)
 	defer t.Stop()
 	select {
 	case err := <-waited:
+		endGroup(pgid)
 		return err
 	case <-t.C:
 	}
 	r.log.Warn("the command outlived its grace period; killing it", "grace", r.opts.Grace)
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	return <-waited
+	err := <-waited
+	endGroup(pgid)
+	return err
+}
+
+// groupGone bounds how long endGroup waits for the kernel to end what is
+// left of a process group.
+const groupGone = time.Second
+
+// endGroup kills what is left of the command's process group once the
+// command itself has exited (a background child that ignored SIGTERM, or
+// one the group's SIGKILL has not ended yet: the clean-clone CI saw one
+// alive after the command's exit) and waits, up to groupGone, until no
+// member is left, reaping those that are this process's children (as PID 1
+// of a container it inherits orphans), so the lease is released only after
+// the command's work has stopped.
+func endGroup(pgid int) {
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	deadline := time.Now().Add(groupGone)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var ws syscall.WaitStatus
+		for {
+			if pid, err := syscall.Wait4(-pgid, &ws, syscall.WNOHANG, nil); pid <= 0 || err != nil {
+				break
+			}
+		}
+		if err := syscall.Kill(-pgid, 0); err != nil || !time.Now().Before(deadline) {
+			return
+		}
+		<-tick.C
+	}
 }
 
 // report hands an exit to Exits, replacing an unread one.
