@@ -161,16 +161,7 @@ func TestASuccessorThatLooksLateAfterASwitchoverDoesNotWait(t *testing.T) {
 	cluster := etcdtest.Single(t)
 	urls := cluster.ClientURLs()
 	backend := func(id string) (*etcd.Backend, election.Candidacy) {
-		b, err := etcd.New(etcd.Options{Endpoints: urls, Prefix: etcd.DefaultPrefix, DialTimeout: 2 * time.Second},
-			election.Params{Election: "late", Identity: id, TTL: ttl}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { b.Close() })
-		c, _, err := b.Candidate(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
+		b, c := rawBackend(t, urls, "late", id)
 		keepRenewing(t, c)
 		return b, c
 	}

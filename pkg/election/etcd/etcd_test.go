@@ -146,6 +146,13 @@ func waitQueued(t *testing.T, cli *clientv3.Client, n int64) {
 // backend, without an engine: the test campaigns, renews and resigns it.
 func rawCandidacy(t *testing.T, endpoints []string, electionName, id string) election.Candidacy {
 	t.Helper()
+	_, c := rawBackend(t, endpoints, electionName, id)
+	return c
+}
+
+// rawBackend is rawCandidacy with its backend (for Handoff, Reclaimer).
+func rawBackend(t *testing.T, endpoints []string, electionName, id string) (*etcd.Backend, election.Candidacy) {
+	t.Helper()
 	b, err := etcd.New(etcd.Options{Endpoints: endpoints, Prefix: etcd.DefaultPrefix, DialTimeout: 2 * time.Second},
 		election.Params{Election: electionName, Identity: id, TTL: ttl}, nil)
 	if err != nil {
@@ -156,7 +163,7 @@ func rawCandidacy(t *testing.T, endpoints []string, electionName, id string) ele
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c
+	return b, c
 }
 
 // keepRenewing renews cand every quarter of the TTL, as the engine does
