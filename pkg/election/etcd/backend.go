@@ -577,9 +577,11 @@ func (c *candidacy) Renew(ctx context.Context) (election.Validity, error) {
 }
 
 // Resign deletes the candidate's key, so the successor's watch fires at
-// once. The lease is left to expire: its being alive tells the successor
-// this was a handover, not a crash. A candidacy that never created its key
-// revokes its lease instead.
+// once; a candidacy that got past its campaign's wait (cleared) leaves the
+// resigned marker in the same transaction, which tells the successor this
+// was a handover it need not wait out (waitOut). The lease is left to
+// expire and takes the marker with it. A candidacy that never created its
+// key revokes its lease instead.
 //
 // Unlike the other calls, Resign tries again (every request timeout) until
 // it succeeds or ctx ends when no member could serve it, for instance
